@@ -1,0 +1,3 @@
+from ae_lab.train import main
+
+main()

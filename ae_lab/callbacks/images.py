@@ -1,0 +1,47 @@
+"""Reconstruction grids in TensorBoard, so a glance shows what the numbers mean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torchvision.utils import make_grid
+
+from ae_lab.models.base import AutoencoderModule
+
+
+def log_image(trainer: L.Trainer, tag: str, image: torch.Tensor, step: int) -> None:
+    """Sends a (C, H, W) image to every logger that takes images (TensorBoard does)."""
+    for lg in trainer.loggers:
+        add_image = getattr(getattr(lg, "experiment", None), "add_image", None)
+        if add_image is not None:
+            add_image(tag, image, global_step=step)
+
+
+class ReconstructionGrid(L.Callback):
+    """Each validation epoch: a grid of clean inputs, corrupted inputs and reconstructions (one
+    row each) for the first ``n_images`` images of the first validation batch."""
+
+    def __init__(self, n_images: int = 8) -> None:
+        self.n_images = n_images
+        self.rows: torch.Tensor | None = None
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
+        if (
+            batch_idx != 0
+            or trainer.sanity_checking
+            or not isinstance(pl_module, AutoencoderModule)
+        ):
+            return
+        n = self.n_images
+        with torch.no_grad():
+            recon = pl_module(batch["input"][:n])
+        self.rows = torch.cat([batch["target"][:n], batch["input"][:n], recon]).float().cpu()
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if self.rows is None:
+            return
+        grid = make_grid(self.rows, nrow=self.n_images, padding=2, pad_value=0.5)
+        log_image(trainer, "val/reconstructions", grid, trainer.global_step)
+        self.rows = None

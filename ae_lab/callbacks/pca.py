@@ -1,0 +1,117 @@
+"""PCA at the same bottleneck size, scored exactly like the model it sits beside."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from sklearn.decomposition import PCA
+from torchmetrics import MeanSquaredError
+
+from ae_lab.models.base import AutoencoderModule
+
+log = logging.getLogger(__name__)
+
+
+class LinearReconstruction(torch.nn.Module):
+    """A fitted PCA as a torch module: x -> mean + (x - mean) P^T P, on any device."""
+
+    def __init__(self, components: torch.Tensor, mean: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("components", components)
+        self.register_buffer("mean", mean)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1) - self.mean
+        return (flat @ self.components.T @ self.components + self.mean).view_as(x)
+
+
+def fit_pca(images: torch.Tensor, n_components: int | float, seed: int = 0) -> PCA:
+    """scikit-learn PCA on flattened images; a float in (0, 1) is a share of explained variance."""
+    return PCA(n_components=n_components, random_state=seed).fit(images.flatten(1).cpu().numpy())
+
+
+class PCABaseline(L.Callback):
+    """Fits PCA once per run on the model's training images and logs ``pca/val_mse`` and
+    ``pca/test_mse``: the same corrupted inputs, the same clean targets and the same metric as
+    ``val/mse`` and ``test/mse``, so model and PCA share a chart in TensorBoard.
+
+    ``n_components`` defaults to the model's latent size; a float in (0, 1) picks the number of
+    components that explains that share of the variance instead.
+    """
+
+    def __init__(self, n_components: int | float | None = None, seed: int = 0) -> None:
+        if n_components is not None and not (
+            (isinstance(n_components, int) and n_components >= 1) or 0 < n_components < 1
+        ):
+            raise ValueError(
+                "callbacks.pca.n_components must be an integer >= 1 or a variance ratio in "
+                f"(0, 1), got {n_components!r}"
+            )
+        self.n_components = n_components
+        self.seed = seed
+        self.pca: PCA | None = None
+        self.reconstruct: LinearReconstruction | None = None
+        self.fit_seconds: float | None = None
+        self.metrics: dict[str, MeanSquaredError] = {}
+
+    def _active(self, pl_module: L.LightningModule) -> bool:
+        return isinstance(pl_module, AutoencoderModule)
+
+    def _fit(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.reconstruct is not None or not self._active(pl_module):
+            return
+        n = self.n_components if self.n_components is not None else pl_module.latent_dim
+        images = trainer.datamodule.images("train")
+        start = time.perf_counter()
+        self.pca = fit_pca(images, n, self.seed)
+        self.fit_seconds = time.perf_counter() - start
+        dtype = torch.float32
+        self.reconstruct = LinearReconstruction(
+            torch.as_tensor(self.pca.components_, dtype=dtype),
+            torch.as_tensor(self.pca.mean_, dtype=dtype),
+        ).to(pl_module.device)
+        log.info(
+            "PCA baseline: %d components (%.1f%% of variance) fitted on %d images in %.2f s",
+            self.pca.n_components_,
+            100 * self.pca.explained_variance_ratio_.sum(),
+            len(images),
+            self.fit_seconds,
+        )
+        for lg in trainer.loggers:
+            lg.log_hyperparams({"pca/n_components": int(self.pca.n_components_)})
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit(trainer, pl_module)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._fit(trainer, pl_module)
+
+    def _update(self, stage: str, pl_module: L.LightningModule, batch: Any) -> None:
+        if self.reconstruct is None:
+            return
+        metric = self.metrics.get(stage)
+        if metric is None:
+            metric = self.metrics[stage] = MeanSquaredError().to(pl_module.device)
+        with torch.no_grad():
+            metric.update(self.reconstruct(batch["input"]), batch["target"])
+
+    def _log(self, stage: str, pl_module: L.LightningModule) -> None:
+        metric = self.metrics.pop(stage, None)
+        if metric is not None:
+            pl_module.log(f"pca/{stage}_mse", metric.compute())
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
+        self._update("val", pl_module, batch)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log("val", pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
+        self._update("test", pl_module, batch)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log("test", pl_module)

@@ -1,0 +1,222 @@
+"""MNIST as a LightningDataModule, read by torchvision and served from one resident tensor."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torchvision.datasets import MNIST
+
+from ae_lab.data.loader import TensorBatchLoader
+from ae_lab.data.transforms import Corruption, NoCorruption
+
+log = logging.getLogger(__name__)
+
+TRAIN_SIZE = 60_000
+
+
+def load_mnist(root: str | Path, train: bool, download: bool = True) -> MNIST:
+    """Opens torchvision's MNIST under ``root`` (files in ``root/MNIST/raw``), downloading if asked.
+
+    Raises one readable error naming the place it looked and the two ways to point at a copy,
+    instead of torchvision's download traceback, which is all an offline user would otherwise see.
+    """
+    root = Path(root).expanduser()
+    try:
+        return MNIST(str(root), train=train, download=False)
+    except RuntimeError:
+        if not download:
+            raise _missing(root, "download is off (data.download=false)") from None
+    try:
+        log.info("MNIST not found under %s; downloading it with torchvision", root)
+        return MNIST(str(root), train=train, download=True)
+    except Exception as err:  # noqa: BLE001 - any download failure means the same to the user
+        raise _missing(root, f"the download failed: {err}") from err
+
+
+def _missing(root: Path, why: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"MNIST files not found in {root.resolve() / 'MNIST' / 'raw'} and {why}. "
+        "Point ae_lab at a folder that holds MNIST/raw/ (torchvision's layout) with "
+        "AE_LAB_DATA_DIR=/path/to/data or the override data.root=/path/to/data."
+    )
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """Seeded train/val split of the 60k training images; the official 10k as the test set.
+
+    Batches come out as ``{"input", "target", "label"}``: ``target`` is the clean image and
+    ``input`` the same image after the configured corruption, applied to the whole batch on the
+    device it lives on. Validation and test corruption is re-seeded on every pass, so their curves
+    measure the model and not the noise draw.
+
+    ``fast=True`` (default) keeps every image in one uint8 tensor on the training device and
+    slices batches from it; ``fast=False`` is the classic torchvision ``ToTensor`` + ``DataLoader``
+    path, kept for comparison (``make bench``) and for users who need workers.
+    """
+
+    def __init__(
+        self,
+        root: str = "data",
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        val_size: int = 5_000,
+        split_seed: int = 42,
+        seed: int = 0,
+        corruption: Corruption | None = None,
+        fast: bool = True,
+        on_device: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        download: bool = True,
+    ) -> None:
+        super().__init__()
+        if not 0 < val_size < TRAIN_SIZE:
+            raise ValueError(f"data.val_size must lie in (0, {TRAIN_SIZE}), got {val_size}")
+        self.root = root
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.seed = seed
+        self.corruption = corruption or NoCorruption()
+        self.fast = fast
+        self.on_device = on_device
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.download = download
+        self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._generators: dict[tuple[str, torch.device], torch.Generator] = {}
+
+    def prepare_data(self) -> None:
+        for train in (True, False):
+            load_mnist(self.root, train=train, download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        train = load_mnist(self.root, train=True, download=self.download)
+        test = load_mnist(self.root, train=False, download=self.download)
+        val_idx, train_idx = self.split_indices()
+        self.splits = {
+            "train": (train.data[train_idx], train.targets[train_idx]),
+            "val": (train.data[val_idx], train.targets[val_idx]),
+            "test": (test.data, test.targets),
+        }
+        device = self._device()
+        if self.fast and device is not None:
+            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+        log.info(
+            "MNIST from %s: %d train / %d val / %d test images%s",
+            Path(self.root).resolve(),
+            len(train_idx),
+            len(val_idx),
+            len(test.data),
+            f" resident on {device}" if self.fast and device is not None else "",
+        )
+
+    def split_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(validation, training) indices into the 60k training images, fixed by ``split_seed``."""
+        perm = torch.randperm(TRAIN_SIZE, generator=torch.Generator().manual_seed(self.split_seed))
+        return perm[: self.val_size].sort().values, perm[self.val_size :].sort().values
+
+    def images(self, split: str) -> torch.Tensor:
+        """All images of a split as float in [0, 1], shape (N, 1, 28, 28), on the data's device."""
+        x, _ = self.splits[split]
+        return x.unsqueeze(1).float().div_(255.0)
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self.splits[split][1]
+
+    def _device(self) -> torch.device | None:
+        if not self.on_device or self.trainer is None:
+            return None
+        return self.trainer.strategy.root_device
+
+    def _loader(self, split: str, shuffle: bool) -> Any:
+        x, y = self.splits[split]
+        batch_size = self.batch_size if split == "train" else self.eval_batch_size
+        if self.fast:
+            return Numbered(TensorBatchLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed))
+        return Numbered(
+            classic_loader(x, y, batch_size, shuffle, self.seed, self.num_workers, self.pin_memory)
+        )
+
+    def train_dataloader(self) -> Any:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> Any:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> dict[str, torch.Tensor]:
+        x, y, i = batch
+        training = self.trainer is None or self.trainer.training
+        gen = self._generator("train" if training else "eval", x.device)
+        if not training:  # same corruption on every evaluation pass
+            gen.manual_seed(self.seed * 1_000_003 + i)
+        return {"input": self.corruption(x, generator=gen), "target": x, "label": y}
+
+    def _generator(self, kind: str, device: torch.device) -> torch.Generator:
+        key = (kind, device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed + 1)
+        return self._generators[key]
+
+
+class Numbered:
+    """Adds each batch's position in the pass, so evaluation corruption can be seeded by it."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        for i, (x, y) in enumerate(self.loader):
+            yield x, y, i
+
+
+class _ToTensorDataset(torch.utils.data.Dataset):
+    """Per-sample PIL decode + ``ToTensor``, as the classic MNIST tutorials do."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        from torchvision import transforms
+
+        self.images, self.labels = images.cpu(), labels.cpu()
+        self.to_tensor = transforms.ToTensor()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i].numpy(), mode="L")
+        return self.to_tensor(img), int(self.labels[i])
+
+
+def classic_loader(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        _ToTensorDataset(images, labels),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )

@@ -1,0 +1,12 @@
+from ae_lab.models.base import AutoencoderModule, LabModule
+from ae_lab.models.dense import DenseAE
+from ae_lab.models.vae import ConvVAE, DenseVAE, VariationalAutoencoder
+
+__all__ = [
+    "AutoencoderModule",
+    "ConvVAE",
+    "DenseAE",
+    "DenseVAE",
+    "LabModule",
+    "VariationalAutoencoder",
+]

@@ -1,0 +1,110 @@
+"""The LightningModules every ae_lab model builds on.
+
+``LabModule`` holds what any model needs from the experiment (its optimizer from the ``optimizer``
+config group, its parameter count). ``AutoencoderModule`` holds everything the autoencoder variants
+share: the train/val/test steps, the MSE against the clean image, and the logged names. A variant
+only sets ``self.encoder`` and ``self.decoder`` and, if its objective differs, ``loss_terms``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanSquaredError
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+Batch = dict[str, torch.Tensor]
+
+
+class LabModule(L.LightningModule):
+    """Optimizer from config (a ``_partial_`` optimizer) and a logged parameter count."""
+
+    def __init__(self, optimizer: OptimizerFactory | None = None) -> None:
+        super().__init__()
+        self.optimizer_factory = optimizer
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def setup(self, stage: str) -> None:
+        # setup runs before Lightning logs hyperparameters, so the count reaches the logger too
+        self.hparams["n_params"] = self.n_params
+        if stage == "fit":
+            log.info("model %s: %s parameters", type(self).__name__, f"{self.n_params:,}")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.optimizer_factory is None:
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+        return self.optimizer_factory(self.parameters())
+
+
+class AutoencoderModule(LabModule):
+    """Shared steps and metrics. Every reported MSE is the mean over pixels in [0, 1] of the
+    reconstruction against the *clean* image, the same quantity the PCA baseline logs."""
+
+    def __init__(self, latent_dim: int, optimizer: OptimizerFactory | None = None) -> None:
+        super().__init__(optimizer)
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"latent must be a positive integer, got {latent_dim!r}")
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.latent_dim = latent_dim
+        self.encoder: nn.Module
+        self.decoder: nn.Module
+        self.val_mse = MeanSquaredError()
+        self.test_mse = MeanSquaredError()
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code of ``x`` (for a VAE, the posterior mean)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] from codes."""
+        return torch.sigmoid(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def shared_step(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Loss terms (``loss`` is optimised, the rest are logged) and the reconstruction."""
+        code = self.encode(batch["input"])
+        logits = self.decoder(code)
+        recon = torch.sigmoid(logits)
+        return self.loss_terms(batch, code, logits, recon), recon
+
+    def loss_terms(
+        self, batch: Batch, code: torch.Tensor, logits: torch.Tensor, recon: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        return {"loss": F.mse_loss(recon, batch["target"])}
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        terms, _ = self.shared_step(batch)
+        self._log_terms("train", terms)
+        return terms["loss"]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step("val", batch, self.val_mse)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step("test", batch, self.test_mse)
+
+    def _eval_step(self, stage: str, batch: Batch, mse: MeanSquaredError) -> None:
+        terms, recon = self.shared_step(batch)
+        mse.update(recon, batch["target"])
+        self._log_terms(stage, terms)
+        self.log(f"{stage}/mse", mse, prog_bar=True)
+
+    def _log_terms(self, stage: str, terms: dict[str, torch.Tensor]) -> None:
+        # Epoch means under the documented names (train/loss, val/loss, ...); the running loss
+        # goes only to the progress bar, so no step waits on the logger.
+        for name, value in terms.items():
+            self.log(f"{stage}/{name}", value.detach(), on_step=False, on_epoch=True)
+        if stage == "train":
+            self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False)

@@ -1,0 +1,106 @@
+"""The ``python -m ae_lab`` entrypoint: build everything from config, fit, test, record metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ae_lab import resolvers
+
+log = logging.getLogger(__name__)
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+resolvers.register()
+# Lightning's own use of a deprecated torch API; nothing a user can act on.
+warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Stops before any work on settings that would otherwise fail deep inside a run."""
+    latent = cfg.get("latent")
+    if isinstance(latent, bool) or not isinstance(latent, int) or latent < 1:
+        raise SystemExit(
+            f"ae_lab: latent must be a positive integer (the bottleneck size), got {latent!r}. "
+            "Examples: latent=8, or a sweep: -m latent=2,4,8"
+        )
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``)."""
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, torch.Tensor | float | int)}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """One run: fit on the training split, then test on the official test set.
+
+    Returns every logged metric's final value; they are also written to ``metrics.json`` in the
+    run directory, which is what sweep summaries read.
+    """
+    check_config(cfg)
+    start = time.perf_counter()
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    if cfg.get("matmul_precision"):
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
+
+    datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
+    model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=instantiate_group(cfg.get("callbacks")),
+        logger=instantiate_group(cfg.get("logger")) or False,
+    )
+    log.info(
+        "%s: latent=%d, transform=%s, %s",
+        type(model).__name__,
+        cfg.latent,
+        datamodule.corruption,
+        trainer.accelerator.__class__.__name__,
+    )
+    fit_model = torch.compile(model) if cfg.get("compile") else model
+    trainer.fit(fit_model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = _floats(trainer.callback_metrics)
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(fit_model, datamodule=datamodule, ckpt_path="best" if best else None)
+    metrics.update(_floats(trainer.callback_metrics))
+    metrics["time/wall_s"] = time.perf_counter() - start
+    metrics["n_params"] = float(model.n_params)
+
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    if out is not None:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        log.info("metrics written to %s", out / "metrics.json")
+    summary = {k: v for k, v in metrics.items() if k.startswith(("test/", "pca/test"))}
+    log.info("test: %s", ", ".join(f"{k}={v:.6g}" for k, v in sorted(summary.items())))
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    metric = cfg.get("optimized_metric")
+    return metrics.get(metric) if metric else None
+
+
+if __name__ == "__main__":
+    main()
