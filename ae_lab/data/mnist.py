@@ -15,8 +15,6 @@ from ae_lab.data.transforms import Corruption, NoCorruption
 
 log = logging.getLogger(__name__)
 
-TRAIN_SIZE = 60_000
-
 
 def load_mnist(root: str | Path, train: bool, download: bool = True) -> MNIST:
     """Opens torchvision's MNIST under ``root`` (files in ``root/MNIST/raw``), downloading if asked.
@@ -74,8 +72,6 @@ class MNISTDataModule(L.LightningDataModule):
         download: bool = True,
     ) -> None:
         super().__init__()
-        if not 0 < val_size < TRAIN_SIZE:
-            raise ValueError(f"data.val_size must lie in (0, {TRAIN_SIZE}), got {val_size}")
         self.root = root
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -100,7 +96,7 @@ class MNISTDataModule(L.LightningDataModule):
             return
         train = load_mnist(self.root, train=True, download=self.download)
         test = load_mnist(self.root, train=False, download=self.download)
-        val_idx, train_idx = self.split_indices()
+        val_idx, train_idx = self.split_indices(len(train.data))
         self.splits = {
             "train": (train.data[train_idx], train.targets[train_idx]),
             "val": (train.data[val_idx], train.targets[val_idx]),
@@ -118,9 +114,11 @@ class MNISTDataModule(L.LightningDataModule):
             f" resident on {device}" if self.fast and device is not None else "",
         )
 
-    def split_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(validation, training) indices into the 60k training images, fixed by ``split_seed``."""
-        perm = torch.randperm(TRAIN_SIZE, generator=torch.Generator().manual_seed(self.split_seed))
+    def split_indices(self, n: int = 60_000) -> tuple[torch.Tensor, torch.Tensor]:
+        """(validation, training) indices into the n training images, fixed by ``split_seed``."""
+        if not 0 < self.val_size < n:
+            raise ValueError(f"data.val_size must lie in (0, {n}), got {self.val_size}")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         return perm[: self.val_size].sort().values, perm[self.val_size :].sort().values
 
     def images(self, split: str) -> torch.Tensor:

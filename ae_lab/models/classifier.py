@@ -1,0 +1,72 @@
+"""The CNN classifier of the reference study, trained through the same entrypoint and data.
+
+It answers the downstream question "do reconstructions keep what makes a digit that digit?":
+a classifier trained on clean images scores the originals, the autoencoder's reconstructions and
+PCA's, at the same bottleneck size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ae_lab.models.base import Batch, LabModule, OptimizerFactory
+
+STAGES = ("train", "val", "test")
+
+
+class CNNClassifier(LabModule):
+    """conv 32 -> pool -> conv 64 -> pool -> fc 128 -> fc 10, cross-entropy.
+
+    It reads ``batch["input"]``, so with a ``transform`` it learns from corrupted digits.
+    """
+
+    def __init__(
+        self, dropout: float = 0.25, n_classes: int = 10, optimizer: OptimizerFactory | None = None
+    ) -> None:
+        super().__init__(optimizer)
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(64 * 7 * 7, 128),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(128, n_classes),
+        )
+        # ModuleDict keys may not shadow nn.Module attributes such as ``train``
+        self.acc = nn.ModuleDict(
+            {f"{s}_acc": MulticlassAccuracy(n_classes, average="micro") for s in STAGES}
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits."""
+        return self.net(x)
+
+    def _step(self, stage: str, batch: Batch) -> torch.Tensor:
+        logits = self(batch["input"])
+        loss = F.cross_entropy(logits, batch["label"])
+        acc = self.acc[f"{stage}_acc"]
+        acc.update(logits, batch["label"])
+        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True)
+        self.log(f"{stage}/acc", acc, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        if stage == "train":
+            self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step("train", batch)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step("val", batch)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step("test", batch)
