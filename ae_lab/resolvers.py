@@ -6,8 +6,16 @@ from collections.abc import Iterable
 
 from omegaconf import OmegaConf
 
-# Overrides that say where or how long a run goes, not what it is: kept out of run names.
-NOT_IN_RUN_NAME = ("data.root", "trainer.limit_", "hydra.", "accelerator", "logger", "callbacks")
+# Overrides that say where a run reads or how much of it to show, not what it trains: kept out of
+# run names so names stay short and readable.
+NOT_IN_RUN_NAME = (
+    "data.root",
+    "hydra.",
+    "trainer.limit_",
+    "trainer.enable_",
+    "trainer.num_sanity_val_steps",
+    "trainer.log_every_n_steps",
+)
 
 
 def run_name(overrides: Iterable[str]) -> str:

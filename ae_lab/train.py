@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -44,7 +42,7 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, torch.Tensor | float | int)}
+    return {k: float(v) for k, v in metrics.items() if hasattr(v, "__float__")}
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -55,6 +53,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     check_config(cfg)
     start = time.perf_counter()
+    # imported here so that config errors and --help answer without loading torch
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import ProgressBar
+
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
@@ -64,9 +67,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
-    trainer: L.Trainer = instantiate(
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
+        callbacks=callbacks,
         logger=instantiate_group(cfg.get("logger")) or False,
     )
     log.info(

@@ -68,7 +68,7 @@ def mnist_root() -> Path:
 def run_ae_lab(
     *overrides: str, cwd: Path, data_root: Path, check: bool = True, timeout: int = 600
 ) -> subprocess.CompletedProcess:
-    """``python -m ae_lab <overrides>`` in ``cwd``, with this checkout's package first on the path."""
+    """``python -m ae_lab <overrides>`` in ``cwd``, with this checkout's package first on path."""
     env = {
         **os.environ,
         "AE_LAB_DATA_DIR": str(data_root),

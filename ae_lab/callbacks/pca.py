@@ -44,9 +44,9 @@ class PCABaseline(L.Callback):
     """
 
     def __init__(self, n_components: int | float | None = None, seed: int = 0) -> None:
-        if n_components is not None and not (
-            (isinstance(n_components, int) and n_components >= 1) or 0 < n_components < 1
-        ):
+        is_count = isinstance(n_components, int) and not isinstance(n_components, bool)
+        is_ratio = isinstance(n_components, float) and 0 < n_components < 1
+        if n_components is not None and not (is_ratio or (is_count and n_components >= 1)):
             raise ValueError(
                 "callbacks.pca.n_components must be an integer >= 1 or a variance ratio in "
                 f"(0, 1), got {n_components!r}"

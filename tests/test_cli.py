@@ -1,0 +1,82 @@
+"""The entrypoint as a user runs it: real MNIST, subprocesses, tiny limits."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY, run_ae_lab, scalars
+
+pytestmark = pytest.mark.integration
+
+CORE_TAGS = {"train/loss", "val/loss", "val/mse", "test/mse", "pca/val_mse", "pca/test_mse"}
+
+
+def only(paths: list[Path]) -> Path:
+    assert len(paths) == 1, paths
+    return paths[0]
+
+
+def test_single_run_reproduces_pca_and_writes_everything(tmp_path, mnist_root):
+    overrides = [o for o in TINY if "limit_test" not in o]  # the full test set, for the PCA figure
+    run_ae_lab("latent=64", "accelerator=cpu", *overrides, cwd=tmp_path, data_root=mnist_root)
+    run_dir = only(list((tmp_path / "outputs").glob("*/*")))
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["pca/test_mse"] == pytest.approx(0.009047, rel=0.02)
+    assert 0 < metrics["test/mse"] < 1
+    assert metrics["n_params"] > 0
+
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    tags = scalars(run_dir)
+    assert set(tags) >= CORE_TAGS
+    for tag in ("pca/test_mse", "test/mse"):
+        assert tags[tag][-1] == pytest.approx(metrics[tag], rel=1e-6)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    images = set()
+    for events in run_dir.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        images |= set(acc.Tags()["images"])
+    assert "val/reconstructions" in images
+
+
+def test_one_job_multirun_is_named_after_its_overrides(tmp_path, mnist_root):
+    run_ae_lab("model=conv_vae", "latent=8", *TINY, "-m", cwd=tmp_path, data_root=mnist_root)
+    sweep = only(list((tmp_path / "multirun").glob("*/*")))
+    job = only([p for p in sweep.iterdir() if p.is_dir()])
+    assert job.name == "model=conv_vae,latent=8,trainer.max_epochs=1"
+    tags = scalars(job)
+    assert CORE_TAGS | {"train/recon", "train/kl", "val/recon", "val/kl"} <= set(tags)
+    assert (job / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_latent_sweep_runs_one_job_per_value(tmp_path, mnist_root):
+    run_ae_lab("-m", "latent=2,4", *TINY, cwd=tmp_path, data_root=mnist_root)
+    sweep = only(list((tmp_path / "multirun").glob("*/*")))
+    jobs = {
+        p.name: json.loads((p / "metrics.json").read_text()) for p in sweep.iterdir() if p.is_dir()
+    }
+    assert set(jobs) == {"latent=2,trainer.max_epochs=1", "latent=4,trainer.max_epochs=1"}
+    two, four = jobs["latent=2,trainer.max_epochs=1"], jobs["latent=4,trainer.max_epochs=1"]
+    assert four["pca/test_mse"] < two["pca/test_mse"]  # more components reconstruct better
+    for name in jobs:
+        assert set(scalars(sweep / name)) >= CORE_TAGS
+
+
+@pytest.mark.parametrize("bad", ["0", "-4", "2.5", "abc"])
+def test_bad_latent_stops_before_any_work(tmp_path, mnist_root, bad):
+    proc = run_ae_lab(f"latent={bad}", cwd=tmp_path, data_root=mnist_root, check=False)
+    assert proc.returncode != 0
+    assert "latent must be a positive integer" in proc.stderr
+    assert not list(tmp_path.glob("outputs/*/*/checkpoints"))
+    assert "Epoch" not in proc.stdout + proc.stderr
+
+
+def test_unknown_option_lists_the_valid_ones(tmp_path, mnist_root):
+    proc = run_ae_lab("model=nope", cwd=tmp_path, data_root=mnist_root, check=False)
+    assert proc.returncode != 0
+    assert "conv_vae" in proc.stderr and "nope" in proc.stderr

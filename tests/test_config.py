@@ -1,0 +1,83 @@
+"""Every config option composes and instantiates; latent reaches every model."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from ae_lab import resolvers
+from ae_lab.models import AutoencoderModule
+from ae_lab.train import CONFIG_DIR
+
+resolvers.register()
+GROUPS = {
+    g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
+    for g in ("model", "transform", "optimizer", "accelerator")
+}
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_default_config():
+    cfg = compose_cfg()
+    assert cfg.latent == 32 and cfg.model._target_.endswith("DenseAE")
+    assert cfg.trainer.accelerator == "auto"
+
+
+@pytest.mark.parametrize("name", GROUPS["model"])
+@pytest.mark.parametrize("latent", [1, 7])
+def test_every_model_takes_latent(name, latent):
+    cfg = compose_cfg(f"model={name}", f"latent={latent}")
+    model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    if isinstance(model, AutoencoderModule):
+        assert model.latent_dim == latent
+        model.eval()
+        x = torch.rand(3, 1, 28, 28)
+        assert model.encode(x).shape == (3, latent)
+        assert model(x).shape == x.shape
+    assert isinstance(model.configure_optimizers(), torch.optim.Optimizer)
+
+
+@pytest.mark.parametrize("name", GROUPS["transform"])
+def test_every_transform_instantiates(name):
+    corrupt = instantiate(compose_cfg(f"transform={name}").transform)
+    x = torch.rand(2, 1, 28, 28)
+    assert corrupt(x).shape == x.shape
+
+
+@pytest.mark.parametrize("name", GROUPS["optimizer"])
+def test_every_optimizer_takes_lr(name):
+    cfg = compose_cfg(f"optimizer={name}", "optimizer.lr=0.123")
+    opt = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.123)
+
+
+@pytest.mark.parametrize("name", GROUPS["accelerator"])
+def test_accelerator_sets_the_trainer(name):
+    assert compose_cfg(f"accelerator={name}").trainer.accelerator == name
+
+
+def test_groups_are_all_there():
+    assert {"ae", "vae", "conv_vae", "classifier"} <= set(GROUPS["model"])
+    assert set(GROUPS["transform"]) == {"none", "binarize", "gaussian", "mask"}
+    assert {"adam", "adamw", "sgd"} <= set(GROUPS["optimizer"])
+    assert set(GROUPS["accelerator"]) == {"auto", "cpu", "gpu"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [
+        (["model=conv_vae", "latent=8"], "model=conv_vae,latent=8"),
+        (["latent=8", "model=conv_vae"], "latent=8,model=conv_vae"),
+        (["model=ae", "data.root=/x/y", "trainer.limit_train_batches=2"], "model=ae"),
+        (["transform.std=0.5", "optimizer=sgd"], "transform.std=0.5,optimizer=sgd"),
+        ([], "default"),
+    ],
+)
+def test_run_names_keep_the_order_the_user_typed(overrides, name):
+    assert resolvers.run_name(overrides) == name

@@ -1,0 +1,115 @@
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from ae_lab.callbacks import PCABaseline
+from ae_lab.callbacks.pca import LinearReconstruction, fit_pca
+from ae_lab.data import GaussianNoise, MNISTDataModule
+from ae_lab.models import DenseAE
+
+
+class _Evaluating:
+    training = False
+
+
+def eval_batches(dm: MNISTDataModule, split: str) -> list[dict[str, torch.Tensor]]:
+    trainer, dm.trainer = dm.trainer, _Evaluating()
+    loader = dm.val_dataloader() if split == "val" else dm.test_dataloader()
+    batches = [dm.on_after_batch_transfer(b, 0) for b in loader]
+    dm.trainer = trainer
+    return batches
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic_root):
+    dm = MNISTDataModule(
+        root=str(synthetic_root),
+        download=False,
+        val_size=100,
+        batch_size=50,
+        eval_batch_size=30,
+        corruption=GaussianNoise(0.3),
+    )
+    model = DenseAE(latent_dim=5, hidden=[16])
+    pca = PCABaseline()
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[pca],
+        accelerator="cpu",
+    )
+    trainer.fit(model, datamodule=dm)
+    val = dict(trainer.callback_metrics)
+    trainer.test(model, datamodule=dm)
+    return dm, model, pca, val, dict(trainer.callback_metrics)
+
+
+def test_pca_uses_the_model_latent_and_the_training_images(fitted):
+    dm, _, pca, _, _ = fitted
+    assert pca.pca.n_components_ == 5
+    expected = dm.images("train").flatten(1).mean(0).numpy()
+    np.testing.assert_allclose(pca.pca.mean_, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_pca_mse_is_sklearn_reconstruction_of_the_same_corrupted_inputs(fitted, split):
+    dm, model, pca, val, test = fitted
+    batches = eval_batches(dm, split)
+    inputs = torch.cat([b["input"] for b in batches]).flatten(1).numpy()
+    targets = torch.cat([b["target"] for b in batches]).flatten(1).numpy()
+    recon = pca.pca.inverse_transform(pca.pca.transform(inputs))
+    logged = (val if split == "val" else test)[f"pca/{split}_mse"].item()
+    assert logged == pytest.approx(float(((recon - targets) ** 2).mean()), rel=1e-4)
+
+
+def test_model_mse_is_the_same_quantity_for_its_own_reconstructions(fitted):
+    dm, model, _, _, test = fitted
+    batches = eval_batches(dm, "test")
+    model.eval()
+    with torch.no_grad():
+        errors = [(model(b["input"]) - b["target"]) ** 2 for b in batches]
+    assert test["test/mse"].item() == pytest.approx(torch.cat(errors).mean().item(), rel=1e-4)
+
+
+def test_variance_ratio_picks_enough_components():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((300, 1, 28, 28), dtype=np.float32))
+    pca = fit_pca(x, 0.9)
+    assert pca.explained_variance_ratio_.sum() >= 0.9
+    assert pca.explained_variance_ratio_[:-1].sum() < 0.9
+
+
+def test_linear_reconstruction_matches_sklearn():
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.random((200, 1, 28, 28), dtype=np.float32))
+    pca = fit_pca(x, 7)
+    module = LinearReconstruction(torch.tensor(pca.components_), torch.tensor(pca.mean_))
+    expected = pca.inverse_transform(pca.transform(x.flatten(1).numpy()))
+    np.testing.assert_allclose(module(x).flatten(1).numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, "ten"])
+def test_invalid_component_counts_are_refused(bad):
+    with pytest.raises(ValueError, match="n_components"):
+        PCABaseline(n_components=bad)
+
+
+def test_reproduces_the_reference_pca_figure_on_real_mnist(mnist_root):
+    """PCA with 64 components on MNIST: test MSE 0.009047 (pixels in [0, 1])."""
+    dm = MNISTDataModule(root=str(mnist_root), download=False)
+    dm.setup()
+    pca = fit_pca(dm.images("train"), 64)
+    module = LinearReconstruction(torch.tensor(pca.components_), torch.tensor(pca.mean_))
+    x = dm.images("test")
+    mse = ((module(x) - x) ** 2).mean().item()
+    assert mse == pytest.approx(0.009047, rel=0.02)
+    assert [fit_pca(dm.images("train"), r).n_components_ for r in (0.8, 0.9, 0.95)] == [
+        pytest.approx(44, abs=1),
+        pytest.approx(87, abs=1),
+        pytest.approx(154, abs=1),
+    ]
