@@ -1,0 +1,42 @@
+# ae_lab: make setup, then make train / make test. Every target uses the project's .venv.
+PY ?= .venv/bin/python
+# torch and torchvision builds; on machines with a local wheel cache pip takes them from disk
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+export AE_LAB_DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: setup train test test-fast lint format bench tensorboard clean
+
+setup: .venv/.installed  ## create .venv with ae_lab and everything it needs
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+train: setup  ## the default run: dense AE, latent 32, beside PCA, then test
+	$(PY) -m ae_lab
+
+test: setup  ## the suite CI runs: unit tests, then the entrypoint on real MNIST
+	$(PY) -m pytest -q --durations=10
+
+test-fast: setup  ## unit tests only (no entrypoint subprocesses)
+	$(PY) -m pytest -q -m "not integration"
+
+lint: setup
+	$(PY) -m ruff check ae_lab tests scripts
+	$(PY) -m ruff format --check ae_lab tests scripts
+
+format: setup
+	$(PY) -m ruff check --fix ae_lab tests scripts
+	$(PY) -m ruff format ae_lab tests scripts
+
+bench: setup  ## speed figures into docs/benchmarks.md (not a test)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+tensorboard: setup  ## every run and sweep under outputs/ and multirun/
+	$(PY) -m tensorboard.main --logdir . --bind_all
+
+clean:
+	rm -rf outputs multirun lightning_logs .pytest_cache
