@@ -2,7 +2,10 @@
 PY ?= .venv/bin/python
 # torch and torchvision builds; on machines with a local wheel cache pip takes them from disk
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+# the project's machines keep MNIST in ../shared/data; elsewhere ae_lab uses ./data (or your setting)
+ifneq ($(wildcard ../shared/data/MNIST),)
 export AE_LAB_DATA_DIR ?= $(abspath ../shared/data)
+endif
 
 .PHONY: setup train test test-fast lint format bench tensorboard clean
 
