@@ -7,6 +7,8 @@ ifneq ($(wildcard ../shared/data/MNIST),)
 export AE_LAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
+SRC := $(wildcard ae_lab tests scripts)
+
 .PHONY: setup train test test-fast lint format bench tensorboard clean
 
 setup: .venv/.installed  ## create .venv with ae_lab and everything it needs
@@ -28,12 +30,12 @@ test-fast: setup  ## unit tests only (no entrypoint subprocesses)
 	$(PY) -m pytest -q -m "not integration"
 
 lint: setup
-	$(PY) -m ruff check ae_lab tests scripts
-	$(PY) -m ruff format --check ae_lab tests scripts
+	$(PY) -m ruff check $(SRC)
+	$(PY) -m ruff format --check $(SRC)
 
 format: setup
-	$(PY) -m ruff check --fix ae_lab tests scripts
-	$(PY) -m ruff format ae_lab tests scripts
+	$(PY) -m ruff check --fix $(SRC)
+	$(PY) -m ruff format $(SRC)
 
 bench: setup  ## speed figures into docs/benchmarks.md (not a test)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
