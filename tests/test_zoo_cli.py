@@ -107,8 +107,8 @@ def test_overcomplete_sparse_denoising_autoencoder(tmp_path: Path, mnist_root: P
     )
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     assert config["transform"]["_target_"] == "ae_lab.data.GaussianNoise"
-    assert config["model"]["latent_dim"] == 1000
     metrics = check_common(run)
+    assert yaml.safe_load((run / "hparams.yaml").read_text())["latent_dim"] == 1000
     # 1000 code units, clamped to the 784 components PCA can have: PCA copies its noisy input,
     # so its error against the clean target is the noise itself, not zero
     assert metrics["pca/test_mse"] > 0.01
