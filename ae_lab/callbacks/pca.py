@@ -66,6 +66,9 @@ class PCABaseline(L.Callback):
             return
         n = self.n_components if self.n_components is not None else pl_module.latent_dim
         images = trainer.datamodule.images("train")
+        if isinstance(n, int):
+            # an overcomplete code (latent > 784) meets the full-rank PCA, which is exact
+            n = min(n, images[0].numel(), len(images))
         start = time.perf_counter()
         self.pca = fit_pca(images, n, self.seed)
         self.fit_seconds = time.perf_counter() - start

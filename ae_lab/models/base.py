@@ -35,8 +35,11 @@ class LabModule(L.LightningModule):
         return sum(p.numel() for p in self.parameters())
 
     def setup(self, stage: str) -> None:
-        # setup runs before Lightning logs hyperparameters, so the count reaches the logger too
         self.hparams["n_params"] = self.n_params
+        # Lightning logs ``hparams_initial``, a copy taken in __init__, so the count is sent
+        # to the loggers here (they merge it with the rest, e.g. into hparams.yaml)
+        for logger in self.loggers:
+            logger.log_hyperparams({"n_params": self.n_params})
         if stage == "fit":
             log.info("model %s: %s parameters", type(self).__name__, f"{self.n_params:,}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -42,11 +44,15 @@ class VariationalAutoencoder(AutoencoderModule):
 
     @property
     def effective_beta(self) -> float:
-        """beta, scaled by a linear ramp over the first ``kl_warmup_epochs`` epochs (per step)."""
+        """beta times a linear ramp from 0 at the first optimizer step to 1 after
+        ``kl_warmup_epochs`` epochs, updated every step. Evaluation always uses the full beta, so
+        ``val/loss`` (what checkpoints monitor) is one objective across epochs."""
         if self.kl_warmup_epochs <= 0 or self._trainer is None or not self.training:
             return self.beta
-        steps = self.kl_warmup_epochs * max(1, int(self.trainer.num_training_batches))
-        return self.beta * min(1.0, (self.trainer.global_step + 1) / steps)
+        trainer = self.trainer
+        per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        steps = self.kl_warmup_epochs * max(1, per_epoch)
+        return self.beta * min(1.0, trainer.global_step / steps)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x).chunk(2, dim=1)

@@ -1,0 +1,295 @@
+"""Every model of the zoo, built from its own config: shapes, learning, parameter counts, and
+each penalty against a direct computation."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from ae_lab.data import MNISTDataModule
+from ae_lab.models import (
+    AutoencoderModule,
+    CNNClassifier,
+    ContractiveAE,
+    DenseVAE,
+    SparseAE,
+    VariationalAutoencoder,
+)
+from ae_lab.models.contractive import jacobian_frobenius_sq
+from ae_lab.models.sparse import kl_sparsity_penalty, l1_penalty
+from ae_lab.models.vae import gaussian_kl
+from ae_lab.train import CONFIG_DIR
+
+AUTOENCODERS = (
+    "ae",
+    "deep_ae",
+    "conv_ae",
+    "sparse_ae",
+    "contractive_ae",
+    "vae",
+    "conv_vae",
+    "beta_vae",
+)
+MODELS = (*AUTOENCODERS, "classifier")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Single-batch steps gain nothing from threads, and the test suite shares its cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def build(name: str, *overrides: str) -> L.LightningModule:
+    """The model exactly as ``python -m ae_lab model=<name> <overrides>`` would build it."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={name}", *overrides])
+    return instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+
+
+def loss_of(model: L.LightningModule, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The training objective on ``batch``, with the VAE's sampling noise fixed."""
+    torch.manual_seed(0)
+    if isinstance(model, AutoencoderModule):
+        return model.shared_step(batch)[0]["loss"]
+    return torch.nn.functional.cross_entropy(model(batch["input"]), batch["label"])
+
+
+@pytest.mark.parametrize("name", AUTOENCODERS)
+def test_autoencoder_shapes_round_trip(name: str, batch: dict[str, torch.Tensor]) -> None:
+    model = build(name, "latent=6").eval()
+    x = batch["input"]
+    with torch.no_grad():
+        code = model.encode(x)
+        recon = model(x)
+    assert code.shape == (len(x), 6)
+    assert recon.shape == x.shape
+    assert recon.min() >= 0 and recon.max() <= 1
+
+
+def test_classifier_shapes(batch: dict[str, torch.Tensor]) -> None:
+    model = build("classifier").eval()
+    with torch.no_grad():
+        assert model(batch["input"]).shape == (len(batch["input"]), 10)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_few_steps_on_one_batch_lower_the_loss(name: str, batch: dict[str, torch.Tensor]) -> None:
+    torch.manual_seed(0)
+    model = build(name, "latent=8").train()
+    optimizer = model.configure_optimizers()
+    with torch.no_grad():
+        before = loss_of(model, batch).item()
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss_of(model, batch).backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss_of(model, batch).item()
+    assert math.isfinite(after)
+    assert after < 0.97 * before, (before, after)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_parameter_count_reaches_the_hyperparameters(name: str) -> None:
+    model = build(name)
+    model.setup("fit")
+    expected = sum(p.numel() for p in model.parameters())
+    assert model.n_params == expected > 0
+    assert model.hparams["n_params"] == expected
+
+
+def test_deep_ae_has_the_configured_stack() -> None:
+    model = build("deep_ae", "latent=5")
+    widths = [m.out_features for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [512, 256, 128, 5]
+    widths = [m.out_features for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [128, 256, 512, 784]
+
+
+def test_beta_vae_is_a_dense_vae_with_beta_4() -> None:
+    model = build("beta_vae")
+    assert isinstance(model, DenseVAE)
+    assert model.beta == 4.0
+
+
+# --- VAE: KL and warm-up ---------------------------------------------------------------------
+
+
+def test_gaussian_kl_matches_a_monte_carlo_estimate() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(3, 4, generator=gen)
+    logvar = torch.randn(3, 4, generator=gen) * 0.5
+    q = torch.distributions.Normal(mu, (0.5 * logvar).exp())
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    torch.manual_seed(1)
+    z = q.sample((200_000,))
+    mc = (q.log_prob(z) - p.log_prob(z)).sum(dim=-1).mean(dim=0)
+    torch.testing.assert_close(gaussian_kl(mu, logvar), mc, rtol=0.02, atol=0.02)
+
+
+def fake_trainer(global_step: int, batches: int, accumulate: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(
+        global_step=global_step, num_training_batches=batches, accumulate_grad_batches=accumulate
+    )
+
+
+def test_kl_warmup_ramps_linearly_from_zero_to_beta() -> None:
+    model = DenseVAE(latent_dim=2, hidden=[8], beta=4.0, kl_warmup_epochs=2).train()
+    steps = 2 * 10  # two epochs of ten optimizer steps
+    for step in (0, 5, 10, 19, 20, 35):
+        model._trainer = fake_trainer(step, batches=10)
+        assert model.effective_beta == pytest.approx(4.0 * min(1.0, step / steps))
+    # steps, not batches, count when gradients accumulate: 10 batches = 5 steps per epoch
+    model._trainer = fake_trainer(5, batches=10, accumulate=2)
+    assert model.effective_beta == pytest.approx(4.0 * 5 / 10)
+    # evaluation always uses the full beta
+    model.eval()
+    model._trainer = fake_trainer(0, batches=10)
+    assert model.effective_beta == 4.0
+
+
+def test_no_warmup_means_constant_beta() -> None:
+    model = DenseVAE(latent_dim=2, hidden=[8], beta=4.0).train()
+    model._trainer = fake_trainer(0, batches=10)
+    assert model.effective_beta == 4.0
+
+
+class RecordBeta(L.Callback):
+    def __init__(self) -> None:
+        self.per_epoch: list[list[float]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.per_epoch.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.per_epoch[-1].append(pl_module.effective_beta)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        logged = trainer.callback_metrics["train/beta"].item()
+        assert logged == pytest.approx(sum(self.per_epoch[-1]) / len(self.per_epoch[-1]))
+
+
+def test_warmup_in_a_real_fit_logs_the_effective_beta(synthetic_root) -> None:
+    L.seed_everything(0)
+    model = DenseVAE(latent_dim=2, hidden=[16], beta=4.0, kl_warmup_epochs=2)
+    data = MNISTDataModule(root=str(synthetic_root), batch_size=100, val_size=100, download=False)
+    record = RecordBeta()
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[record],
+    )
+    trainer.fit(model, datamodule=data)
+    betas = [b for epoch in record.per_epoch for b in epoch]
+    assert betas == pytest.approx([4.0 * min(1.0, s / 6) for s in range(9)])
+    assert trainer.callback_metrics["val/beta"].item() == 4.0
+
+
+# --- sparse autoencoder ------------------------------------------------------------------------
+
+
+def test_sparsity_penalties_match_hand_computation() -> None:
+    code = torch.tensor([[0.1, 0.2], [0.3, 0.4]])
+    rho = 0.05
+
+    def kl(r: float, q: float) -> float:
+        return r * math.log(r / q) + (1 - r) * math.log((1 - r) / (1 - q))
+
+    assert kl_sparsity_penalty(code, rho).item() == pytest.approx(kl(rho, 0.2) + kl(rho, 0.3))
+    assert kl_sparsity_penalty(torch.full((4, 3), rho), rho).item() == pytest.approx(0, abs=1e-6)
+    assert l1_penalty(torch.tensor([[1.0, -2.0], [0.0, 3.0]])).item() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(("sparsity", "threshold"), [("kl", 0.5), ("l1", 0.0)])
+def test_sparse_ae_loss_terms(sparsity: str, threshold: float, batch) -> None:
+    model = SparseAE(latent_dim=10, sparsity=sparsity, rho=0.1, weight=0.3)
+    terms, recon = model.shared_step(batch)
+    code = model.encode(batch["input"])
+    penalty = kl_sparsity_penalty(code, 0.1) if sparsity == "kl" else l1_penalty(code)
+    mse = torch.nn.functional.mse_loss(recon, batch["target"])
+    torch.testing.assert_close(terms["sparsity_penalty"], penalty)
+    torch.testing.assert_close(terms["loss"], mse + 0.3 * penalty)
+    torch.testing.assert_close(terms["code_mean"], code.mean())
+    torch.testing.assert_close(terms["active_frac"], (code > threshold).float().mean())
+
+
+def test_sparse_ae_can_be_overcomplete(batch) -> None:
+    model = build("sparse_ae", "latent=1000", "model.sparsity=l1")
+    assert model.encode(batch["input"]).shape == (len(batch["input"]), 1000)
+    assert (model.encode(batch["input"]) >= 0).all()
+
+
+def test_sparse_ae_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError, match="sparsity"):
+        SparseAE(latent_dim=4, sparsity="l2")
+    with pytest.raises(ValueError, match="rho"):
+        SparseAE(latent_dim=4, rho=1.5)
+
+
+# --- contractive autoencoder ---------------------------------------------------------------------
+
+
+def brute_force_frobenius_sq(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """||d code / d x||_F^2 per sample, one autograd pass per sample and code unit."""
+    out = []
+    for xi in x:
+        xi = xi.unsqueeze(0).clone().requires_grad_(True)
+        code = encoder(xi)[0]
+        total = torch.zeros(())
+        for j in range(code.numel()):
+            (grad,) = torch.autograd.grad(code[j], xi, retain_graph=True)
+            total = total + grad.pow(2).sum()
+        out.append(total)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "activation"), [([], "sigmoid"), ([], "relu"), ([7], "sigmoid"), ([7, 5], "relu")]
+)
+def test_contractive_penalty_matches_brute_force_jacobian(hidden, activation, batch) -> None:
+    torch.manual_seed(0)
+    model = ContractiveAE(latent_dim=3, hidden=hidden, activation=activation)
+    x = batch["input"][:4]
+    code = model.encode(x)
+    expected = brute_force_frobenius_sq(model.encoder, x).mean()
+    assert model.closed_form == (not hidden)
+    torch.testing.assert_close(model.contractive_penalty(x, code), expected)
+    torch.testing.assert_close(jacobian_frobenius_sq(model.encoder, x).mean(), expected)
+
+
+@pytest.mark.parametrize("hidden", [[], [7]])
+def test_contractive_penalty_trains_the_encoder(hidden, batch) -> None:
+    model = ContractiveAE(latent_dim=3, hidden=hidden)
+    x = batch["input"][:4]
+    model.contractive_penalty(x, model.encode(x)).backward()
+    first = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear))
+    assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+
+
+def test_contractive_loss_terms(batch) -> None:
+    model = ContractiveAE(latent_dim=4, weight=0.5)
+    terms, recon = model.shared_step(batch)
+    x = batch["input"]
+    penalty = brute_force_frobenius_sq(model.encoder, x).mean()
+    torch.testing.assert_close(terms["contractive_penalty"], penalty)
+    mse = torch.nn.functional.mse_loss(recon, batch["target"])
+    torch.testing.assert_close(terms["loss"], mse + 0.5 * penalty)
+
+
+def test_vae_and_classifier_are_the_expected_families() -> None:
+    assert isinstance(build("conv_vae"), VariationalAutoencoder)
+    assert isinstance(build("classifier"), CNNClassifier)
