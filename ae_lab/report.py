@@ -56,6 +56,10 @@ def _load_json(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _bottleneck_free(metrics: dict[str, Any]) -> bool:
+    return bool(metrics) and "test/mse" not in metrics
+
+
 def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     """What one job did: overrides, status (completed / failed / incomplete), settings, metrics."""
     status = _load_json(job_dir / STATUS_FILE)
@@ -71,7 +75,8 @@ def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "status": status.get("status") or ("completed" if metrics else "incomplete"),
         "model": status.get("model", choices.get("model")),
         "transform": status.get("transform", choices.get("transform")),
-        "latent": latent if isinstance(latent, int) else None,
+        # a model without a bottleneck (the classifier) has no latent to report
+        "latent": latent if isinstance(latent, int) and not _bottleneck_free(metrics) else None,
     }
     row.update(metrics)
     if "time/wall_s" not in metrics and "wall_s" in status:
@@ -144,12 +149,24 @@ def reference_table(rows: Sequence[dict[str, Any]], reference: Iterable[dict[str
     return "\n".join(lines)
 
 
+def _split_common(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Overrides every job shares, and the rows with only what tells them apart."""
+    split = [r["overrides"].split() for r in rows]
+    common = [o for o in split[0] if all(o in s for s in split[1:])] if len(rows) > 1 else []
+    slim = [
+        {**r, "overrides": " ".join(o for o in s if o not in common) or r["job"]}
+        for r, s in zip(rows, split, strict=True)
+    ]
+    return common, slim
+
+
 def write_markdown(
     rows: Sequence[dict[str, Any]], path: Path, reference: Sequence[dict[str, Any]] = ()
 ) -> None:
     metrics = [c for c in MD_COLUMNS if any(r.get(c) is not None for r in rows)]
     columns = ["overrides", "status", "latent", *metrics]
     done = sum(r["status"] == "completed" for r in rows)
+    common, rows = _split_common(rows)
     parts = [
         f"# Sweep summary: {path.parent}",
         "",
@@ -157,8 +174,10 @@ def write_markdown(
         "mse_ratio = test/mse / pca/test_mse (PCA with as many components as the latent size; "
         "below 1: the model beats PCA).",
         "",
-        markdown_table(rows, columns),
     ]
+    if common:
+        parts += [f"Overrides of every job: `{' '.join(common)}`", ""]
+    parts.append(markdown_table(rows, columns))
     if reference:
         parts += ["", "## Next to the reference figures", "", reference_table(rows, reference)]
     failed = [r for r in rows if r.get("error")]

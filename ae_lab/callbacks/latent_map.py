@@ -36,8 +36,6 @@ def plot_map(points: np.ndarray, labels: np.ndarray, title: str) -> Figure:
     )
     fig.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
     ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
     fig.tight_layout()
     return fig
 
@@ -85,6 +83,9 @@ class LatentMap(L.Callback):
         how = "codes" if codes.shape[1] <= 2 else "t-SNE of the codes"
         title = f"{type(pl_module).__name__}, latent {codes.shape[1]}: {how} ({len(codes)} test)"
         fig = plot_map(points, labels, title)
+        if codes.shape[1] > 2:  # t-SNE axes have no units worth reading
+            fig.axes[0].set_xticks([])
+            fig.axes[0].set_yticks([])
         path = figure_dir(trainer, self.output_dir) / "latent_map.png"
         fig.savefig(path)
         log_figure(trainer, "test/latent_map", fig)
