@@ -1,4 +1,19 @@
+from ae_lab.callbacks.digits import PerDigitMSE
+from ae_lab.callbacks.downstream import DownstreamClassification
+from ae_lab.callbacks.generation import Generation
 from ae_lab.callbacks.images import ReconstructionGrid
+from ae_lab.callbacks.latent_map import LatentMap
+from ae_lab.callbacks.likelihood import ImportanceSampledNLL
 from ae_lab.callbacks.pca import PCABaseline
+from ae_lab.callbacks.timing import EpochTimer
 
-__all__ = ["PCABaseline", "ReconstructionGrid"]
+__all__ = [
+    "DownstreamClassification",
+    "EpochTimer",
+    "Generation",
+    "ImportanceSampledNLL",
+    "LatentMap",
+    "PCABaseline",
+    "PerDigitMSE",
+    "ReconstructionGrid",
+]

@@ -1,0 +1,29 @@
+"""What the evaluation callbacks share: where a run's figures go, how they reach TensorBoard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+
+def find_callback(trainer: L.Trainer, kind: type) -> Any | None:
+    """The first of the trainer's callbacks of type ``kind`` (e.g. the PCA baseline), or None."""
+    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
+
+
+def figure_dir(trainer: L.Trainer, output_dir: str | None = None) -> Path:
+    """``<run dir>/figures``: the run dir is the trainer's ``default_root_dir`` (Hydra's output
+    dir in ae_lab runs), so figures sit beside the run's metrics and event files."""
+    path = Path(output_dir or trainer.default_root_dir) / "figures"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def log_figure(trainer: L.Trainer, tag: str, figure: Any) -> None:
+    """Sends a matplotlib figure to every logger that takes figures (TensorBoard does)."""
+    for lg in trainer.loggers:
+        add_figure = getattr(getattr(lg, "experiment", None), "add_figure", None)
+        if add_figure is not None:
+            add_figure(tag, figure, global_step=trainer.global_step, close=False)

@@ -1,0 +1,273 @@
+"""Sweep summaries: one row per job with its overrides, status and final metrics, beside PCA at
+the same bottleneck size, plus test MSE against latent size for every model.
+
+Rebuild them for any finished or partly finished sweep with ``python -m ae_lab.report <sweep dir>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STATUS_FILE = "job.json"
+METRICS_FILE = "metrics.json"
+# Columns of summary.md, in order; a column is shown when any job has it. summary.csv has every
+# metric of every job.
+MD_COLUMNS = (
+    "test/mse",
+    "pca/test_mse",
+    "mse_ratio",
+    "test/nll",
+    "test/acc",
+    "downstream/acc_original",
+    "downstream/acc_recon",
+    "downstream/acc_pca",
+    "time/epoch_s",
+    "time/samples_per_s",
+    "n_params",
+    "time/wall_s",
+)
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Job directories of a sweep: those Hydra wrote a ``.hydra/`` folder into."""
+    return sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml"))
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _bottleneck_free(metrics: dict[str, Any]) -> bool:
+    return bool(metrics) and "test/mse" not in metrics
+
+
+def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
+    """What one job did: overrides, status (completed / failed / incomplete), settings, metrics."""
+    status = _load_json(job_dir / STATUS_FILE)
+    metrics = _load_json(job_dir / METRICS_FILE)
+    overrides = _load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
+    hydra_cfg = (_load_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
+    config = _load_yaml(job_dir / ".hydra" / "config.yaml") or {}
+    choices = hydra_cfg.get("runtime", {}).get("choices", {})
+    latent = status.get("latent", config.get("latent"))
+    row: dict[str, Any] = {
+        "job": str(job_dir.relative_to(sweep_dir)),
+        "overrides": " ".join(status.get("overrides", overrides)),
+        "status": status.get("status") or ("completed" if metrics else "incomplete"),
+        "model": status.get("model", choices.get("model")),
+        "transform": status.get("transform", choices.get("transform")),
+        # a model without a bottleneck (the classifier) has no latent to report
+        "latent": latent if isinstance(latent, int) and not _bottleneck_free(metrics) else None,
+    }
+    row.update(metrics)
+    if "time/wall_s" not in metrics and "wall_s" in status:
+        row["time/wall_s"] = status["wall_s"]
+    mse, pca = metrics.get("test/mse"), metrics.get("pca/test_mse")
+    if mse is not None and pca:
+        row["mse_ratio"] = mse / pca
+    if status.get("error"):
+        row["error"] = status["error"]
+    return row
+
+
+def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    sweep_dir = Path(sweep_dir)
+    return [job_row(d, sweep_dir) for d in job_dirs(sweep_dir)]
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        if "acc" in key:
+            return f"{100 * value:.2f}%"
+        if key in ("n_params",):
+            return f"{value:,.0f}"
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Jobs of a parallel sweep may rewrite the summary at once: readers see whole files."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    head = ["job", "overrides", "status", "model", "transform", "latent"]
+    extra = sorted({k for r in rows for k in r} - set(head) - {"error"})
+    columns = [*head, *extra, "error"]
+    from io import StringIO
+
+    buf = StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(path, buf.getvalue())
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c), c) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def reference_table(rows: Sequence[dict[str, Any]], reference: Iterable[dict[str, Any]]) -> str:
+    """ae_lab's figures next to published ones: for each reference metric, every job that has it."""
+    lines = ["| metric | what | reference | ae_lab |", "|---|---|---|---|"]
+    for ref in reference:
+        metric = ref["metric"]
+        ours = [
+            f"{_fmt(r[metric], metric)} ({r['overrides'] or r['job']})"
+            for r in rows
+            if r.get(metric) is not None
+        ]
+        lines.append(
+            f"| {metric} | {ref.get('what', '')} | {_fmt(float(ref['value']), metric)} | "
+            f"{'; '.join(ours) or 'not measured'} |"
+        )
+    return "\n".join(lines)
+
+
+def _split_common(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Overrides every job shares, and the rows with only what tells them apart."""
+    split = [r["overrides"].split() for r in rows]
+    common = [o for o in split[0] if all(o in s for s in split[1:])] if len(rows) > 1 else []
+    slim = [
+        {**r, "overrides": " ".join(o for o in s if o not in common) or r["job"]}
+        for r, s in zip(rows, split, strict=True)
+    ]
+    return common, slim
+
+
+def write_markdown(
+    rows: Sequence[dict[str, Any]], path: Path, reference: Sequence[dict[str, Any]] = ()
+) -> None:
+    metrics = [c for c in MD_COLUMNS if any(r.get(c) is not None for r in rows)]
+    columns = ["overrides", "status", "latent", *metrics]
+    done = sum(r["status"] == "completed" for r in rows)
+    common, rows = _split_common(rows)
+    parts = [
+        f"# Sweep summary: {path.parent}",
+        "",
+        f"{len(rows)} jobs: {done} completed, {len(rows) - done} failed or incomplete. "
+        "mse_ratio = test/mse / pca/test_mse (PCA with as many components as the latent size; "
+        "below 1: the model beats PCA).",
+        "",
+    ]
+    if common:
+        parts += [f"Overrides of every job: `{' '.join(common)}`", ""]
+    parts.append(markdown_table(rows, columns))
+    if reference:
+        parts += ["", "## Next to the reference figures", "", reference_table(rows, reference)]
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        parts += ["", "## Failures", ""]
+        parts += [f"- `{r['overrides'] or r['job']}`: {r['error']}" for r in failed]
+    _atomic_write(path, "\n".join(parts) + "\n")
+
+
+def plot_mse_vs_latent(rows: Sequence[dict[str, Any]], path: Path) -> bool:
+    """Test MSE against latent size, one line per model and transform, PCA dashed; log y.
+    Returns False (and writes nothing) when no completed job has both a latent and a test MSE."""
+    from matplotlib.figure import Figure
+
+    points = [r for r in rows if r.get("latent") and r.get("test/mse") is not None]
+    if not points:
+        return False
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    ax = fig.subplots()
+    groups: dict[str, dict[int, list[float]]] = {}
+    pca: dict[str, dict[int, list[float]]] = {}
+    for r in points:
+        transform = r.get("transform") or "none"
+        label = f"{r.get('model') or '?'}" + ("" if transform == "none" else f" ({transform})")
+        groups.setdefault(label, {}).setdefault(r["latent"], []).append(r["test/mse"])
+        if r.get("pca/test_mse") is not None:
+            pca.setdefault(transform, {}).setdefault(r["latent"], []).append(r["pca/test_mse"])
+    for label, by_latent in sorted(groups.items()):
+        xs = sorted(by_latent)
+        ax.plot(xs, [sum(by_latent[x]) / len(by_latent[x]) for x in xs], "o-", label=label)
+    for transform, by_latent in sorted(pca.items()):
+        xs = sorted(by_latent)
+        ys = [sum(by_latent[x]) / len(by_latent[x]) for x in xs]
+        label = "PCA" + ("" if transform == "none" else f" ({transform})")
+        ax.plot(xs, ys, "k--", marker="x", alpha=0.7, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("latent size (PCA: components)")
+    ax.set_ylabel("test MSE")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+    return True
+
+
+def sweep_reference(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Reference figures a sweep's config names (``hydra.callbacks.*.reference``)."""
+    cfg = _load_yaml(sweep_dir / "multirun.yaml") or {}
+    callbacks = (cfg.get("hydra") or {}).get("callbacks") or {}
+    for cb in callbacks.values():
+        if isinstance(cb, dict) and cb.get("reference"):
+            return list(cb["reference"])
+    return []
+
+
+def summarize(
+    sweep_dir: str | Path, reference: Sequence[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Writes ``summary.csv``, ``summary.md`` and ``mse_vs_latent.png`` into the sweep dir."""
+    sweep_dir = Path(sweep_dir)
+    rows = collect(sweep_dir)
+    if reference is None:
+        reference = sweep_reference(sweep_dir)
+    write_csv(rows, sweep_dir / "summary.csv")
+    write_markdown(rows, sweep_dir / "summary.md", reference)
+    plot_mse_vs_latent(rows, sweep_dir / "mse_vs_latent.png")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m ae_lab.report",
+        description="Rebuild summary.csv, summary.md and mse_vs_latent.png of a sweep directory.",
+    )
+    parser.add_argument(
+        "sweep_dirs", nargs="+", type=Path, help="e.g. multirun/2026-11-22/21-49-14"
+    )
+    args = parser.parse_args(argv)
+    for sweep_dir in args.sweep_dirs:
+        if not sweep_dir.is_dir():
+            parser.error(f"{sweep_dir} is not a directory")
+        rows = summarize(sweep_dir)
+        if not rows:
+            print(f"{sweep_dir}: no jobs found (no */.hydra/overrides.yaml)")
+            continue
+        print((sweep_dir / "summary.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

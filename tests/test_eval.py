@@ -1,0 +1,252 @@
+"""Evaluation callbacks on the synthetic MNIST: each output exists and is right on small inputs."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+
+from ae_lab.callbacks import (
+    DownstreamClassification,
+    EpochTimer,
+    Generation,
+    ImportanceSampledNLL,
+    LatentMap,
+    PCABaseline,
+    PerDigitMSE,
+)
+from ae_lab.callbacks import downstream as downstream_mod
+from ae_lab.callbacks.digits import squared_error_by_class
+from ae_lab.callbacks.generation import interpolations, prior_samples
+from ae_lab.callbacks.latent_map import embed_2d
+from ae_lab.callbacks.likelihood import importance_sampled_nll, log_likelihood
+from ae_lab.data import MNISTDataModule
+from ae_lab.models import DenseAE, DenseVAE
+
+
+def trainer(tmp_path: Path, callbacks: list, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def datamodule(root: Path, **kwargs) -> MNISTDataModule:
+    return MNISTDataModule(
+        root=str(root), batch_size=64, eval_batch_size=64, val_size=100, **kwargs
+    )
+
+
+def test_squared_error_by_class_sums_and_counts() -> None:
+    recon = torch.zeros(3, 1, 2, 2)
+    target = torch.stack([torch.full((1, 2, 2), v) for v in (1.0, 0.5, 0.0)])
+    sums, counts = squared_error_by_class(recon, target, torch.tensor([2, 2, 0]), n_classes=3)
+    assert counts.tolist() == [1, 0, 2]
+    assert sums.tolist() == pytest.approx([0.0, 0.0, 1.25])
+
+
+def test_per_digit_mse_averages_back_to_the_overall_mse(tmp_path, synthetic_root) -> None:
+    L.seed_everything(0)
+    data = datamodule(synthetic_root)
+    model = DenseAE(latent_dim=4, hidden=[32])
+    tr = trainer(tmp_path, [PCABaseline(), PerDigitMSE()], limit_train_batches=3)
+    tr.fit(model, datamodule=data)
+    metrics = tr.test(model, datamodule=data, verbose=False)[0]
+    counts = torch.bincount(data.labels("test").long(), minlength=10).double()
+    assert int(counts.sum()) == 200
+    for prefix, overall in (("test/mse_digit", "test/mse"), ("pca/test_mse_digit", "pca/test_mse")):
+        per_digit = torch.tensor([metrics[f"{prefix}/{k}"] for k in range(10)], dtype=torch.float64)
+        assert len(set(per_digit.tolist())) > 1  # the digits really differ
+        weighted = float((per_digit * counts).sum() / counts.sum())
+        assert weighted == pytest.approx(metrics[overall], rel=1e-4)
+
+
+def test_downstream_accuracy_on_originals_is_the_classifier_accuracy(
+    tmp_path, synthetic_root
+) -> None:
+    data = datamodule(synthetic_root)
+    cb = DownstreamClassification(cache_dir=str(tmp_path / "cache"), epochs=2, seed=0)
+    model = DenseAE(latent_dim=8, hidden=[32])
+    tr = trainer(tmp_path, [PCABaseline(), cb], limit_train_batches=2)
+    tr.fit(model, datamodule=data)
+    metrics = tr.test(model, datamodule=data, verbose=False)[0]
+    cached = cb.cache_path(data)
+    assert cached.exists()
+    # the cached classifier, tested on its own inputs by Lightning, scores what the callback logged
+    classifier = DownstreamClassification._load(cached, torch.device("cpu"))
+    own = trainer(tmp_path, []).test(classifier, datamodule=data, verbose=False)[0]
+    assert metrics["downstream/acc_original"] == pytest.approx(own["test/acc"], abs=1e-6)
+    assert own["test/acc"] > 0.3  # trained: the synthetic digits are learnable
+    for name in ("acc_recon", "acc_pca"):
+        assert 0.0 <= metrics[f"downstream/{name}"] <= 1.0
+
+
+def test_downstream_classifier_trains_once_and_is_reused(tmp_path, synthetic_root, monkeypatch):
+    data = datamodule(synthetic_root)
+    data.setup()
+    calls = []
+    real_train = downstream_mod.train_classifier
+
+    def counting_train(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.2)  # widen the race window
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(downstream_mod, "train_classifier", counting_train)
+    cbs = [DownstreamClassification(cache_dir=str(tmp_path), epochs=1) for _ in range(2)]
+    loaded = [None, None]
+
+    def load(i: int) -> None:
+        loaded[i] = cbs[i].load_classifier(data, torch.device("cpu"))
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert all(m is not None for m in loaded)
+    a, b = (m.state_dict() for m in loaded)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(tmp_path.glob("*.tmp*"))  # written by rename, nothing half-written left
+    # another epoch count is another classifier
+    other = DownstreamClassification(cache_dir=str(tmp_path), epochs=2)
+    assert other.cache_path(data) != cbs[0].cache_path(data)
+
+
+def test_downstream_uses_a_given_checkpoint(tmp_path, synthetic_root) -> None:
+    from ae_lab.models import CNNClassifier
+
+    data = datamodule(synthetic_root)
+    classifier = CNNClassifier()
+    tr = trainer(tmp_path, [], limit_train_batches=2)
+    tr.fit(classifier, datamodule=data)
+    tr.save_checkpoint(tmp_path / "clf.ckpt")  # a Lightning checkpoint, as model=classifier writes
+    cb = DownstreamClassification(checkpoint=str(tmp_path / "clf.ckpt"), cache_dir=str(tmp_path))
+    loaded = cb.load_classifier(data, torch.device("cpu"))
+    assert torch.equal(loaded.net[0].weight, classifier.net[0].weight)
+    assert not list(tmp_path.glob("classifier-*"))  # nothing trained
+
+
+def test_vae_evaluation_outputs(tmp_path, synthetic_root) -> None:
+    """One fit + test of a VAE with every per-run evaluation callback on."""
+    L.seed_everything(0)
+    data = datamodule(synthetic_root, binarize_target="sample")
+    model = DenseVAE(latent_dim=3, hidden=[32])
+    timer = EpochTimer()
+    callbacks = [
+        timer,
+        Generation(n_samples=16, n_pairs=3, steps=5),
+        LatentMap(n_points=60, max_iter=250),
+        ImportanceSampledNLL(n_samples=20),
+    ]
+    tr = trainer(tmp_path, callbacks, limit_train_batches=3, limit_test_batches=2)
+    tr.fit(model, datamodule=data)
+    assert timer.samples == 3 * 64
+    assert tr.callback_metrics["time/epoch_s"] > 0
+    assert tr.callback_metrics["time/samples_per_s"] > 0
+    metrics = tr.test(model, datamodule=data, verbose=False)[0]
+    # a lower bound on -log p(x) for binary 784-pixel images: positive, at most 784 log 2 + KL
+    assert 0 < metrics["test/nll"] < metrics["test/loss"] + 1e-3
+    figures = tmp_path / "figures"
+    for name in ("prior_samples.png", "interpolations.png", "latent_map.png"):
+        assert (figures / name).stat().st_size > 1000
+    from PIL import Image
+
+    # 3 rows of 5 steps: 28 px + 2 px padding each, plus the outer padding
+    assert Image.open(figures / "interpolations.png").size == (5 * 30 + 2, 3 * 30 + 2)
+    assert Image.open(figures / "prior_samples.png").size == (4 * 30 + 2, 4 * 30 + 2)
+
+
+def test_interpolations_start_and_end_at_the_reconstructions() -> None:
+    model = DenseAE(latent_dim=4, hidden=[16]).eval()
+    a, b = torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        path = interpolations(model, a, b, steps=4).view(2, 4, 1, 28, 28)
+        assert torch.allclose(path[:, 0], model(a), atol=1e-6)
+        assert torch.allclose(path[:, -1], model(b), atol=1e-6)
+
+
+def test_prior_samples_are_decoded_from_the_prior_not_from_data() -> None:
+    model = DenseVAE(latent_dim=2, hidden=[16]).eval()
+    with torch.no_grad():
+        images = prior_samples(model, 9, seed=1)
+        z = torch.randn(9, 2, generator=torch.Generator().manual_seed(1))
+        assert torch.allclose(images, model.decode(z))
+    assert images.shape == (9, 1, 28, 28)
+
+
+def test_pairs_join_different_digits() -> None:
+    a, b = Generation.pairs(torch.tensor([1, 1, 2, 3, 3]), 8)
+    assert a and all(x < y for x, y in zip(a, b, strict=True))
+    labels = torch.tensor([1, 1, 2, 3, 3])
+    assert all(labels[i] != labels[j] for i, j in zip(a, b, strict=True))
+
+
+def test_latent_map_plots_2d_codes_directly_and_embeds_others() -> None:
+    codes = torch.randn(50, 2).numpy()
+    assert (embed_2d(codes) == codes).all()
+    wide = torch.randn(50, 6).numpy()
+    first, again = embed_2d(wide, seed=3, max_iter=250), embed_2d(wide, seed=3, max_iter=250)
+    assert first.shape == (50, 2)
+    assert (first == again).all()  # seeded
+
+
+def test_importance_sampled_nll_matches_exact_likelihood_for_a_1d_latent() -> None:
+    """With one latent dimension, log p(x) = log of an integral over z: quadrature gives it."""
+    torch.manual_seed(0)
+    model = DenseVAE(latent_dim=1, hidden=[8]).eval()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.mul_(0.3)
+        x = torch.bernoulli(torch.full((2, 1, 28, 28), 0.3))
+        z = torch.linspace(-10, 10, 20001).unsqueeze(1)
+        dz = float(z[1] - z[0])
+        logits = model.decoder(z)
+        exact = []
+        for xi in x:
+            log_px_z = log_likelihood(logits, xi.expand(len(z), -1, -1, -1), "bce")
+            log_prior = -0.5 * (z.squeeze(1) ** 2 + math.log(2 * math.pi))
+            exact.append(-(torch.logsumexp(log_px_z + log_prior, 0) + math.log(dz)))
+        gen = torch.Generator().manual_seed(0)
+        estimate = importance_sampled_nll(model, x, x, n_samples=2000, generator=gen)
+        one = importance_sampled_nll(model, x, x, n_samples=1, generator=gen)
+    exact = torch.stack(exact)
+    assert estimate == pytest.approx(exact, abs=0.05)
+    assert (one >= exact - 1.0).all()  # one sample: a noisy upper bound, never far below
+
+
+def test_binarized_targets_are_binary_and_fixed_per_evaluation_batch(synthetic_root) -> None:
+    data = datamodule(synthetic_root, binarize_target="sample")
+    data.setup()
+    x, y = data.images("test")[:8], data.labels("test")[:8]
+    train = [data.on_after_batch_transfer((x, y, 0), 0)["target"] for _ in range(2)]
+    assert not torch.equal(*train)  # training: a fresh draw every pass
+    data.trainer = SimpleNamespace(training=False)  # evaluation
+    first = data.on_after_batch_transfer((x, y, 0), 0)
+    again = data.on_after_batch_transfer((x, y, 0), 0)
+    assert set(first["target"].unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(first["target"], first["input"])  # no corruption: the model sees it too
+    assert torch.equal(first["target"], again["target"])
+    # each pixel is 1 with its intensity as probability
+    assert abs(first["target"].mean() - x.mean()) < 0.02
+    threshold = datamodule(synthetic_root, binarize_target="threshold")
+    out = threshold.on_after_batch_transfer((x, y, 0), 0)
+    assert torch.equal(out["target"], (x > 0.5).float())
+    with pytest.raises(ValueError, match="binarize_target"):
+        datamodule(synthetic_root, binarize_target="yes")
