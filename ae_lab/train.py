@@ -36,11 +36,30 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
+def set_threads(n: int) -> None:
+    """Caps torch's intra-op threads *and* the BLAS/OpenMP pools (NumPy, scikit-learn's PCA).
+
+    Threads beyond the free cores do not just idle: they spin-wait on each other, and a small model
+    or a PCA fit then runs several times slower. Parallel sweeps give each job its share this way.
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
+
+
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``)."""
     if not group:
         return []
     return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+
+
+def without_progress_bars(callbacks: list[Any], enabled: bool) -> list[Any]:
+    """``trainer.enable_progress_bar=false`` drops the configured bar instead of failing on it."""
+    if enabled:
+        return callbacks
+    return [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.ProgressBar)]
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
@@ -58,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+        set_threads(int(cfg.threads))
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
@@ -66,7 +85,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
     trainer: L.Trainer = instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
+        callbacks=without_progress_bars(
+            instantiate_group(cfg.get("callbacks")), cfg.trainer.get("enable_progress_bar", True)
+        ),
         logger=instantiate_group(cfg.get("logger")) or False,
     )
     log.info(
