@@ -7,7 +7,8 @@ In one invocation, on the CPU and (where present) on the GPU:
   batch size and epochs, on the same 55k training images. Samples/s and epoch time count training
   batches only (no validation) and the ratio is ae_lab's samples/s over the classic loop's;
 - ae_lab with ``trainer.precision=bf16-mixed``, with ``compile=true`` and with ``data.fast=false``
-  (ae_lab's loop on the classic data path), to show where the time goes;
+  (ae_lab's loop on the classic data path), to show where the time goes; ``--variants`` adds
+  ``fused-adam`` (``+optimizer.fused=true``);
 - the start-up of ``python -m ae_lab`` (launch to the first training step, which includes the
   PCA baseline fit), the PCA fit itself, and reading MNIST (torchvision vs. a cached tensor);
 - a 12-job sweep (``latent=2,4,8,16 transform=none,binarize,gaussian``), sequential vs. the
@@ -292,7 +293,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], load: tuple[float,
         limit = f", {args.sweep_batches} train batches" if args.sweep_batches else ""
         lines += [
             f"- sweep of {n} jobs (`latent={args.sweep_latents} transform=none,binarize,gaussian`, "
-            f"{args.sweep_epochs} epoch(s){limit}): sequential {seq['wall_s']:.0f} s "
+            f"{args.sweep_epochs} epoch(s){limit}, default batch size): "
+            f"sequential {seq['wall_s']:.0f} s "
             f"({seq['finished']} finished), `hydra/launcher=parallel hydra.launcher.n_jobs="
             f"{args.jobs}` {par['wall_s']:.0f} s ({par['finished']} finished): "
             f"{seq['wall_s'] / par['wall_s']:.2f}x",
@@ -341,6 +343,7 @@ def main() -> None:
         "bf16": ["trainer.precision=bf16-mixed"],
         "compile": ["compile=true"],
         "classic-data": ["data.fast=false"],
+        "fused-adam": ["+optimizer.fused=true"],
     }
     chosen = [v for v in args.variants.split(",") if v]
     results: dict[str, Any] = {"loops": {}}

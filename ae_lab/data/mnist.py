@@ -54,6 +54,10 @@ class MNISTDataModule(L.LightningDataModule):
     ``fast=True`` (default) keeps every image in one uint8 tensor on the training device and
     slices batches from it; ``fast=False`` is the classic torchvision ``ToTensor`` + ``DataLoader``
     path, kept for comparison (``make bench``) and for users who need workers.
+
+    There is no cache of the decoded tensor: torchvision reads the raw files in about 0.2 s, a
+    cached tensor would save about 0.1-0.3 s of a start-up that imports dominate
+    (docs/benchmarks.md), and the data folder may well be read-only.
     """
 
     def __init__(
