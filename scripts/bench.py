@@ -8,7 +8,7 @@ In one invocation, on the CPU and (where present) on the GPU:
   batches only (no validation) and the ratio is ae_lab's samples/s over the classic loop's;
 - ae_lab with ``trainer.precision=bf16-mixed``, with ``compile=true`` and with ``data.fast=false``
   (ae_lab's loop on the classic data path), to show where the time goes; ``--variants`` adds
-  ``fused-adam`` (``+optimizer.fused=true``);
+  ``fused-adam`` (``+optimizer.fused=true``) and ``fused-adam+compile``;
 - the start-up of ``python -m ae_lab`` (launch to the first training step, which includes the
   PCA baseline fit), the PCA fit itself, and reading MNIST (torchvision vs. a cached tensor);
 - a 12-job sweep (``latent=2,4,8,16 transform=none,binarize,gaussian``), sequential vs. the
@@ -344,6 +344,7 @@ def main() -> None:
         "compile": ["compile=true"],
         "classic-data": ["data.fast=false"],
         "fused-adam": ["+optimizer.fused=true"],
+        "fused-adam+compile": ["+optimizer.fused=true", "compile=true"],
     }
     chosen = [v for v in args.variants.split(",") if v]
     results: dict[str, Any] = {"loops": {}}
