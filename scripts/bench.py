@@ -314,13 +314,15 @@ def write_doc(section: str, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 epoch, a short 1-epoch sweep")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 epoch, no variants, a 6-job sweep of 50 batches"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
-    parser.add_argument("--variants", default="bf16,compile,classic-data")
+    parser.add_argument("--variants", default=None, help="default: bf16,compile,classic-data")
     parser.add_argument("--sweep-epochs", type=int, default=5)
-    parser.add_argument("--sweep-latents", default="2,4,8,16")
+    parser.add_argument("--sweep-latents", default=None, help="default: 2,4,8,16")
     parser.add_argument("--sweep-batches", type=int, default=None, help="limit_train_batches")
     parser.add_argument("--jobs", type=int, default=2, help="parallel sweep's n_jobs")
     parser.add_argument("--no-sweep", action="store_true")
@@ -330,7 +332,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.epochs, args.sweep_epochs = 1, 1
-        args.sweep_batches = args.sweep_batches or 100
+        args.sweep_batches = args.sweep_batches or 50
+    if args.variants is None:
+        args.variants = "" if args.quick else "bf16,compile,classic-data"
+    if args.sweep_latents is None:
+        args.sweep_latents = "2,4" if args.quick else "2,4,8,16"
     if args.threads:
         torch.set_num_threads(args.threads)
         from threadpoolctl import threadpool_limits
