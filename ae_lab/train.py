@@ -34,6 +34,19 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
+def set_threads(n: int) -> None:
+    """Caps torch's intra-op threads *and* the BLAS/OpenMP pools (NumPy, scikit-learn's PCA).
+
+    Threads beyond the free cores do not just idle: they spin-wait on each other, and a small model
+    or a PCA fit then runs several times slower. Parallel sweeps give each job its share this way.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
+
+
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``)."""
     if not group:
@@ -61,7 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+        set_threads(int(cfg.threads))
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 

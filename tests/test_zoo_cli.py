@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, run_ae_lab, scalars
+from tests.conftest import TINY, run_ae_lab, scalars
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ class TensorBatchLoader:
     """Yields ``(images, labels)`` batches, images as float in [0, 1] with shape (B, 1, 28, 28).
 
     The order matches ``DataLoader(..., shuffle=True, generator=torch.Generator().manual_seed(s))``
-    for the same seed, because both draw the same ``torch.randperm`` from a CPU generator. The
+    for the same seed, epoch after epoch, so switching ``data.fast`` changes the speed and not the
+    run (``tests/test_data_fast.py`` holds this against torch's own ``DataLoader``). The
     permutation is drawn on the CPU so that CPU and GPU runs see identical batches.
     """
 
@@ -58,7 +59,7 @@ class TensorBatchLoader:
         n = len(self.images)
         order = None
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.device, non_blocking=True)
+            order = self._epoch_order(n).to(self.device, non_blocking=True)
         for i in range(len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
             if order is None:
@@ -67,3 +68,15 @@ class TensorBatchLoader:
                 idx = order[lo:hi]
                 x, y = self.images[idx], self.labels[idx]
             yield x.unsqueeze(1).float().div_(255.0), y
+
+    def _epoch_order(self, n: int) -> torch.Tensor:
+        """The permutation a seeded ``DataLoader`` would use for this epoch.
+
+        Per epoch the ``DataLoader`` draws one int64 from its generator (the workers' base seed),
+        then ``RandomSampler`` draws ``randperm(n)`` and, once exhausted, one more (empty-sliced)
+        ``randperm(n)``. Drawing the same three keeps the generator in step across epochs.
+        """
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        order = torch.randperm(n, generator=self.generator)
+        torch.randperm(n, generator=self.generator)
+        return order

@@ -63,6 +63,10 @@ class MNISTDataModule(L.LightningDataModule):
     ``binarize_target`` ("threshold" or "sample") makes the clean image itself binary before
     the corruption, so a VAE's Bernoulli likelihood is a true likelihood and its test NLL compares
     with the literature's binarized-MNIST figures.
+
+    There is no cache of the decoded tensor: torchvision reads the raw files in about 0.2 s, a
+    cached tensor would save about 0.1-0.3 s of a start-up that imports dominate
+    (docs/benchmarks.md), and the data folder may well be read-only.
     """
 
     def __init__(
@@ -119,7 +123,7 @@ class MNISTDataModule(L.LightningDataModule):
         }
         device = self._device()
         if self.fast and device is not None:
-            self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
+            self.move_to(device)
         log.info(
             "MNIST from %s: %d train / %d val / %d test images%s",
             Path(self.root).resolve(),
@@ -128,6 +132,10 @@ class MNISTDataModule(L.LightningDataModule):
             len(test.data),
             f" resident on {device}" if self.fast and device is not None else "",
         )
+
+    def move_to(self, device: torch.device | str) -> None:
+        """Keeps every split resident on ``device``: one copy of 47 MB, then batches are slices."""
+        self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
     def split_indices(self, n: int = 60_000) -> tuple[torch.Tensor, torch.Tensor]:
         """(validation, training) indices into the n training images, fixed by ``split_seed``."""
