@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.conftest import TINY, run_ae_lab, scalars
 
 pytestmark = pytest.mark.integration
