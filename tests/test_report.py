@@ -157,6 +157,7 @@ def test_two_job_sweep_with_a_failing_job(tmp_path, mnist_root) -> None:
     assert {f"pca/test_mse_digit/{k}" for k in range(10)} <= set(metrics)
     assert metrics["time/epoch_s"] > 0 and metrics["time/samples_per_s"] > 0
     assert (job / "figures" / "interpolations.png").exists()
+    assert (job / "figures" / "latent_map.png").exists()
     md = (sweep / "summary.md").read_text()
     assert "| optimizer.lr=-1 | failed |" in md  # the table shows what differs between jobs
     assert (sweep / "mse_vs_latent.png").exists()
