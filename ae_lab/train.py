@@ -109,7 +109,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if out is not None:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         log.info("metrics written to %s", out / "metrics.json")
-    summary = {k: v for k, v in metrics.items() if k.startswith(("test/", "pca/test"))}
+    summary = {
+        k: v
+        for k, v in metrics.items()
+        if k.startswith(("test/", "pca/test", "downstream/")) and "_digit/" not in k
+    }
     log.info("test: %s", ", ".join(f"{k}={v:.6g}" for k, v in sorted(summary.items())))
     return metrics
 
