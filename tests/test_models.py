@@ -88,14 +88,14 @@ def test_a_few_steps_on_one_batch_lower_the_loss(name: str, batch: dict[str, tor
     optimizer = model.configure_optimizers()
     with torch.no_grad():
         before = loss_of(model, batch).item()
-    for _ in range(15):
+    for _ in range(20):
         optimizer.zero_grad()
         loss_of(model, batch).backward()
         optimizer.step()
     with torch.no_grad():
         after = loss_of(model, batch).item()
     assert math.isfinite(after)
-    assert after < 0.97 * before, (before, after)
+    assert after < 0.98 * before, (before, after)
 
 
 @pytest.mark.parametrize("name", MODELS)
