@@ -14,6 +14,17 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# every autoencoder config in conf/model/
+AUTOENCODERS = (
+    "ae",
+    "deep_ae",
+    "conv_ae",
+    "sparse_ae",
+    "contractive_ae",
+    "vae",
+    "conv_vae",
+    "beta_vae",
+)
 RAW_NAMES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),

@@ -25,17 +25,8 @@ from ae_lab.models.contractive import jacobian_frobenius_sq
 from ae_lab.models.sparse import kl_sparsity_penalty, l1_penalty
 from ae_lab.models.vae import gaussian_kl
 from ae_lab.train import CONFIG_DIR
+from tests.conftest import AUTOENCODERS
 
-AUTOENCODERS = (
-    "ae",
-    "deep_ae",
-    "conv_ae",
-    "sparse_ae",
-    "contractive_ae",
-    "vae",
-    "conv_vae",
-    "beta_vae",
-)
 MODELS = (*AUTOENCODERS, "classifier")
 
 

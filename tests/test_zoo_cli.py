@@ -10,20 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY, run_ae_lab, scalars
+from tests.conftest import AUTOENCODERS, TINY, run_ae_lab, scalars
 
 pytestmark = pytest.mark.integration
 
-AUTOENCODERS = (
-    "ae",
-    "deep_ae",
-    "conv_ae",
-    "sparse_ae",
-    "contractive_ae",
-    "vae",
-    "conv_vae",
-    "beta_vae",
-)
 # the names each model logs beyond train/loss, val/loss, val/mse and test/mse
 EXTRA = {
     "sparse_ae": ("sparsity_penalty", "code_mean", "active_frac", "recon"),
