@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
 
 def find_callback(trainer: L.Trainer, kind: type) -> Any | None:
@@ -27,3 +28,11 @@ def log_figure(trainer: L.Trainer, tag: str, figure: Any) -> None:
         add_figure = getattr(getattr(lg, "experiment", None), "add_figure", None)
         if add_figure is not None:
             add_figure(tag, figure, global_step=trainer.global_step, close=False)
+
+
+def log_image(trainer: L.Trainer, tag: str, image: torch.Tensor, step: int) -> None:
+    """Sends a (C, H, W) image to every logger that takes images (TensorBoard does)."""
+    for lg in trainer.loggers:
+        add_image = getattr(getattr(lg, "experiment", None), "add_image", None)
+        if add_image is not None:
+            add_image(tag, image, global_step=step)

@@ -10,8 +10,7 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
 
-from ae_lab.callbacks.common import figure_dir
-from ae_lab.callbacks.images import log_image
+from ae_lab.callbacks.common import figure_dir, log_image
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import VariationalAutoencoder
 

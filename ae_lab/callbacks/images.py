@@ -8,15 +8,8 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid
 
+from ae_lab.callbacks.common import log_image
 from ae_lab.models.base import AutoencoderModule
-
-
-def log_image(trainer: L.Trainer, tag: str, image: torch.Tensor, step: int) -> None:
-    """Sends a (C, H, W) image to every logger that takes images (TensorBoard does)."""
-    for lg in trainer.loggers:
-        add_image = getattr(getattr(lg, "experiment", None), "add_image", None)
-        if add_image is not None:
-            add_image(tag, image, global_step=step)
 
 
 class ReconstructionGrid(L.Callback):

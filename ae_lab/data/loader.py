@@ -46,11 +46,6 @@ class TensorBatchLoader:
     def device(self) -> torch.device:
         return self.images.device
 
-    def to(self, device: torch.device | str) -> TensorBatchLoader:
-        self.images = self.images.to(device)
-        self.labels = self.labels.to(device)
-        return self
-
     def __len__(self) -> int:
         n = len(self.images) / self.batch_size
         return math.floor(n) if self.drop_last else math.ceil(n)
