@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ae_lab import resolvers
+from ae_lab import resolvers, sweep, validation
 
 log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -22,16 +22,6 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 resolvers.register()
 # Lightning's own use of a deprecated torch API; nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
-
-
-def check_config(cfg: DictConfig) -> None:
-    """Stops before any work on settings that would otherwise fail deep inside a run."""
-    latent = cfg.get("latent")
-    if isinstance(latent, bool) or not isinstance(latent, int) or latent < 1:
-        raise SystemExit(
-            f"ae_lab: latent must be a positive integer (the bottleneck size), got {latent!r}. "
-            "Examples: latent=8, or a sweep: -m latent=2,4,8"
-        )
 
 
 def set_threads(n: int) -> None:
@@ -64,12 +54,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Returns every logged metric's final value; they are also written to ``metrics.json`` in the
     run directory, which is what sweep summaries read.
     """
-    check_config(cfg)
+    validation.check_config(cfg)
     start = time.perf_counter()
     # imported here so that config errors and --help answer without loading torch
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ProgressBar
+
+    from ae_lab import resume
+    from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
+
+    validation.check_environment(cfg)
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -80,7 +75,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    # always on, whatever the callbacks group: exact resume and the NaN stop
+    callbacks = [
+        *instantiate_group(cfg.get("callbacks")),
+        resume.ExactResume(),
+        StopOnNonFiniteLoss(),
+    ]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(
@@ -95,12 +95,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule.corruption,
         trainer.accelerator.__class__.__name__,
     )
+    ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
     fit_model = torch.compile(model) if cfg.get("compile") else model
-    trainer.fit(fit_model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = _floats(trainer.callback_metrics)
+    with resume.stop_cleanly_on_interrupt(trainer):
+        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics = _floats(trainer.callback_metrics)
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(fit_model, datamodule=datamodule, ckpt_path="best" if best else None)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(fit_model, datamodule=datamodule, ckpt_path="best" if best else None)
     metrics.update(_floats(trainer.callback_metrics))
     metrics["time/wall_s"] = time.perf_counter() - start
     metrics["n_params"] = float(model.n_params)
@@ -120,7 +124,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    metrics = sweep.completed_metrics()  # a sweep run again skips the jobs it completed
+    if metrics is None:
+        metrics = train(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

@@ -5,6 +5,7 @@ import torch
 from torchvision.datasets import MNIST
 
 from ae_lab.data import MNISTDataModule, PixelMask
+from ae_lab.errors import AeLabError
 
 
 def make_dm(root: Path, **kw) -> MNISTDataModule:
@@ -70,7 +71,7 @@ def test_eval_corruption_is_identical_on_every_pass(synthetic_root):
 
 def test_missing_files_name_the_place_and_the_fix(tmp_path):
     dm = MNISTDataModule(root=str(tmp_path / "nowhere"), download=False)
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(AeLabError) as err:
         dm.setup("fit")
     message = str(err.value)
     assert str(tmp_path / "nowhere") in message
@@ -82,5 +83,5 @@ def test_failed_download_says_so(tmp_path, monkeypatch):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
     monkeypatch.setattr(MNIST, "download", offline)
-    with pytest.raises(FileNotFoundError, match="the download failed: Error downloading"):
+    with pytest.raises(AeLabError, match="the download failed: Error downloading"):
         MNISTDataModule(root=str(tmp_path)).prepare_data()

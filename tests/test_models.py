@@ -239,13 +239,6 @@ def test_sparse_ae_can_be_overcomplete(batch) -> None:
     assert (model.encode(batch["input"]) >= 0).all()
 
 
-def test_sparse_ae_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="sparsity"):
-        SparseAE(latent_dim=4, sparsity="l2")
-    with pytest.raises(ValueError, match="rho"):
-        SparseAE(latent_dim=4, rho=1.5)
-
-
 # --- contractive autoencoder ---------------------------------------------------------------------
 
 

@@ -6,13 +6,10 @@ and PCA's at the same bottleneck size. The reference study measured 98.89% / 98.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +20,11 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from ae_lab.callbacks.common import find_callback
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.data.mnist import MNISTDataModule
+from ae_lab.locks import file_lock
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.classifier import CNNClassifier
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock held while the block runs, so parallel jobs train the classifier once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def train_classifier(

@@ -33,8 +33,6 @@ class TensorBatchLoader:
     ) -> None:
         if images.dtype != torch.uint8:
             raise TypeError(f"expected uint8 images, got {images.dtype}")
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
         self.images = images
         self.labels = labels
         self.batch_size = int(batch_size)

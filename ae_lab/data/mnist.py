@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import math
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -12,40 +16,88 @@ from torchvision.datasets import MNIST
 
 from ae_lab.data.loader import TensorBatchLoader
 from ae_lab.data.transforms import Corruption, NoCorruption
+from ae_lab.errors import AeLabError
+from ae_lab.locks import file_lock
 
 log = logging.getLogger(__name__)
+
+
+RAW_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# The official files, decompressed: their image count and MD5 sum. (torchvision's own sums are
+# those of the .gz archives, which it deletes after extracting them.)
+OFFICIAL = {
+    "train-images-idx3-ubyte": (60_000, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60_000, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (10_000, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10_000, "27ae3e4e09519cfbb04c329615203637"),
+}
 
 
 def load_mnist(root: str | Path, train: bool, download: bool = True) -> MNIST:
     """Opens torchvision's MNIST under ``root`` (files in ``root/MNIST/raw``), downloading if asked.
 
     Raises one readable error naming the place it looked and the two ways to point at a copy,
-    instead of torchvision's download traceback, which is all an offline user would otherwise see.
+    instead of torchvision's download traceback, which is all an offline user would otherwise see;
+    and one naming the damaged file when a file is truncated or altered. Parallel jobs download
+    one at a time, so none reads a file another is still writing.
     """
     root = Path(root).expanduser()
-    try:
-        return MNIST(str(root), train=train, download=False)
-    except RuntimeError:
+    raw = root / "MNIST" / "raw"
+    if not all((raw / name).is_file() for name in RAW_FILES[train]):
         if not download:
-            raise _missing(root, "download is off (data.download=false)") from None
-    try:
-        log.info("MNIST not found under %s; downloading it with torchvision", root)
-        return MNIST(str(root), train=train, download=True)
-    except Exception as err:  # noqa: BLE001 - any download failure means the same to the user
-        raise _missing(root, f"the download failed: {err}") from err
+            raise _missing(root, "download is off (data.download=false)")
+        try:
+            with file_lock(root / "MNIST" / ".download.lock"):
+                log.info("MNIST not found under %s; downloading it with torchvision", root)
+                MNIST(str(root), train=train, download=True)
+        except Exception as err:  # noqa: BLE001 - any download failure means the same to the user
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+            why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+            raise _missing(root, f"the download failed: {why}") from err
+    for name in RAW_FILES[train]:
+        path = raw / name
+        stat = path.stat()
+        check_raw_file(str(path), stat.st_size, stat.st_mtime_ns)
+    return MNIST(str(root), train=train, download=False)
 
 
-def _missing(root: Path, why: str) -> FileNotFoundError:
-    return FileNotFoundError(
+def _missing(root: Path, why: str) -> AeLabError:
+    return AeLabError(
         f"MNIST files not found in {root.resolve() / 'MNIST' / 'raw'} and {why}. "
         "Point ae_lab at a folder that holds MNIST/raw/ (torchvision's layout) with "
         "AE_LAB_DATA_DIR=/path/to/data or the override data.root=/path/to/data."
     )
 
 
-# binary targets for a Bernoulli likelihood: none, pixels > 0.5, or each pixel drawn with its
-# intensity as probability (fresh every training pass, fixed per evaluation batch)
-BINARIZE_TARGET = (None, "threshold", "sample")
+@functools.cache
+def check_raw_file(path: str, size: int, mtime_ns: int) -> None:
+    """Raises if an IDX file is shorter or longer than its header says or, when it claims the
+    official file's image count, differs from the official MD5 sum. Cached by size and mtime, so a
+    sweep in one process hashes each file once (about 0.1 s for all four)."""
+    with open(path, "rb") as f:
+        header = f.read(16)
+    ndim = header[3] if len(header) >= 4 and header[:3] == b"\x00\x00\x08" else 0
+    if not 1 <= ndim <= 3 or len(header) < 4 + 4 * ndim:
+        raise _damaged(path, "it does not start with an IDX header of uint8 data")
+    dims = struct.unpack(f">{ndim}I", header[4 : 4 + 4 * ndim])
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if size != expected:
+        raise _damaged(path, f"it has {size:,} bytes where its header promises {expected:,}")
+    count, md5 = OFFICIAL.get(Path(path).name, (None, None))
+    if dims[0] == count:
+        digest = hashlib.md5(Path(path).read_bytes()).hexdigest()
+        if digest != md5:
+            raise _damaged(path, f"its MD5 sum is {digest}, the official file's is {md5}")
+
+
+def _damaged(path: str, why: str) -> AeLabError:
+    return AeLabError(
+        f"MNIST file {path} is damaged: {why}. Delete it to have it downloaded again, or point "
+        "AE_LAB_DATA_DIR / data.root at a good copy."
+    )
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -98,13 +150,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.download = download
-        if binarize_target not in BINARIZE_TARGET:
-            raise ValueError(
-                f"data.binarize_target must be one of {BINARIZE_TARGET}, got {binarize_target!r}"
-            )
         self.binarize_target = binarize_target
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._generators: dict[tuple[str, torch.device], torch.Generator] = {}
+        self._train_order: torch.Generator | None = None
+        self._resumed: dict[str, torch.Tensor] = {}
 
     def prepare_data(self) -> None:
         for train in (True, False):
@@ -139,8 +189,6 @@ class MNISTDataModule(L.LightningDataModule):
 
     def split_indices(self, n: int = 60_000) -> tuple[torch.Tensor, torch.Tensor]:
         """(validation, training) indices into the n training images, fixed by ``split_seed``."""
-        if not 0 < self.val_size < n:
-            raise ValueError(f"data.val_size must lie in (0, {n}), got {self.val_size}")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         return perm[: self.val_size].sort().values, perm[self.val_size :].sort().values
 
@@ -161,19 +209,42 @@ class MNISTDataModule(L.LightningDataModule):
         x, y = self.splits[split]
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         if self.fast:
-            return Numbered(TensorBatchLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed))
-        return Numbered(
-            classic_loader(x, y, batch_size, shuffle, self.seed, self.num_workers, self.pin_memory)
+            return TensorBatchLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed)
+        return classic_loader(
+            x, y, batch_size, shuffle, self.seed, self.num_workers, self.pin_memory
         )
 
     def train_dataloader(self) -> Any:
-        return self._loader("train", shuffle=True)
+        loader = self._loader("train", shuffle=True)
+        self._train_order = loader.generator
+        self._restore("train_order", self._train_order)
+        return Numbered(loader)
 
     def val_dataloader(self) -> Any:
-        return self._loader("val", shuffle=False)
+        return Numbered(self._loader("val", shuffle=False))
 
     def test_dataloader(self) -> Any:
-        return self._loader("test", shuffle=False)
+        return Numbered(self._loader("test", shuffle=False))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The random state that carries over from one epoch to the next, saved in checkpoints so
+        that a resumed run draws the same batch order and training corruption as an unbroken one.
+        (Evaluation corruption is re-seeded on every pass and needs none.)"""
+        state = {}
+        if self._train_order is not None:
+            state["train_order"] = self._train_order.get_state()
+        for (kind, device), gen in self._generators.items():
+            if kind == "train":
+                state[f"train_corruption/{device.type}"] = gen.get_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        # applied when the generators are made, which is after Lightning restores this state
+        self._resumed = dict(state_dict)
+
+    def _restore(self, key: str, generator: torch.Generator) -> None:
+        if key in self._resumed:
+            generator.set_state(self._resumed.pop(key))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> dict[str, torch.Tensor]:
         x, y, i = batch
@@ -190,7 +261,9 @@ class MNISTDataModule(L.LightningDataModule):
     def _generator(self, kind: str, device: torch.device) -> torch.Generator:
         key = (kind, device)
         if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed + 1)
+            gen = torch.Generator(device=device).manual_seed(self.seed + 1)
+            self._restore(f"{kind}_corruption/{device.type}", gen)
+            self._generators[key] = gen
         return self._generators[key]
 
 

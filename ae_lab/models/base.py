@@ -55,8 +55,6 @@ class AutoencoderModule(LabModule):
 
     def __init__(self, latent_dim: int, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__(optimizer)
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"latent must be a positive integer, got {latent_dim!r}")
         self.save_hyperparameters(ignore=["optimizer"])
         self.latent_dim = latent_dim
         self.encoder: nn.Module

@@ -55,12 +55,6 @@ class ContractiveAE(AutoencoderModule):
         optimizer: OptimizerFactory | None = None,
     ) -> None:
         super().__init__(latent_dim, optimizer)
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"model.activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}"
-            )
-        if weight < 0:
-            raise ValueError(f"model.weight must be >= 0, got {weight}")
         self.activation = activation
         self.weight = float(weight)
         self.closed_form = len(hidden) == 0

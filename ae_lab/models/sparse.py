@@ -13,8 +13,6 @@ from torch import nn
 from ae_lab.models.base import AutoencoderModule, Batch, OptimizerFactory
 from ae_lab.models.components import dense_decoder, dense_encoder
 
-SPARSITY = ("kl", "l1")
-
 
 def l1_penalty(code: torch.Tensor) -> torch.Tensor:
     """||h||_1 per image, averaged over the batch."""
@@ -49,12 +47,6 @@ class SparseAE(AutoencoderModule):
         optimizer: OptimizerFactory | None = None,
     ) -> None:
         super().__init__(latent_dim, optimizer)
-        if sparsity not in SPARSITY:
-            raise ValueError(f"model.sparsity must be one of {SPARSITY}, got {sparsity!r}")
-        if not 0 < rho < 1:
-            raise ValueError(f"model.rho must lie in (0, 1), got {rho}")
-        if weight < 0:
-            raise ValueError(f"model.weight must be >= 0, got {weight}")
         self.sparsity = sparsity
         self.rho = float(rho)
         self.weight = float(weight)

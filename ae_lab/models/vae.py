@@ -34,10 +34,6 @@ class VariationalAutoencoder(AutoencoderModule):
         optimizer: OptimizerFactory | None = None,
     ) -> None:
         super().__init__(latent_dim, optimizer)
-        if recon_loss not in ("bce", "mse"):
-            raise ValueError(f"model.recon_loss must be 'bce' or 'mse', got {recon_loss!r}")
-        if beta < 0:
-            raise ValueError(f"model.beta must be >= 0, got {beta}")
         self.beta = float(beta)
         self.kl_warmup_epochs = int(kl_warmup_epochs)
         self.recon_loss = recon_loss

@@ -1,0 +1,46 @@
+"""The errors a user can act on, and how a run reports them: one message, no traceback.
+
+``AeLabError`` is for problems outside ae_lab's code (a setting out of range, a missing or
+damaged file, no GPU, a diverging loss); its message says what is wrong and what to do. A bug is
+any other exception and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of either.
+
+It derives from Hydra's ``CompactHydraException`` because that is how Hydra knows to print a
+failed sweep job's error as its message alone when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+from hydra.errors import CompactHydraException
+
+
+class AeLabError(CompactHydraException):
+    """A failure the user can fix; the message is the whole report."""
+
+    exit_code = 1
+
+
+class ConfigError(AeLabError):
+    """A setting out of range, found before any work starts."""
+
+    exit_code = 2
+
+
+def one_line(err: BaseException) -> str:
+    """The error as one line for ``job.json`` and sweep summaries; a bug keeps its type name."""
+    text = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    return text if isinstance(err, AeLabError) else f"{type(err).__name__}: {text}"
+
+
+def full_error_wanted() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR", "") == "1"
+
+
+def exit_with(message: str, code: int) -> NoReturn:
+    """``ae_lab: <message>`` on stderr and the exit status, as the last thing the process does."""
+    sys.stderr.write(f"ae_lab: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)

@@ -1,0 +1,178 @@
+"""Interrupted runs continue exactly where an unbroken run would have been.
+
+ModelCheckpoint writes ``last.ckpt`` at the end of every epoch. Lightning stores the weights, the
+optimizer and the loops in it, and the datamodule its batch order and training corruption
+(``MNISTDataModule.state_dict``); ``ExactResume`` adds the global random states (dropout, a VAE's
+sampling) and puts them back at the start of the next epoch. A run stopped in the middle of an
+epoch therefore replays that epoch from its start and ends with the same numbers as a run that was
+never stopped. Ctrl-C and SIGTERM (what SLURM sends before it preempts a job) end the run with a
+message that says how to continue; Lightning's own signal handling stops the loops, and no
+checkpoint is written mid-epoch, so ``last.ckpt`` stays the end of the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from ae_lab.errors import AeLabError, exit_with, one_line
+
+log = logging.getLogger(__name__)
+CHECKPOINT_KEY = "ae_lab"
+
+
+def rng_states() -> dict[str, Any]:
+    """Python's, NumPy's and torch's global random states, as types ``torch.load`` accepts with
+    ``weights_only=True``."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class ExactResume(L.Callback):
+    """Saves the global random states and the model's class name in every checkpoint; on resume
+    restores the states when the first resumed epoch starts, the point at which the unbroken run
+    had them (checkpoints are written at the very end of an epoch)."""
+
+    def __init__(self) -> None:
+        self.resumed: dict[str, Any] | None = None
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"model": type(pl_module).__name__, "rng": rng_states()}
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.resumed = checkpoint.get(CHECKPOINT_KEY, {}).get("rng")
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.resumed is not None:
+            set_rng_states(self.resumed)
+            self.resumed = None
+
+
+def _in_sweep() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def checkpoint_to_resume(
+    ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule
+) -> str | None:
+    """The checkpoint ``trainer.fit`` resumes from, checked against the model this run builds.
+
+    ``ckpt_path=last`` is this run directory's own ``last.ckpt``; a sweep job does the same by
+    itself, so that running a sweep again into its directory continues its unfinished jobs.
+    Without a ``last.ckpt`` yet, training starts from the beginning.
+    """
+    if ckpt_path is None and not _in_sweep():
+        return None
+    if ckpt_path in (None, "last"):
+        cb = trainer.checkpoint_callback
+        dirpath = getattr(cb, "dirpath", None)
+        last = Path(dirpath) / "last.ckpt" if dirpath else None
+        if last is None or not last.is_file():
+            if ckpt_path == "last":
+                log.info("ckpt_path=last: no %s yet, so training starts from the beginning", last)
+            return None
+        path = last
+    else:
+        path = Path(ckpt_path).expanduser()
+        if not path.is_file():
+            raise AeLabError(
+                f"ckpt_path={ckpt_path}: no such file. Give a checkpoint file (a run's "
+                "checkpoints/last.ckpt), or ckpt_path=last for this run directory's own."
+            )
+    check_checkpoint(path, model)
+    return str(path)
+
+
+def check_checkpoint(path: Path, model: L.LightningModule) -> None:
+    """Raises unless ``path`` is a checkpoint this model can continue from."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unreadable for whatever reason means the same here
+        raise AeLabError(
+            f"ckpt_path={path} cannot be read as a checkpoint ({one_line(err)})"
+        ) from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise AeLabError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict)")
+    here = type(model).__name__
+    saved = ckpt.get(CHECKPOINT_KEY, {}).get("model", here)
+    if saved != here:
+        raise AeLabError(
+            f"ckpt_path={path} was saved by a {saved} model; this run builds a {here}. "
+            "Use the model= of the run that wrote it."
+        )
+    latent = ckpt.get("hyper_parameters", {}).get("latent_dim")
+    if latent is not None and latent != model.hparams.get("latent_dim"):
+        raise AeLabError(
+            f"ckpt_path={path} was saved with latent={latent}; this run has "
+            f"latent={model.hparams.get('latent_dim')}. Use latent={latent} to continue it."
+        )
+    own = model.state_dict()
+    for key, value in ckpt["state_dict"].items():
+        if key not in own or own[key].shape != value.shape:
+            there = tuple(value.shape)
+            mine = tuple(own[key].shape) if key in own else "no such weight"
+            raise AeLabError(
+                f"ckpt_path={path} does not fit this {here}: its {key} is {there}, here "
+                f"{mine}. It was saved with other model settings (model.*)."
+            )
+
+
+@contextlib.contextmanager
+def stop_cleanly_on_interrupt(trainer: L.Trainer) -> Iterator[None]:
+    """Turns Ctrl-C and SIGTERM during fit or test into one message on how to continue, and exit
+    status 130 or 143. Both stop a whole sweep, as they should: the process is being stopped."""
+    try:
+        yield
+    except SIGTERMException:
+        _stopped(trainer, "SIGTERM", 143)
+    except KeyboardInterrupt:
+        _stopped(trainer, "Ctrl-C", 130)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        _stopped(trainer, "Ctrl-C", 130)  # Lightning turns Ctrl-C into exit status 1
+
+
+def _stopped(trainer: L.Trainer, what: str, code: int) -> None:
+    if _in_sweep():
+        how = f"the same command with hydra.sweep.dir={HydraConfig.get().sweep.dir}"
+    elif HydraConfig.initialized():
+        run_dir = HydraConfig.get().runtime.output_dir
+        how = f"the same command with hydra.run.dir={run_dir} ckpt_path=last"
+    else:
+        how = "ckpt_path=last"
+    exit_with(
+        f"stopped by {what} in epoch {trainer.current_epoch} (counting from 0). Continue from "
+        f"the end of the last finished epoch with {how}",
+        code,
+    )
