@@ -76,20 +76,30 @@ def mnist_root() -> Path:
     return root
 
 
-def run_ae_lab(
-    *overrides: str, cwd: Path, data_root: Path, check: bool = True, timeout: int = 600
-) -> subprocess.CompletedProcess:
-    """``python -m ae_lab <overrides>`` in ``cwd``, with this checkout's package first on path."""
+def ae_lab_command(*overrides: str, data_root: Path, full_error: bool = True) -> dict:
+    """``subprocess`` arguments for ``python -m ae_lab <overrides>`` with this checkout's package
+    first on path; ``full_error=False`` shows what a user sees (no ``HYDRA_FULL_ERROR``)."""
     env = {
         **os.environ,
         "AE_LAB_DATA_DIR": str(data_root),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        "HYDRA_FULL_ERROR": "1",
+        "HYDRA_FULL_ERROR": "1" if full_error else "0",
     }
+    return {"args": [sys.executable, "-m", "ae_lab", *overrides], "env": env}
+
+
+def run_ae_lab(
+    *overrides: str,
+    cwd: Path,
+    data_root: Path,
+    check: bool = True,
+    timeout: int = 600,
+    full_error: bool = True,
+) -> subprocess.CompletedProcess:
+    """``python -m ae_lab <overrides>`` in ``cwd``, as a user would run it."""
     proc = subprocess.run(
-        [sys.executable, "-m", "ae_lab", *overrides],
+        **ae_lab_command(*overrides, data_root=data_root, full_error=full_error),
         cwd=cwd,
-        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

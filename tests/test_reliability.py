@@ -1,0 +1,167 @@
+"""Through the entrypoint, as a user sees it: every bad input ends in one message, an interrupted
+run resumes to bit-identical metrics, and a sweep keeps and continues what it has."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TINY, ae_lab_command, run_ae_lab
+
+pytestmark = pytest.mark.integration
+
+# A VAE on noisy inputs draws from every random source a run has: batch order, corruption noise
+# and the reparameterisation's samples. 100 batches an epoch leave time to interrupt epoch 1.
+RESUMABLE = (
+    "model=vae",
+    "transform=gaussian",
+    "threads=1",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=100",
+    "trainer.limit_val_batches=3",
+    "trainer.limit_test_batches=3",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.latent_map",
+)
+
+
+def user_run(*overrides: str, cwd: Path, data_root: Path) -> subprocess.CompletedProcess:
+    return run_ae_lab(*overrides, cwd=cwd, data_root=data_root, check=False, full_error=False)
+
+
+def assert_one_message(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stdout + proc.stderr
+    for word in words:
+        assert word in proc.stderr
+
+
+def run_metrics(run_dir: Path) -> dict[str, float]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory, mnist_root) -> Path:
+    """The run the interrupted ones must match, two epochs without a stop."""
+    run_dir = tmp_path_factory.mktemp("unbroken") / "run"
+    run_ae_lab(*RESUMABLE, f"hydra.run.dir={run_dir}", cwd=run_dir.parent, data_root=mnist_root)
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["data.batch_size=0"], ["data.batch_size", "got 0", ">= 1"]),
+        (["optimizer.lr=-1"], ["optimizer.lr", "got -1", "> 0"]),
+        (["data.val_size=70000"], ["data.val_size", "got 70000", "[1, 60000)"]),
+        (["data.root={tmp}/none", "data.download=false"], ["MNIST", "/none", "AE_LAB_DATA_DIR"]),
+        (["ckpt_path={tmp}/none/last.ckpt"], ["ckpt_path", "no such file"]),
+        (["optimizer=sgd", "optimizer.lr=1e30", *TINY], ["not finite", "epoch 0", "loss=nan"]),
+    ],
+)
+def test_a_bad_input_ends_in_one_message(tmp_path, mnist_root, overrides, words):
+    overrides = [o.format(tmp=tmp_path) for o in overrides]
+    proc = user_run(*overrides, "hydra.run.dir=run", cwd=tmp_path, data_root=mnist_root)
+    assert_one_message(proc, *words)
+    if "not finite" in words:  # the run got as far as training and is recorded as failed
+        assert json.loads((tmp_path / "run" / "job.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU where there is none")
+def test_gpu_without_a_gpu_suggests_auto(tmp_path, mnist_root):
+    proc = user_run("accelerator=gpu", cwd=tmp_path, data_root=mnist_root)
+    assert_one_message(proc, "accelerator=gpu", "accelerator=auto")
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("train-labels-idx1-ubyte", lambda data: data[:-10]),  # truncated
+        ("t10k-images-idx3-ubyte", lambda data: data[:-1] + bytes([data[-1] ^ 1])),  # altered
+    ],
+)
+def test_a_damaged_mnist_file_is_named(tmp_path, mnist_root, name, damage):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (mnist_root / "MNIST" / "raw").glob("*-ubyte"):
+        (raw / source.name).symlink_to(source)
+    (raw / name).unlink()
+    (raw / name).write_bytes(damage((mnist_root / "MNIST" / "raw" / name).read_bytes()))
+    proc = user_run(*TINY, cwd=tmp_path, data_root=tmp_path / "data")
+    assert_one_message(proc, f"{raw / name} is damaged")
+
+
+@pytest.mark.parametrize(
+    "overrides, words",
+    [(["model=ae"], ["DenseVAE", "DenseAE"]), (["latent=4"], ["latent=32"])],
+)
+def test_a_checkpoint_of_another_model_is_refused(tmp_path, mnist_root, unbroken, overrides, words):
+    ckpt = unbroken / "checkpoints" / "last.ckpt"
+    proc = user_run(*RESUMABLE, *overrides, f"ckpt_path={ckpt}", cwd=tmp_path, data_root=mnist_root)
+    assert_one_message(proc, f"ckpt_path={ckpt}", *words)
+
+
+def test_a_run_stopped_after_an_epoch_resumes_bit_identically(tmp_path, mnist_root, unbroken):
+    run = f"hydra.run.dir={tmp_path / 'run'}"
+    run_ae_lab(*RESUMABLE, run, "trainer.max_epochs=1", cwd=tmp_path, data_root=mnist_root)
+    proc = run_ae_lab(*RESUMABLE, run, "ckpt_path=last", cwd=tmp_path, data_root=mnist_root)
+    assert "resuming from" in proc.stdout + proc.stderr
+    assert run_metrics(tmp_path / "run") == run_metrics(unbroken)
+
+
+def test_sigterm_leaves_a_run_that_resumes_bit_identically(tmp_path, mnist_root, unbroken):
+    run_dir = tmp_path / "run"
+    command = ae_lab_command(
+        *RESUMABLE, f"hydra.run.dir={run_dir}", data_root=mnist_root, full_error=False
+    )
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen(**command, cwd=tmp_path, stdout=out, stderr=err)
+        deadline = time.monotonic() + 300
+        while not (run_dir / "checkpoints" / "last.ckpt").exists():  # epoch 0 is done
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == 143
+    message = (tmp_path / "err.txt").read_text()
+    assert "stopped by SIGTERM" in message and "ckpt_path=last" in message
+    assert "Traceback" not in message
+    run_ae_lab(
+        *RESUMABLE, f"hydra.run.dir={run_dir}", "ckpt_path=last", cwd=tmp_path, data_root=mnist_root
+    )
+    assert run_metrics(run_dir) == run_metrics(unbroken)
+
+
+def test_a_sweep_keeps_its_jobs_past_a_failure_and_continues_where_it_stopped(tmp_path, mnist_root):
+    sweep = tmp_path / "sweep"
+    command = ("-m", "latent=2,abc,4", *TINY, "threads=1", f"hydra.sweep.dir={sweep}")
+    proc = user_run(*command, cwd=tmp_path, data_root=mnist_root)
+    assert_one_message(proc, "latent must be a positive integer")
+    jobs = {p.name.split(",")[0]: p for p in sweep.iterdir() if p.is_dir()}
+    status = {k: json.loads((p / "job.json").read_text()) for k, p in jobs.items()}
+    assert [status[k]["status"] for k in ("latent=2", "latent=abc", "latent=4")] == [
+        "completed",
+        "failed",
+        "completed",
+    ]
+    assert status["latent=abc"]["error"].startswith("latent must be a positive integer")
+    assert "| failed |" in (sweep / "summary.md").read_text()
+
+    # latent=4 looks stopped (no job.json); running the sweep again skips latent=2 untouched
+    (jobs["latent=4"] / "job.json").unlink()
+    kept = {f: f.stat().st_mtime_ns for f in jobs["latent=2"].rglob("*") if ".hydra" not in f.parts}
+    proc = user_run(*command, cwd=tmp_path, data_root=mnist_root)
+    assert proc.returncode != 0  # latent=abc fails again
+    assert f"{jobs['latent=2'].name}: completed in an earlier run of this sweep, skipped" in (
+        proc.stdout
+    )
+    assert {f: f.stat().st_mtime_ns for f in kept} == kept
+    assert f"resuming from {jobs['latent=4'] / 'checkpoints' / 'last.ckpt'}" in proc.stdout
+    assert json.loads((jobs["latent=4"] / "job.json").read_text())["status"] == "completed"
