@@ -46,13 +46,19 @@ def load_mnist(root: str | Path, train: bool, download: bool = True) -> MNIST:
     """
     root = Path(root).expanduser()
     raw = root / "MNIST" / "raw"
-    if not all((raw / name).is_file() for name in RAW_FILES[train]):
-        if not download:
-            raise _missing(root, "download is off (data.download=false)")
+    lock = root / "MNIST" / ".download.lock"  # left by a download, here or in a parallel job
+
+    def missing() -> bool:
+        return not all((raw / name).is_file() for name in RAW_FILES[train])
+
+    if missing() and not download:
+        raise _missing(root, "download is off (data.download=false)")
+    if missing() or lock.exists():
         try:
-            with file_lock(root / "MNIST" / ".download.lock"):
-                log.info("MNIST not found under %s; downloading it with torchvision", root)
-                MNIST(str(root), train=train, download=True)
+            with file_lock(lock):  # a download in progress finishes before its files are read
+                if missing():
+                    log.info("MNIST not found under %s; downloading it with torchvision", root)
+                    MNIST(str(root), train=train, download=True)
         except Exception as err:  # noqa: BLE001 - any download failure means the same to the user
             lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
             why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
