@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ae_lab.errors import AeLabError, exit_with, one_line
+from ae_lab.errors import AeLabError, exit_with
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "ae_lab"
@@ -117,9 +117,12 @@ def check_checkpoint(path: Path, model: L.LightningModule) -> None:
     """Raises unless ``path`` is a checkpoint this model can continue from."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unreadable for whatever reason means the same here
+    except OSError as err:
+        raise AeLabError(f"ckpt_path={path} cannot be read: {err.strerror}") from err
+    except Exception as err:  # noqa: BLE001 - torch's reasons are many and long; the fix is one
         raise AeLabError(
-            f"ckpt_path={path} cannot be read as a checkpoint ({one_line(err)})"
+            f"ckpt_path={path} cannot be read as a checkpoint: it is damaged or not one "
+            f"({type(err).__name__}). Give a run's checkpoints/last.ckpt."
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise AeLabError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict)")

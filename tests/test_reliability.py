@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY, ae_lab_command, run_ae_lab
+from tests.conftest import REPO, TINY, ae_lab_command, run_ae_lab
 
 pytestmark = pytest.mark.integration
 
@@ -64,11 +64,12 @@ def unbroken(tmp_path_factory, mnist_root) -> Path:
         (["data.val_size=70000"], ["data.val_size", "got 70000", "[1, 60000)"]),
         (["data.root={tmp}/none", "data.download=false"], ["MNIST", "/none", "AE_LAB_DATA_DIR"]),
         (["ckpt_path={tmp}/none/last.ckpt"], ["ckpt_path", "no such file"]),
+        (["ckpt_path={repo}/README.md"], ["ckpt_path", "cannot be read as a checkpoint"]),
         (["optimizer=sgd", "optimizer.lr=1e30", *TINY], ["not finite", "epoch 0", "loss=nan"]),
     ],
 )
 def test_a_bad_input_ends_in_one_message(tmp_path, mnist_root, overrides, words):
-    overrides = [o.format(tmp=tmp_path) for o in overrides]
+    overrides = [o.format(tmp=tmp_path, repo=REPO) for o in overrides]
     proc = user_run(*overrides, "hydra.run.dir=run", cwd=tmp_path, data_root=mnist_root)
     assert_one_message(proc, *words)
     if "not finite" in words:  # the run got as far as training and is recorded as failed
