@@ -77,9 +77,15 @@ def mnist_root() -> Path:
 
 
 def run_ae_lab(
-    *overrides: str, cwd: Path, data_root: Path, check: bool = True, timeout: int = 600
+    *overrides: str,
+    cwd: Path,
+    data_root: Path,
+    check: bool = True,
+    timeout: int = 600,
+    entry: tuple[str, ...] = ("-m", "ae_lab"),
 ) -> subprocess.CompletedProcess:
-    """``python -m ae_lab <overrides>`` in ``cwd``, with this checkout's package first on path."""
+    """``python -m ae_lab <overrides>`` in ``cwd``, with this checkout's package first on path;
+    ``entry`` replaces ``-m ae_lab`` (e.g. with ``-c`` and the console script's code)."""
     env = {
         **os.environ,
         "AE_LAB_DATA_DIR": str(data_root),
@@ -87,7 +93,7 @@ def run_ae_lab(
         "HYDRA_FULL_ERROR": "1",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "ae_lab", *overrides],
+        [sys.executable, *entry, *overrides],
         cwd=cwd,
         env=env,
         capture_output=True,
