@@ -35,16 +35,42 @@ def job_dirs(sweep: Path) -> list[Path]:
     return sorted(p.parent for p in sweep.glob("*/job.json"))
 
 
+def hparams(run_dir: Path) -> tuple[dict[str, float | str], set[str]]:
+    """The hyperparameters and the metric tags of the HPARAMS tab, read from the event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    params: dict[str, float | str] = {}
+    metrics: set[str] = set()
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        try:
+            contents = acc.PluginTagToContent("hparams").values()
+        except KeyError:  # an event file without hyperparameters
+            continue
+        for content in contents:
+            data = HParamsPluginData.FromString(content)
+            metrics |= {m.name.tag for m in data.experiment.metric_infos}
+            for key, value in data.session_start_info.hparams.items():
+                params[key] = value.string_value or value.number_value
+    return params, metrics
+
+
 @pytest.mark.integration
 def test_submitit_local_sweep_through_the_console_script(tmp_path: Path, mnist_root: Path) -> None:
+    """Two models through submitit, started as ``ae-lab latent=4 -m model=ae,vae``; their
+    HPARAMS entries share one set of keys and carry the final metrics."""
     sweep = tmp_path / "sweep"
     run_ae_lab(
-        "model=ae",
+        "latent=4",
         "-m",
-        "latent=2,4",
+        "model=ae,vae",
         "hydra/launcher=submitit_local",
         f"hydra.sweep.dir={sweep}",
-        *FAST,
+        *TINY,
+        "threads=1",
+        "callbacks.latent_map.n_points=50",
         cwd=tmp_path,
         data_root=mnist_root,
         entry=console_script(),
@@ -52,9 +78,16 @@ def test_submitit_local_sweep_through_the_console_script(tmp_path: Path, mnist_r
     jobs = job_dirs(sweep)
     assert len(jobs) == 2
     assert {json.loads((j / "job.json").read_text())["status"] for j in jobs} == {"completed"}
-    assert all((j / "metrics.json").exists() for j in jobs)
     assert (sweep / ".submitit").is_dir()  # the jobs went through submitit
-    assert "| latent=4 | completed | 4 |" in (sweep / "summary.md").read_text()
+    assert "| model=vae | completed | 4 |" in (sweep / "summary.md").read_text()
+
+    (ae, ae_metrics), (vae, vae_metrics) = (hparams(j) for j in jobs)
+    assert ae.keys() == vae.keys()
+    assert (ae["model"], vae["model"], vae["latent"]) == ("ae", "vae", 4)
+    assert {"lr", "batch_size", "seed", "transform", "n_params"} <= ae.keys()
+    assert "hp_metric" not in ae_metrics
+    ratio = {"val/mse", "test/mse", "pca/test_mse", "test/mse_ratio"}
+    assert ratio <= ae_metrics and ratio <= vae_metrics
 
 
 @pytest.mark.integration
