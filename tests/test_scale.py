@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ae_lab.cli import hoist_multirun
+from ae_lab.data.loader import TensorBatchLoader
 from tests.conftest import REPO, TINY, run_ae_lab
 
 FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
@@ -22,6 +24,22 @@ def test_multirun_flag_moves_to_the_front_once() -> None:
         "latent=2,8",
     ]
     assert hoist_multirun(["latent=2"]) == ["latent=2"]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_ddp_processes_split_the_data_into_equal_shards(shuffle: bool) -> None:
+    images = torch.zeros(9, 28, 28, dtype=torch.uint8)
+    labels = torch.arange(9)
+
+    def shard(rank: int) -> list[int]:
+        loader = TensorBatchLoader(images, labels, 2, shuffle, seed=3, rank=rank, world_size=2)
+        seen = [int(i) for _, y in loader for i in y]
+        assert len(loader) == 3 and len(seen) == 5
+        return seen
+
+    first, second = shard(0), shard(1)
+    assert set(first) | set(second) == set(range(9))
+    assert len(set(first) & set(second)) == 1  # one image padded in, as DistributedSampler does
 
 
 def console_script() -> tuple[str, ...]:
@@ -111,3 +129,40 @@ def test_optuna_search_writes_the_best_trial(tmp_path: Path, mnist_root: Path) -
     assert best["best_value"] == pytest.approx(min(val_mse))
     assert "Best value" in proc.stdout + proc.stderr
     assert (sweep / "summary.md").read_text().count("| completed |") == 3
+
+
+@pytest.mark.integration
+def test_two_process_ddp_run_on_cpu(tmp_path: Path, mnist_root: Path) -> None:
+    """One run dir and one metrics.json from 2 gloo processes; the PCA fitted once and its test
+    MSE reduced over both halves of the test set to the value of the whole set."""
+    run = tmp_path / "run"
+    run_ae_lab(
+        "accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "latent=8",
+        *TINY,
+        "trainer.limit_test_batches=null",
+        "threads=1",
+        "callbacks.latent_map.n_points=50",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        data_root=mnist_root,
+    )
+    assert [p.name for p in tmp_path.rglob("metrics.json")] == ["metrics.json"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    logs = "".join(p.read_text() for p in run.glob("*.log"))
+    assert "train_ddp_process_1.log" in {p.name for p in run.glob("*.log")}
+    assert logs.count("PCA baseline: 8 components") == 1
+
+    from ae_lab.callbacks.pca import LinearReconstruction, fit_pca
+    from ae_lab.data import MNISTDataModule
+
+    dm = MNISTDataModule(root=str(mnist_root), download=False)
+    dm.setup()
+    pca = fit_pca(dm.images("train"), 8)
+    recon = LinearReconstruction(torch.as_tensor(pca.components_), torch.as_tensor(pca.mean_))
+    test = dm.images("test")
+    expected = float(((recon(test) - test) ** 2).mean())
+    assert metrics["pca/test_mse"] == pytest.approx(expected, rel=1e-4)
+    assert 0 < metrics["test/mse"] < 1

@@ -161,7 +161,13 @@ class MNISTDataModule(L.LightningDataModule):
         x, y = self.splits[split]
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         if self.fast:
-            return Numbered(TensorBatchLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed))
+            # one shard per process under DDP (Lightning shards only torch DataLoaders itself)
+            rank = getattr(self.trainer, "global_rank", 0)
+            world = getattr(self.trainer, "world_size", 1)
+            loader = TensorBatchLoader(
+                x, y, batch_size, shuffle, self.seed, rank=rank, world_size=world
+            )
+            return Numbered(loader)
         return Numbered(
             classic_loader(x, y, batch_size, shuffle, self.seed, self.num_workers, self.pin_memory)
         )
