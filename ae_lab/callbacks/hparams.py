@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 # final metrics shown beside the hyperparameters (those a run has; the downstream accuracies too)
-METRICS = ("val/mse", "test/mse", "pca/test_mse", "test/nll")
+METRICS = ("val/mse", "test/mse", "pca/test_mse", "test/nll", "val/acc", "test/acc")
 RATIO = "test/mse_ratio"
 
 
@@ -21,8 +21,9 @@ class HParamsSummary(L.Callback):
     HPARAMS table of a sweep falls apart into columns that only some runs fill. ``params`` is one
     flat mapping for every model (from the run's config), plus ``n_params``; the metrics are
     ``val/mse``, ``test/mse``, ``pca/test_mse``, ``test/mse_ratio`` (model over PCA, below 1
-    when the model wins), ``test/nll`` and ``downstream/*`` where the run has them. The table and
-    its parallel-coordinates view then line up every run of a sweep.
+    when the model wins), and ``test/nll``, ``downstream/*`` and the classifier's accuracies
+    where the run has them. The table and its parallel-coordinates view then line up every run
+    of a sweep.
     """
 
     def __init__(self, params: Mapping[str, Any]) -> None:
