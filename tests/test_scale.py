@@ -42,6 +42,14 @@ def test_ddp_processes_split_the_data_into_equal_shards(shuffle: bool) -> None:
     assert len(set(first) & set(second)) == 1  # one image padded in, as DistributedSampler does
 
 
+def test_help_lists_every_group_and_three_examples(tmp_path: Path) -> None:
+    out = run_ae_lab("--help", cwd=tmp_path, data_root=tmp_path).stdout
+    groups = {line.split(":")[0]: line for line in out.splitlines() if ": " in line}
+    assert {"model", "transform", "callbacks", "experiment", "hparams_search"} <= groups.keys()
+    assert "submitit_slurm" in groups["hydra/launcher"] and "optuna" in groups["hydra/sweeper"]
+    assert sum(line.startswith("  ae-lab ") for line in out.splitlines()) == 3
+
+
 def console_script() -> tuple[str, ...]:
     """``python -c`` running what the installed ``ae-lab`` script runs, read from pyproject."""
     target = re.search(r'^ae-lab = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.M)
