@@ -1,3 +1,3 @@
-from ae_lab.train import main
+from ae_lab.cli import main
 
 main()

@@ -110,7 +110,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics["n_params"] = float(model.n_params)
 
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
-    if out is not None:
+    if out is not None and trainer.is_global_zero:  # one file for all DDP processes
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         log.info("metrics written to %s", out / "metrics.json")
     summary = {

@@ -76,16 +76,22 @@ def mnist_root() -> Path:
     return root
 
 
-def ae_lab_command(*overrides: str, data_root: Path, full_error: bool = True) -> dict:
+def ae_lab_command(
+    *overrides: str,
+    data_root: Path,
+    full_error: bool = True,
+    entry: tuple[str, ...] = ("-m", "ae_lab"),
+) -> dict:
     """``subprocess`` arguments for ``python -m ae_lab <overrides>`` with this checkout's package
-    first on path; ``full_error=False`` shows what a user sees (no ``HYDRA_FULL_ERROR``)."""
+    first on path; ``full_error=False`` shows what a user sees (no ``HYDRA_FULL_ERROR``);
+    ``entry`` replaces ``-m ae_lab`` (e.g. with ``-c`` and the console script's code)."""
     env = {
         **os.environ,
         "AE_LAB_DATA_DIR": str(data_root),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "HYDRA_FULL_ERROR": "1" if full_error else "0",
     }
-    return {"args": [sys.executable, "-m", "ae_lab", *overrides], "env": env}
+    return {"args": [sys.executable, *entry, *overrides], "env": env}
 
 
 def run_ae_lab(
@@ -95,10 +101,11 @@ def run_ae_lab(
     check: bool = True,
     timeout: int = 600,
     full_error: bool = True,
+    entry: tuple[str, ...] = ("-m", "ae_lab"),
 ) -> subprocess.CompletedProcess:
     """``python -m ae_lab <overrides>`` in ``cwd``, as a user would run it."""
     proc = subprocess.run(
-        **ae_lab_command(*overrides, data_root=data_root, full_error=full_error),
+        **ae_lab_command(*overrides, data_root=data_root, full_error=full_error, entry=entry),
         cwd=cwd,
         capture_output=True,
         text=True,

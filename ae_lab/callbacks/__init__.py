@@ -1,6 +1,7 @@
 from ae_lab.callbacks.digits import PerDigitMSE
 from ae_lab.callbacks.downstream import DownstreamClassification
 from ae_lab.callbacks.generation import Generation
+from ae_lab.callbacks.hparams import HParamsSummary
 from ae_lab.callbacks.images import ReconstructionGrid
 from ae_lab.callbacks.latent_map import LatentMap
 from ae_lab.callbacks.likelihood import ImportanceSampledNLL
@@ -11,6 +12,7 @@ __all__ = [
     "DownstreamClassification",
     "EpochTimer",
     "Generation",
+    "HParamsSummary",
     "ImportanceSampledNLL",
     "LatentMap",
     "PCABaseline",

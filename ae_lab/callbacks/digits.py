@@ -58,7 +58,11 @@ class PerDigitMSE(L.Callback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.counts is None:
             return
+        # every process's share of the test set (DDP); unchanged on one device
+        counts = trainer.strategy.reduce(self.counts, reduce_op="sum")
         for prefix, sums in self.sums.items():
+            sums = trainer.strategy.reduce(sums, reduce_op="sum")
             for k in range(self.n_classes):
-                if self.counts[k] > 0:
-                    pl_module.log(f"{prefix}/{k}", (sums[k] / self.counts[k]).float())
+                if counts[k] > 0:
+                    value = (sums[k] / counts[k]).float()
+                    pl_module.log(f"{prefix}/{k}", value, sync_dist=True)  # equal on all

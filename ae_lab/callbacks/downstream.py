@@ -175,4 +175,4 @@ class DownstreamClassification(L.Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         for name, hits in self.correct.items():
-            pl_module.log(f"downstream/{name}", hits / max(1, self.total))
+            pl_module.log(f"downstream/{name}", hits / max(1, self.total), sync_dist=True)

@@ -88,4 +88,4 @@ class ImportanceSampledNLL(L.Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.count:
-            pl_module.log("test/nll", self.total / self.count)
+            pl_module.log("test/nll", self.total / self.count, sync_dist=True)

@@ -70,20 +70,23 @@ class PCABaseline(L.Callback):
             # an overcomplete code (latent > 784) meets the full-rank PCA, which is exact
             n = min(n, images[0].numel(), len(images))
         start = time.perf_counter()
-        self.pca = fit_pca(images, n, self.seed)
+        # fitted once per run: under DDP by the first process, then sent to the others
+        pca = fit_pca(images, n, self.seed) if trainer.is_global_zero else None
+        self.pca = trainer.strategy.broadcast(pca, src=0)
         self.fit_seconds = time.perf_counter() - start
         dtype = torch.float32
         self.reconstruct = LinearReconstruction(
             torch.as_tensor(self.pca.components_, dtype=dtype),
             torch.as_tensor(self.pca.mean_, dtype=dtype),
         ).to(pl_module.device)
-        log.info(
-            "PCA baseline: %d components (%.1f%% of variance) fitted on %d images in %.2f s",
-            self.pca.n_components_,
-            100 * self.pca.explained_variance_ratio_.sum(),
-            len(images),
-            self.fit_seconds,
-        )
+        if trainer.is_global_zero:
+            log.info(
+                "PCA baseline: %d components (%.1f%% of variance) fitted on %d images in %.2f s",
+                self.pca.n_components_,
+                100 * self.pca.explained_variance_ratio_.sum(),
+                len(images),
+                self.fit_seconds,
+            )
         for lg in trainer.loggers:
             lg.log_hyperparams({"pca/n_components": int(self.pca.n_components_)})
 
@@ -104,8 +107,8 @@ class PCABaseline(L.Callback):
 
     def _log(self, stage: str, pl_module: L.LightningModule) -> None:
         metric = self.metrics.pop(stage, None)
-        if metric is not None:
-            pl_module.log(f"pca/{stage}_mse", metric.compute())
+        if metric is not None:  # compute() reduces across DDP processes, so all log the same
+            pl_module.log(f"pca/{stage}_mse", metric.compute(), sync_dist=True)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         self._update("val", pl_module, batch)

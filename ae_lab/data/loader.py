@@ -20,6 +20,10 @@ class TensorBatchLoader:
     for the same seed, epoch after epoch, so switching ``data.fast`` changes the speed and not the
     run (``tests/test_data_fast.py`` holds this against torch's own ``DataLoader``). The
     permutation is drawn on the CPU so that CPU and GPU runs see identical batches.
+
+    With ``world_size`` processes (DDP) each takes every ``world_size``-th image of that order,
+    starting at its ``rank``, padded like torch's ``DistributedSampler`` so that every process
+    runs the same number of batches.
     """
 
     def __init__(
@@ -30,6 +34,8 @@ class TensorBatchLoader:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8:
             raise TypeError(f"expected uint8 images, got {images.dtype}")
@@ -39,20 +45,29 @@ class TensorBatchLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
+        self.rank = rank
+        self.world_size = world_size
 
     @property
     def device(self) -> torch.device:
         return self.images.device
 
+    def _shard_size(self) -> int:
+        return math.ceil(len(self.images) / self.world_size)
+
     def __len__(self) -> int:
-        n = len(self.images) / self.batch_size
+        n = self._shard_size() / self.batch_size
         return math.floor(n) if self.drop_last else math.ceil(n)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.images)
-        order = None
-        if self.shuffle:
-            order = self._epoch_order(n).to(self.device, non_blocking=True)
+        n = self._shard_size()
+        order = self._epoch_order(len(self.images)) if self.shuffle else None
+        if self.world_size > 1:
+            if order is None:
+                order = torch.arange(len(self.images))
+            order = order.repeat(2)[: n * self.world_size][self.rank :: self.world_size]
+        if order is not None:
+            order = order.to(self.device, non_blocking=True)
         for i in range(len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
             if order is None:

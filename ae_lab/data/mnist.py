@@ -215,7 +215,12 @@ class MNISTDataModule(L.LightningDataModule):
         x, y = self.splits[split]
         batch_size = self.batch_size if split == "train" else self.eval_batch_size
         if self.fast:
-            return TensorBatchLoader(x, y, batch_size, shuffle=shuffle, seed=self.seed)
+            # one shard per process under DDP (Lightning shards only torch DataLoaders itself)
+            rank = getattr(self.trainer, "global_rank", 0)
+            world = getattr(self.trainer, "world_size", 1)
+            return TensorBatchLoader(
+                x, y, batch_size, shuffle=shuffle, seed=self.seed, rank=rank, world_size=world
+            )
         return classic_loader(
             x, y, batch_size, shuffle, self.seed, self.num_workers, self.pin_memory
         )

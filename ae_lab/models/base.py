@@ -111,7 +111,7 @@ class AutoencoderModule(LabModule):
 
     def on_train_epoch_end(self) -> None:
         for name, total in self._train_sums.items():
-            self.log(f"train/{name}", total / self._train_count)
+            self.log(f"train/{name}", total / self._train_count, sync_dist=True)
         self._train_sums, self._train_count = {}, 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -129,4 +129,6 @@ class AutoencoderModule(LabModule):
     def _log_terms(self, stage: str, terms: dict[str, torch.Tensor]) -> None:
         # Epoch means under the documented names (val/loss, test/kl, ...)
         for name, value in terms.items():
-            self.log(f"{stage}/{name}", value.detach(), on_step=False, on_epoch=True)
+            self.log(
+                f"{stage}/{name}", value.detach(), on_step=False, on_epoch=True, sync_dist=True
+            )
