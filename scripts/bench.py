@@ -4,8 +4,9 @@ In one invocation, on the CPU and (where present) on the GPU, at each of ``--bat
 
 - the plain loop: the same 55k training images resident on the device as one tensor, a plain
   PyTorch loop, the same dense autoencoder (784-128-32) and Adam, against ``python -m ae_lab``
-  with its default callbacks and TensorBoard logger. The ratio is ae_lab's cost per step
-  against no framework at all (Lightning's loop, callbacks, logging);
+  with its default callbacks and TensorBoard logger; the plain loop runs right before and right
+  after ae_lab and their epochs are pooled. The ratio is ae_lab's cost per step against no
+  framework at all (Lightning's loop, callbacks, logging);
 - at the first batch size: the classic loop (torchvision's MNIST with ``ToTensor``, a shuffling
   ``DataLoader``, a plain loop) and ae_lab with ``trainer.precision=bf16-mixed``, with
   ``compile=true`` and with ``data.fast=false`` (ae_lab's loop on the classic data path);
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import lightning as L
@@ -42,6 +44,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's ae_lab, also for the in-process classic loop
+PER_EPOCH = ("epoch_s", "cpu_s", "samples")
 RESULTS_MARK = "<!-- bench:results (newest first; scripts/bench.py inserts below) -->"
 
 
@@ -89,12 +92,28 @@ class EpochTimer(L.Callback):
         Path(os.environ["BENCH_OUT"]).write_text(json.dumps(result))
 
 
-def steady(epoch_s: list[float], samples: list[int]) -> tuple[float, float]:
-    """(samples/s, epoch seconds) over the epochs after the first when there are several: the
-    first one also pays for warm-up (allocator, torch.compile), which a longer run amortises."""
-    if len(epoch_s) > 1:
-        epoch_s, samples = epoch_s[1:], samples[1:]
-    return sum(samples) / sum(epoch_s), sum(epoch_s) / len(epoch_s)
+def steady_part(per_epoch: list[Any]) -> list[Any]:
+    """The epochs after the first when there are several: the first also pays for warm-up
+    (allocator, torch.compile), which a longer run amortises."""
+    return per_epoch[1:] if len(per_epoch) > 1 else per_epoch
+
+
+def rates(per_epoch: dict[str, list[Any]]) -> dict[str, float]:
+    """Samples per wall second and per CPU second, and the mean epoch time."""
+    samples, wall, cpu = sum(per_epoch["samples"]), per_epoch["epoch_s"], per_epoch["cpu_s"]
+    return {"rate": samples / sum(wall), "cpu_rate": samples / sum(cpu), "epoch": mean(wall)}
+
+
+def summarise(result: dict[str, Any]) -> None:
+    """Adds ``rates`` over the steady epochs of one run."""
+    result.update(rates({k: steady_part(result[k]) for k in PER_EPOCH}))
+
+
+def bracket(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """One plain-loop result from the runs right before and right after ae_lab's, their steady
+    epochs pooled, so a change of load on a shared machine weighs on both sides of the ratio."""
+    pooled = {k: steady_part(before[k]) + steady_part(after[k]) for k in PER_EPOCH}
+    return {**pooled, **rates(pooled)}
 
 
 def classic_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str, Any]:
@@ -432,10 +451,13 @@ def main() -> None:
             for i, batch_size in enumerate(int(b) for b in args.batch_sizes.split(",")):
                 runs: dict[str, Any] = {}
                 print(f"[{device}, batch {batch_size}] plain loop ...", flush=True)
-                runs["plain"] = plain_loop(args.data_root, args.epochs, batch_size, device)
+                before = plain_loop(args.data_root, args.epochs, batch_size, device)
                 print(f"[{device}, batch {batch_size}] ae_lab ...", flush=True)
                 name = f"{device}_{batch_size}"
                 runs["ae_lab"] = timed_ae_lab(name, [], args, accel, work, batch_size)
+                print(f"[{device}, batch {batch_size}] plain loop again ...", flush=True)
+                after = plain_loop(args.data_root, args.epochs, batch_size, device)
+                runs = {"plain": bracket(before, after), **runs}
                 if i == 0 and not args.quick:
                     print(f"[{device}, batch {batch_size}] classic loop ...", flush=True)
                     runs["classic"] = classic_loop(args.data_root, args.epochs, batch_size, device)
@@ -445,9 +467,8 @@ def main() -> None:
                         f"{name}_{v}", variants[v], args, accel, work, batch_size
                     )
                 for r in runs.values():
-                    if "epoch_s" in r:
-                        r["rate"], r["epoch"] = steady(r["epoch_s"], r["samples"])
-                        r["cpu_rate"], _ = steady(r["cpu_s"], r["samples"])
+                    if "epoch_s" in r and "rate" not in r:
+                        summarise(r)
                 results["loops"][device, batch_size] = runs
         print("reading MNIST, fitting PCA ...", flush=True)
         results["read"] = read_times(args.data_root)
