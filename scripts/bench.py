@@ -1,21 +1,26 @@
-"""``make bench``: how fast ae_lab trains compared with the classic MNIST autoencoder loop.
+"""``make bench``: ae_lab's training speed against a plain PyTorch loop and the classic MNIST loop.
 
-In one invocation, on the CPU and (where present) on the GPU:
+In one invocation, on the CPU and (where present) on the GPU, at each of ``--batch-sizes``:
 
-- the classic loop: torchvision's MNIST with ``ToTensor``, a shuffling ``DataLoader``, a plain
-  PyTorch loop, against ``python -m ae_lab``: the same dense autoencoder (784-128-32), Adam,
-  batch size and epochs, on the same 55k training images. Samples/s and epoch time count training
-  batches only (no validation) and the ratio is ae_lab's samples/s over the classic loop's;
-- ae_lab with ``trainer.precision=bf16-mixed``, with ``compile=true`` and with ``data.fast=false``
-  (ae_lab's loop on the classic data path), to show where the time goes; ``--variants`` adds
-  ``fused-adam`` (``+optimizer.fused=true``) and ``fused-adam+compile``;
+- the plain loop: the same 55k training images resident on the device as one tensor, a plain
+  PyTorch loop, the same dense autoencoder (784-128-32) and Adam, against ``python -m ae_lab``
+  with its default callbacks and TensorBoard logger; the plain loop runs right before and right
+  after ae_lab and their epochs are pooled. The ratio is ae_lab's cost per step against no
+  framework at all (Lightning's loop, callbacks, logging);
+- at the first batch size: the classic loop (torchvision's MNIST with ``ToTensor``, a shuffling
+  ``DataLoader``, a plain loop) and ae_lab with ``trainer.precision=bf16-mixed``, with
+  ``compile=true`` and with ``data.fast=false`` (ae_lab's loop on the classic data path);
+  ``--variants`` adds ``fused-adam`` (``+optimizer.fused=true``) and ``fused-adam+compile``;
 - the start-up of ``python -m ae_lab`` (launch to the first training step, which includes the
-  PCA baseline fit), the PCA fit itself, and reading MNIST (torchvision vs. a cached tensor);
+  PCA baseline fit), ``--help`` and a config error, the PCA fit itself, and reading MNIST
+  (torchvision vs. a cached tensor);
 - a 12-job sweep (``latent=2,4,8,16 transform=none,binarize,gaussian``), sequential vs. the
   ``hydra/launcher=parallel`` launcher.
 
-It prints a table and prepends it, with the date, the hardware and the command, to
-``docs/benchmarks.md``. ``--quick`` finishes in a few minutes on two cores.
+Samples/s and epoch time count training batches only (no validation). It prints a table and
+prepends it, with the date, the hardware, the load and the command, to ``docs/benchmarks.md``.
+``--quick`` (one epoch, the plain loop and ae_lab only, no sweep) takes about two minutes on two
+cores.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import lightning as L
@@ -38,42 +44,46 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's ae_lab, also for the in-process classic loop
+PER_EPOCH = ("epoch_s", "cpu_s", "samples")
 RESULTS_MARK = "<!-- bench:results (newest first; scripts/bench.py inserts below) -->"
 
 
 class EpochTimer(L.Callback):
-    """Added to benchmarked runs (``+callbacks.bench_timer._target_=bench.EpochTimer``): times
-    each training pass without validation, and the launch-to-first-step start-up."""
+    """Added to benchmarked runs (``+callbacks.bench_timer._target_=bench.EpochTimer``): records
+    the launch-to-first-step start-up and, per epoch, the training pass (validation excluded) as
+    ae_lab's own ``EpochTimer`` measured it, so the benchmark adds no per-step work of its own."""
 
     def __init__(self) -> None:
         self.launched = float(os.environ.get("BENCH_T0", time.time()))
         self.first_step: float | None = None
-        self.epochs: list[tuple[float, int]] = []
-
-    @staticmethod
-    def _sync(device: torch.device) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        self.epochs: list[tuple[float, float, int]] = []
+        self.cpu: tuple[float, float | None] = (0.0, None)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._sync(pl_module.device)
-        self._start, self._samples = time.perf_counter(), 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.first_step is None:
             self.first_step = time.time() - self.launched
+        self.cpu = (time.process_time(), None)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._samples += len(batch["target"])
-        if batch_idx == trainer.num_training_batches - 1:
-            self._sync(pl_module.device)
-            self.epochs.append((time.perf_counter() - self._start, self._samples))
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
+        if fitting and self.cpu[1] is None:
+            self.cpu = (self.cpu[0], time.process_time())
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from ae_lab.callbacks import EpochTimer as LabTimer
+        from ae_lab.callbacks.common import find_callback
+
+        timer = find_callback(trainer, LabTimer)  # its hook ran just before this one
+        end = timer.train_end or time.perf_counter()
+        cpu_end = self.cpu[1] or time.process_time()
+        self.epochs.append((end - timer.start, cpu_end - self.cpu[0], timer.samples))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         pca = next((c for c in trainer.callbacks if hasattr(c, "fit_seconds")), None)
         result = {
-            "epoch_s": [t for t, _ in self.epochs],
-            "samples": [n for _, n in self.epochs],
+            "epoch_s": [t for t, _, _ in self.epochs],
+            "cpu_s": [c for _, c, _ in self.epochs],
+            "samples": [n for _, _, n in self.epochs],
             "startup_s": self.first_step,
             "pca_fit_s": getattr(pca, "fit_seconds", None),
             "threads": torch.get_num_threads(),
@@ -82,12 +92,28 @@ class EpochTimer(L.Callback):
         Path(os.environ["BENCH_OUT"]).write_text(json.dumps(result))
 
 
-def steady(epoch_s: list[float], samples: list[int]) -> tuple[float, float]:
-    """(samples/s, epoch seconds) over the epochs after the first when there are several: the
-    first one also pays for warm-up (allocator, torch.compile), which a longer run amortises."""
-    if len(epoch_s) > 1:
-        epoch_s, samples = epoch_s[1:], samples[1:]
-    return sum(samples) / sum(epoch_s), sum(epoch_s) / len(epoch_s)
+def steady_part(per_epoch: list[Any]) -> list[Any]:
+    """The epochs after the first when there are several: the first also pays for warm-up
+    (allocator, torch.compile), which a longer run amortises."""
+    return per_epoch[1:] if len(per_epoch) > 1 else per_epoch
+
+
+def rates(per_epoch: dict[str, list[Any]]) -> dict[str, float]:
+    """Samples per wall second and per CPU second, and the mean epoch time."""
+    samples, wall, cpu = sum(per_epoch["samples"]), per_epoch["epoch_s"], per_epoch["cpu_s"]
+    return {"rate": samples / sum(wall), "cpu_rate": samples / sum(cpu), "epoch": mean(wall)}
+
+
+def summarise(result: dict[str, Any]) -> None:
+    """Adds ``rates`` over the steady epochs of one run."""
+    result.update(rates({k: steady_part(result[k]) for k in PER_EPOCH}))
+
+
+def bracket(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """One plain-loop result from the runs right before and right after ae_lab's, their steady
+    epochs pooled, so a change of load on a shared machine weighs on both sides of the ratio."""
+    pooled = {k: steady_part(before[k]) + steady_part(after[k]) for k in PER_EPOCH}
+    return {**pooled, **rates(pooled)}
 
 
 def classic_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str, Any]:
@@ -112,9 +138,9 @@ def classic_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[s
     )
     model = DenseAE(latent_dim=32, hidden=[128]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    epoch_s, samples = [], []
+    epoch_s, cpu_s, samples = [], [], []
     for _ in range(epochs):
-        start, n = time.perf_counter(), 0
+        start, cpu, n = time.perf_counter(), time.process_time(), 0
         for x, _ in loader:
             x = x.to(device, non_blocking=True)
             loss = F.mse_loss(torch.sigmoid(model.decoder(model.encoder(x))), x)
@@ -125,8 +151,43 @@ def classic_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[s
         if device == "cuda":
             torch.cuda.synchronize()
         epoch_s.append(time.perf_counter() - start)
+        cpu_s.append(time.process_time() - cpu)
         samples.append(n)
-    return {"epoch_s": epoch_s, "samples": samples}
+    return {"epoch_s": epoch_s, "cpu_s": cpu_s, "samples": samples}
+
+
+def plain_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str, Any]:
+    """The reference for ae_lab's own cost: a plain PyTorch loop over the same 55k training images
+    resident on the device as one uint8 tensor, a shuffled order per epoch, each batch gathered and
+    converted in two ops; the same model (ae_lab's DenseAE), loss and Adam. Whatever ae_lab adds
+    per step on top of this (Lightning's loop, callbacks, logging) shows in the ratio."""
+    import torch.nn.functional as F
+
+    from ae_lab.data import MNISTDataModule
+    from ae_lab.models import DenseAE
+
+    data = MNISTDataModule(root=root, download=False)
+    data.setup()
+    images = data.splits["train"][0].unsqueeze(1).to(device)
+    torch.manual_seed(0)
+    model = DenseAE(latent_dim=32, hidden=[128]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    epoch_s, cpu_s, samples = [], [], []
+    for _ in range(epochs):
+        start, cpu = time.perf_counter(), time.process_time()
+        order = torch.randperm(len(images), device=device)
+        for idx in order.split(batch_size):
+            x = images.index_select(0, idx) / 255.0
+            loss = F.mse_loss(torch.sigmoid(model.decoder(model.encoder(x))), x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        epoch_s.append(time.perf_counter() - start)
+        cpu_s.append(time.process_time() - cpu)
+        samples.append(len(images))
+    return {"epoch_s": epoch_s, "cpu_s": cpu_s, "samples": samples}
 
 
 def env(root: str) -> dict[str, str]:
@@ -149,14 +210,14 @@ def ae_lab(overrides: list[str], work: Path, root: str, log: Path) -> tuple[floa
 
 
 def timed_ae_lab(
-    name: str, extra: list[str], args: argparse.Namespace, accel: str, work: Path
+    name: str, extra: list[str], args: argparse.Namespace, accel: str, work: Path, batch_size: int
 ) -> dict[str, Any]:
     out = work / f"{name}.json"
     overrides = [
         "model=ae",
         "latent=32",
         f"accelerator={accel}",
-        f"data.batch_size={args.batch_size}",
+        f"data.batch_size={batch_size}",
         f"trainer.max_epochs={args.epochs}",
         "+callbacks.bench_timer._target_=bench.EpochTimer",
         f"hydra.run.dir={work / name}",
@@ -170,6 +231,22 @@ def timed_ae_lab(
         print(f"  {name} failed (exit {rc}):\n{tail}", file=sys.stderr)
         return {"failed": rc or "no timing written", "cmd": overrides}
     return {**json.loads(out.read_text()), "wall_s": wall, "cmd": overrides}
+
+
+def answer_times(root: str, repeats: int = 3) -> dict[str, float]:
+    """Wall seconds (best of ``repeats``) for ``python -m ae_lab --help`` and for a config error
+    (``latent=0``), both of which should answer without importing torch or Lightning."""
+
+    def best(args: list[str]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            cmd = [sys.executable, "-m", "ae_lab", *args]
+            subprocess.run(cmd, env=env(root), capture_output=True)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return {"help_s": best(["--help"]), "config_error_s": best(["latent=0"])}
 
 
 def read_times(root: str, repeats: int = 3) -> dict[str, float]:
@@ -251,6 +328,10 @@ def fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
+def ratio(rate: float, base: float | None) -> str:
+    return f"{rate / base:.2f}x" if base else "-"
+
+
 def report(args: argparse.Namespace, results: dict[str, Any], load: tuple[float, float]) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = "python scripts/bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -260,28 +341,38 @@ def report(args: argparse.Namespace, results: dict[str, Any], load: tuple[float,
         f"- command: `{cmd.strip()}`",
         f"- hardware: {hardware()}",
         f"- torch threads per run: {args.threads or 'torch default'}; "
-        f"load average (1 min) before/after: {load[0]:.1f} / {load[1]:.1f}",
-        f"- model: dense AE 784-128-32, Adam 1e-3, batch {args.batch_size}, "
+        f"load average (1 min) before/after: {load[0]:.1f} / {load[1]:.1f} "
+        f"on {os.cpu_count()} cores",
+        f"- model: dense AE 784-128-32, Adam 1e-3, batch {args.batch_sizes}, "
         f"{args.epochs} epoch(s) of 55,000 training images; samples/s and epoch time over "
-        "training batches only, epochs after the first when there are several",
+        "training batches only, epochs after the first when there are several; ratios against "
+        "the plain loop and the classic loop at the same batch size, in this run; samples/CPU-s "
+        "divides by the process's CPU time instead of wall time (steadier on a shared machine)",
         "",
-        "| device | run | samples/s | epoch s | vs classic | start-up s | PCA fit s | wall s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| device | batch | run | samples/s | epoch s | vs plain | vs classic | samples/CPU-s "
+        "| vs plain (CPU) | start-up s | PCA fit s | wall s |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for device, runs in results["loops"].items():
-        base = runs.get("classic", {}).get("rate")
+    for (device, batch_size), runs in results["loops"].items():
+        plain = runs.get("plain", {}).get("rate")
+        plain_cpu = runs.get("plain", {}).get("cpu_rate")
+        classic = runs.get("classic", {}).get("rate")
         for name, r in runs.items():
             if "failed" in r:
-                lines.append(f"| {device} | {name} | failed ({r['failed']}) | | | | | |")
+                failed = f"failed ({r['failed']})"
+                lines.append(f"| {device} | {batch_size} | {name} | {failed} |||||||||")
                 continue
-            ratio = f"{r['rate'] / base:.2f}x" if base else "-"
             lines.append(
-                f"| {device} | {name} | {r['rate']:,.0f} | {fmt(r['epoch'])} | {ratio} | "
+                f"| {device} | {batch_size} | {name} | {r['rate']:,.0f} | {fmt(r['epoch'])} | "
+                f"{ratio(r['rate'], plain)} | {ratio(r['rate'], classic)} | "
+                f"{r['cpu_rate']:,.0f} | {ratio(r['cpu_rate'], plain_cpu)} | "
                 f"{fmt(r.get('startup_s'))} | {fmt(r.get('pca_fit_s'))} | {fmt(r.get('wall_s'))} |"
             )
-    reads, pca = results["read"], results["pca_fit_60k_s"]
+    reads, pca, answers = results["read"], results["pca_fit_60k_s"], results["answers"]
     lines += [
         "",
+        f"- `python -m ae_lab --help` {answers['help_s']:.2f} s, a config error (`latent=0`) "
+        f"{answers['config_error_s']:.2f} s (wall, best of 3; target < 1 s)",
         f"- reading MNIST (train + test): torchvision {reads['torchvision_s']:.3f} s, "
         f"a cached decoded tensor {reads['cached_tensor_s']:.3f} s (best of 3)",
         f"- PCA baseline fit, 60,000 x 784, 32 components, in this process: {pca:.2f} s "
@@ -315,10 +406,12 @@ def write_doc(section: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick", action="store_true", help="1 epoch, no variants, a 6-job sweep of 50 batches"
+        "--quick", action="store_true", help="1 epoch; plain loop and ae_lab only; no sweep"
     )
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-sizes", default="64,128", help="plain and ae_lab at each; the rest at the first"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
     parser.add_argument("--variants", default=None, help="default: bf16,compile,classic-data")
     parser.add_argument("--sweep-epochs", type=int, default=5)
@@ -331,12 +424,10 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true", help="print only")
     args = parser.parse_args()
     if args.quick:
-        args.epochs, args.sweep_epochs = 1, 1
-        args.sweep_batches = args.sweep_batches or 50
+        args.epochs, args.no_sweep = 1, True
     if args.variants is None:
         args.variants = "" if args.quick else "bf16,compile,classic-data"
-    if args.sweep_latents is None:
-        args.sweep_latents = "2,4" if args.quick else "2,4,8,16"
+    args.sweep_latents = args.sweep_latents or "2,4,8,16"
     if args.threads:
         torch.set_num_threads(args.threads)
         from threadpoolctl import threadpool_limits
@@ -357,21 +448,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ae_lab_bench_") as tmp:
         work = Path(tmp)
         for device, accel in accels.items():
-            runs: dict[str, Any] = {}
-            print(f"[{device}] classic loop ...", flush=True)
-            runs["classic"] = classic_loop(args.data_root, args.epochs, args.batch_size, device)
-            print(f"[{device}] ae_lab ...", flush=True)
-            runs["ae_lab"] = timed_ae_lab(f"{device}_ae_lab", [], args, accel, work)
-            for v in chosen:
-                print(f"[{device}] ae_lab {v} ...", flush=True)
-                runs[f"ae_lab {v}"] = timed_ae_lab(f"{device}_{v}", variants[v], args, accel, work)
-            for r in runs.values():
-                if "epoch_s" in r:
-                    r["rate"], r["epoch"] = steady(r["epoch_s"], r["samples"])
-            results["loops"][device] = runs
+            for i, batch_size in enumerate(int(b) for b in args.batch_sizes.split(",")):
+                runs: dict[str, Any] = {}
+                print(f"[{device}, batch {batch_size}] plain loop ...", flush=True)
+                before = plain_loop(args.data_root, args.epochs, batch_size, device)
+                print(f"[{device}, batch {batch_size}] ae_lab ...", flush=True)
+                name = f"{device}_{batch_size}"
+                runs["ae_lab"] = timed_ae_lab(name, [], args, accel, work, batch_size)
+                print(f"[{device}, batch {batch_size}] plain loop again ...", flush=True)
+                after = plain_loop(args.data_root, args.epochs, batch_size, device)
+                runs = {"plain": bracket(before, after), **runs}
+                if i == 0 and not args.quick:
+                    print(f"[{device}, batch {batch_size}] classic loop ...", flush=True)
+                    runs["classic"] = classic_loop(args.data_root, args.epochs, batch_size, device)
+                for v in chosen if i == 0 else []:
+                    print(f"[{device}, batch {batch_size}] ae_lab {v} ...", flush=True)
+                    runs[f"ae_lab {v}"] = timed_ae_lab(
+                        f"{name}_{v}", variants[v], args, accel, work, batch_size
+                    )
+                for r in runs.values():
+                    if "epoch_s" in r and "rate" not in r:
+                        summarise(r)
+                results["loops"][device, batch_size] = runs
         print("reading MNIST, fitting PCA ...", flush=True)
         results["read"] = read_times(args.data_root)
         results["pca_fit_60k_s"] = pca_time(args.data_root)
+        print("--help and a config error ...", flush=True)
+        results["answers"] = answer_times(args.data_root)
         if not args.no_sweep:
             print("sweep, sequential ...", flush=True)
             results["sweeps"] = {"sequential": sweep(args, work, parallel=False)}
@@ -379,7 +482,8 @@ def main() -> None:
             results["sweeps"]["parallel"] = sweep(args, work, parallel=True)
     section = report(args, results, (load_before, os.getloadavg()[0]))
     print("\n" + section)
-    print(json.dumps(results, indent=1, default=str), file=sys.stderr)
+    loops = {f"{d} {b}": runs for (d, b), runs in results["loops"].items()}
+    print(json.dumps({**results, "loops": loops}, indent=1, default=str), file=sys.stderr)
     if not args.no_doc:
         args.doc.parent.mkdir(parents=True, exist_ok=True)
         write_doc(section, args.doc)

@@ -81,3 +81,14 @@ def test_groups_are_all_there():
 )
 def test_run_names_keep_the_order_the_user_typed(overrides, name):
     assert resolvers.run_name(overrides) == name
+
+
+def test_default_profiler_costs_nothing_per_hook_and_can_be_swapped():
+    from lightning.pytorch.profilers import PassThroughProfiler
+
+    profiler = instantiate(compose_cfg().trainer.profiler)
+    assert isinstance(profiler, PassThroughProfiler)  # what Lightning would use by default
+    with profiler.profile("[Callback]x.on_train_batch_end") as first:
+        pass
+    assert first is None and profiler.profile("a") is profiler.profile("b")  # one shared no-op
+    assert compose_cfg("trainer.profiler=simple").trainer.profiler == "simple"

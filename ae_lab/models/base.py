@@ -99,10 +99,12 @@ class AutoencoderModule(LabModule):
         # step), and the running loss is logged only when the progress bar will show it.
         # Kept out of training_step so that compile=true compiles only the computation.
         n = len(batch["target"])
+        sums = self._train_sums
         for name, value in outputs.items():
-            total = value.detach().float() * n
-            sums = self._train_sums
-            sums[name] = sums[name] + total if name in sums else total
+            if name in sums:
+                sums[name].add_(value.detach(), alpha=n)  # one in-place op per term and step
+            else:
+                sums[name] = value.detach().float() * n
         self._train_count += n
         bar = self._trainer.progress_bar_callback if self._trainer is not None else None
         every = getattr(bar, "refresh_rate", 0)
