@@ -53,12 +53,13 @@ class Sweep:
         return " ".join(["python -m ae_lab", *task])
 
     def wall_minutes(self) -> float | None:
-        """Minutes from the sweep's start to its last job's end (file times)."""
-        start = self.path / "multirun.yaml"
+        """Minutes from the first job's start to the last job's end (file times: Hydra writes a
+        job's ``.hydra/`` as it starts, ae_lab its status file as it ends)."""
+        starts = [p.stat().st_mtime for p in self.path.glob("*/.hydra/config.yaml")]
         ends = [p.stat().st_mtime for p in self.path.glob(f"*/{report.STATUS_FILE}")]
-        if not start.exists() or not ends:
+        if not starts or not ends:
             return None
-        return (max(ends) - start.stat().st_mtime) / 60
+        return (max(ends) - min(starts)) / 60
 
 
 def read_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
@@ -264,13 +265,14 @@ def comparison_table(sweep: Sweep) -> str:
 def sweep_section(page: Page, sweep: Sweep) -> None:
     done = sum(r["status"] == "completed" for r in sweep.rows)
     minutes = sweep.wall_minutes()
+    took = ""
+    if minutes is not None:
+        took = f", {minutes:.1f} min from the first job's start to the last job's end"
     page.add(
         f"## {sweep.title}",
         "",
         f"Command: `{sweep.command()}` (sweep `{sweep.path.name}`, {done} of {len(sweep.rows)} "
-        "jobs completed"
-        + (f", {minutes:.1f} min from start to the last job's end" if minutes else "")
-        + ").",
+        "jobs completed" + took + ").",
         "",
         comparison_table(sweep),
         "",

@@ -79,6 +79,7 @@ def test_results_page_from_both_sweeps(sweeps, tmp_path) -> None:
     assert "python -m ae_lab experiment=report_course" in text
     assert "python -m ae_lab experiment=report_auth" in text
     assert "0.005021" in text and "| 44 |" in text
+    assert text.count("min from the first job's start to the last job's end") == 2
     figures = {p.name for p in (tmp_path / "figures").iterdir()}
     for name in (
         "course_learning_curves.png",
