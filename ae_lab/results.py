@@ -314,7 +314,8 @@ def course_figures(page: Page, sweep: Sweep) -> None:
         "course/deep_ae_64",
         "reconstructions.png",
         "course_reconstructions.png",
-        "Course report: validation images (top) and the deeper AE's reconstructions (bottom)",
+        "Course report: validation images (top), the model input (middle; no corruption here) "
+        "and the deeper AE's reconstructions (bottom)",
     )
 
 
