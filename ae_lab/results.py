@@ -39,8 +39,12 @@ class Sweep:
         return cls(title, slug, path, report.collect(path), report.sweep_reference(path))
 
     def job(self, name: str) -> dict[str, Any] | None:
-        """The row of preset job ``name`` (``course/deep_ae_64``), if it ran."""
-        return next((r for r in self.rows if r.get("report_job") == name), None)
+        """The row of preset job ``name`` (``course/deep_ae_64``), if it finished: a running or
+        failed job's curves and figures stay off the page."""
+        return next(
+            (r for r in self.rows if r.get("report_job") == name and r["status"] == "completed"),
+            None,
+        )
 
     def run_dir(self, name: str) -> Path | None:
         row = self.job(name)
@@ -337,7 +341,8 @@ def auth_figures(page: Page, sweep: Sweep) -> None:
     )
     page.image(
         "auth_learning_curves_vae.png",
-        "University report: the VAEs' validation loss (negative ELBO, nats) per epoch",
+        "University report: the VAEs' validation loss per epoch (nats: BCE at the posterior mean "
+        "+ KL)",
         plot_curves(sweep, ["auth/vae", "auth/conv_vae"], "val/loss", "validation loss (nats)"),
         "no VAE job has finished",
     )

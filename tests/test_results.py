@@ -102,6 +102,10 @@ def test_results_page_names_what_is_missing(sweeps, tmp_path) -> None:
     course = tmp_path / "course"
     shutil.copytree(sweeps["report_course"], course)
     shutil.rmtree(next(course.glob("report_job=course_deep_ae_64*")))
+    running = next(course.glob("report_job=course_dense_ae_64*"))  # no status or metrics yet
+    (running / "job.json").unlink()
+    (running / "metrics.json").unlink()
+    assert results.Sweep.load("course", "course", course).run_dir("course/dense_ae_64") is None
     page = results.write_page(course, None, tmp_path / "docs").read_text()
     assert "missing (job not finished)" in page  # deeper AE's published figures
     assert "course/deep_ae_64 has no reconstructions.png" in page
