@@ -43,7 +43,7 @@ bench: setup  ## speed figures into docs/benchmarks.md (not a test)
 # both reference reports at once, one sweep and one core each, then docs/results.md and docs/figures
 RESULTS_DIR ?= multirun/results
 REPORT_ARGS := threads=1 trainer.enable_progress_bar=false
-results: setup  ## reproduce both reference reports (about 40 min) and regenerate docs/results.md
+results: setup  ## reproduce both reference reports (30-50 min) and regenerate docs/results.md
 	$(MAKE) -j2 results-course results-auth
 	$(PY) -m ae_lab.results --course $(RESULTS_DIR)/course --auth $(RESULTS_DIR)/auth
 
