@@ -75,6 +75,8 @@ def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "status": status.get("status") or ("completed" if metrics else "incomplete"),
         "model": status.get("model", choices.get("model")),
         "transform": status.get("transform", choices.get("transform")),
+        # the preset's job (experiment=report_course: course/deep_ae_64, ...), if any
+        "report_job": choices.get("report_job"),
         # a model without a bottleneck (the classifier) has no latent to report
         "latent": latent if isinstance(latent, int) and not _bottleneck_free(metrics) else None,
     }
@@ -132,19 +134,43 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
     return "\n".join(lines)
 
 
-def reference_table(rows: Sequence[dict[str, Any]], reference: Iterable[dict[str, Any]]) -> str:
-    """ae_lab's figures next to published ones: for each reference metric, every job that has it."""
-    lines = ["| metric | what | reference | ae_lab |", "|---|---|---|---|"]
+def compare(
+    rows: Sequence[dict[str, Any]], reference: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One line per published figure and job that measured it: ``what``, ``metric``, ``published``,
+    ``ours`` (None when no job has it yet), ``ratio`` (ours / published) and ``run``. A reference
+    with a ``job`` only matches that preset job (``report_job``); without one, every job."""
+    lines = []
     for ref in reference:
-        metric = ref["metric"]
-        ours = [
-            f"{_fmt(r[metric], metric)} ({r['overrides'] or r['job']})"
+        metric, published = ref["metric"], float(ref["value"])
+        matching = [
+            r
             for r in rows
-            if r.get(metric) is not None
+            if r.get(metric) is not None and ref.get("job") in (None, r.get("report_job"))
         ]
+        base = {"what": ref.get("what", ""), "metric": metric, "published": published}
+        if not matching:
+            lines.append({**base, "ours": None, "ratio": None, "run": ref.get("job", "")})
+        for r in matching:
+            ours = float(r[metric])
+            run = r.get("report_job") or r["overrides"] or r["job"]
+            lines.append({**base, "ours": ours, "ratio": ours / published, "run": run})
+    return lines
+
+
+def reference_table(rows: Sequence[dict[str, Any]], reference: Iterable[dict[str, Any]]) -> str:
+    """ae_lab's figures next to published ones, with their ratio (below 1: lower than published,
+    better for an MSE, worse for an accuracy)."""
+    lines = [
+        "| what | metric | published | ae_lab | ae_lab / published | run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in compare(rows, reference):
+        ours = "not measured" if c["ours"] is None else _fmt(c["ours"], c["metric"])
+        ratio = "" if c["ratio"] is None else f"{c['ratio']:.3f}"
         lines.append(
-            f"| {metric} | {ref.get('what', '')} | {_fmt(float(ref['value']), metric)} | "
-            f"{'; '.join(ours) or 'not measured'} |"
+            f"| {c['what']} | {c['metric']} | {_fmt(c['published'], c['metric'])} | {ours} | "
+            f"{ratio} | {_fmt(c['run'])} |"
         )
     return "\n".join(lines)
 

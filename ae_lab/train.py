@@ -75,6 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    model.scheduler_factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     # always on, whatever the callbacks group: exact resume and the NaN stop
     callbacks = [
         *instantiate_group(cfg.get("callbacks")),

@@ -106,6 +106,61 @@ def test_deep_ae_has_the_configured_stack() -> None:
     assert widths == [128, 256, 512, 784]
 
 
+def fit_briefly(
+    model: L.LightningModule, root, callback: L.Callback, epochs: int, batches: int
+) -> L.Trainer:
+    """``epochs`` epochs of ``batches`` batches of 100 synthetic images, nothing written."""
+    data = MNISTDataModule(root=str(root), batch_size=100, val_size=100, download=False)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        limit_train_batches=batches,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
+    trainer.fit(model, datamodule=data)
+    return trainer
+
+
+def test_he_init_keeps_the_signal_through_the_deep_stack() -> None:
+    """torch's default init shrinks a ReLU stack's signal about sixfold in variance a layer."""
+    torch.manual_seed(0)
+    x = torch.rand(256, 1, 28, 28)
+    spread = {}
+    for he_init in ("true", "false"):
+        model = build("deep_ae", "latent=64", f"model.he_init={he_init}")
+        with torch.no_grad():
+            spread[he_init] = model.encoder(x).std(dim=0).mean().item()
+    assert spread["true"] > 5 * spread["false"]
+
+
+class RecordLR(L.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_default_schedule_is_one_cycle_over_the_whole_fit(synthetic_root) -> None:
+    """Warm-up to optimizer.lr, then annealed to almost nothing by the fit's last step."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["model.hidden=[16]"])
+    model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    model.scheduler_factory = instantiate(cfg.scheduler)
+    record = RecordLR()
+    fit_briefly(model, synthetic_root, record, epochs=2, batches=5)
+    peak = cfg.optimizer.lr
+    assert len(record.lrs) == 10
+    assert record.lrs[0] == pytest.approx(peak / 25)
+    assert max(record.lrs) == pytest.approx(peak, rel=0.05)
+    assert record.lrs[-1] < peak / 10
+    assert record.lrs.index(max(record.lrs)) < 5
+
+
 def test_beta_vae_is_a_dense_vae_with_beta_4() -> None:
     model = build("beta_vae")
     assert isinstance(model, DenseVAE)
@@ -186,19 +241,8 @@ class RecordBeta(L.Callback):
 def test_warmup_in_a_real_fit_logs_the_effective_beta(synthetic_root) -> None:
     L.seed_everything(0)
     model = DenseVAE(latent_dim=2, hidden=[16], beta=4.0, kl_warmup_epochs=2)
-    data = MNISTDataModule(root=str(synthetic_root), batch_size=100, val_size=100, download=False)
     record = RecordBeta()
-    trainer = L.Trainer(
-        max_epochs=3,
-        limit_train_batches=3,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[record],
-    )
-    trainer.fit(model, datamodule=data)
+    trainer = fit_briefly(model, synthetic_root, record, epochs=3, batches=3)
     betas = [b for epoch in record.per_epoch for b in epoch]
     assert betas == pytest.approx([4.0 * min(1.0, s / 6) for s in range(9)])
     assert record.checked == 3

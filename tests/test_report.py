@@ -103,7 +103,6 @@ def test_sweep_callback_records_a_failed_job_as_failed(tmp_path) -> None:
 
 def test_experiment_configs_compose() -> None:
     from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
 
     from ae_lab.train import CONFIG_DIR
 
@@ -111,19 +110,25 @@ def test_experiment_configs_compose() -> None:
         for name, params in (
             ("latent_sweep", {"latent"}),
             ("masking_sweep", {"transform.p"}),
-            ("reference_study", {"model"}),
+            ("report_course", {"report_job"}),
+            ("report_auth", {"report_job"}),
         ):
             cfg = compose("config", [f"experiment={name}"], return_hydra_config=True)
             assert cfg.hydra.mode == RunMode.MULTIRUN
             assert params <= set(cfg.hydra.sweeper.params)
-        # the study gives each model its own bottleneck
-        for model, latent in (("ae", 32), ("classifier", 64)):
-            cfg = compose(
-                "config", ["experiment=reference_study", f"model={model}"], return_hydra_config=True
-            )
-            HydraConfig.instance().set_config(cfg)
-            assert cfg.latent == latent
+        # each report job sets its own model, bottleneck and epochs; the command line still wins
+        for job, model, latent, epochs in (
+            ("course/dense_ae_32", "DenseAE", 32, 10),
+            ("course/deep_ae_64", "DenseAE", 64, 20),
+            ("auth/vae", "DenseVAE", 32, 50),
+        ):
+            overrides = ["experiment=report_course", f"report_job={job}"]
+            cfg = compose("config", overrides, return_hydra_config=True)
+            assert cfg.model._target_.endswith(model)
+            assert (cfg.latent, cfg.trainer.max_epochs) == (latent, epochs)
             assert "downstream" in cfg.callbacks and "nll" in cfg.callbacks
+            cfg = compose("config", [*overrides, "trainer.max_epochs=1"])
+            assert cfg.trainer.max_epochs == 1
 
 
 def test_two_job_sweep_with_a_failing_job(tmp_path, mnist_root) -> None:

@@ -21,7 +21,7 @@ from ae_lab.callbacks.common import find_callback
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.data.mnist import MNISTDataModule
 from ae_lab.locks import file_lock
-from ae_lab.models.base import AutoencoderModule
+from ae_lab.models.base import AutoencoderModule, SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ def train_classifier(
     val_size: int = 5_000,
     split_seed: int = 42,
     accelerator: str = "auto",
+    scheduler: SchedulerFactory | None = None,
 ) -> CNNClassifier:
     """ae_lab's own CNN, datamodule and Trainer, on clean images, with a fixed seed.
 
@@ -51,6 +52,7 @@ def train_classifier(
             dropout=dropout,
             optimizer=lambda params: torch.optim.Adam(params, lr=lr),
         )
+        model.scheduler_factory = scheduler
         trainer = L.Trainer(
             max_epochs=epochs,
             accelerator=accelerator,
@@ -86,6 +88,7 @@ class DownstreamClassification(L.Callback):
         seed: int = 0,
         batch_size: int = 128,
         lr: float = 1e-3,
+        scheduler: SchedulerFactory | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self.cache_dir = cache_dir
@@ -93,6 +96,7 @@ class DownstreamClassification(L.Callback):
         self.seed = seed
         self.batch_size = batch_size
         self.lr = lr
+        self.scheduler = scheduler or None  # the ``scheduler`` group's none is an empty node
         self.classifier: CNNClassifier | None = None
         self.correct: dict[str, int] = {}
         self.total = 0
@@ -107,6 +111,7 @@ class DownstreamClassification(L.Callback):
             "seed": self.seed,
             "batch_size": self.batch_size,
             "lr": self.lr,
+            "scheduler": repr(self.scheduler),
         }
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
         return Path(self.cache_dir).expanduser() / f"classifier-{digest}.ckpt"
@@ -128,6 +133,7 @@ class DownstreamClassification(L.Callback):
                         val_size=datamodule.val_size,
                         split_seed=datamodule.split_seed,
                         accelerator="gpu" if device.type == "cuda" else "cpu",
+                        scheduler=self.scheduler,
                     )
                     tmp = path.with_suffix(f".tmp{os.getpid()}")
                     hparams = dict(model.hparams)

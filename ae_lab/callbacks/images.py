@@ -1,4 +1,5 @@
-"""Reconstruction grids in TensorBoard, so a glance shows what the numbers mean."""
+"""Reconstruction grids in TensorBoard and the run's figures, so a glance shows what the numbers
+mean."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ from typing import Any
 
 import lightning as L
 import torch
-from torchvision.utils import make_grid
+from torchvision.utils import make_grid, save_image
 
-from ae_lab.callbacks.common import log_image
+from ae_lab.callbacks.common import figure_dir, log_image
 from ae_lab.models.base import AutoencoderModule
 
 
 class ReconstructionGrid(L.Callback):
     """Each validation epoch: a grid of clean inputs, corrupted inputs and reconstructions (one
-    row each) for the first ``n_images`` images of the first validation batch."""
+    row each) for the first ``n_images`` images of the first validation batch; the last epoch's
+    grid is also ``figures/reconstructions.png``."""
 
     def __init__(self, n_images: int = 8) -> None:
         self.n_images = n_images
@@ -37,4 +39,5 @@ class ReconstructionGrid(L.Callback):
             return
         grid = make_grid(self.rows, nrow=self.n_images, padding=2, pad_value=0.5)
         log_image(trainer, "val/reconstructions", grid, trainer.global_step)
+        save_image(grid, figure_dir(trainer) / "reconstructions.png")
         self.rows = None

@@ -109,6 +109,8 @@ class PCABaseline(L.Callback):
         metric = self.metrics.pop(stage, None)
         if metric is not None:  # compute() reduces across DDP processes, so all log the same
             pl_module.log(f"pca/{stage}_mse", metric.compute(), sync_dist=True)
+        if stage == "test" and self.pca is not None:  # what a variance ratio came to
+            pl_module.log("pca/n_components", float(self.pca.n_components_), sync_dist=True)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         self._update("val", pl_module, batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import lightning as L
 import torch
@@ -20,11 +21,16 @@ from torchmetrics import MeanSquaredError
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+# a ``_partial_`` scheduler from the ``scheduler`` config group: (optimizer, total_steps=N) -> it
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 Batch = dict[str, torch.Tensor]
 
 
 class LabModule(L.LightningModule):
-    """Optimizer from config (a ``_partial_`` optimizer) and a logged parameter count."""
+    """Optimizer and learning-rate schedule from config (``_partial_`` objects) and a logged
+    parameter count. The entrypoint sets ``scheduler_factory`` from the ``scheduler`` group."""
+
+    scheduler_factory: SchedulerFactory | None = None
 
     def __init__(self, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__()
@@ -43,10 +49,19 @@ class LabModule(L.LightningModule):
         if stage == "fit":
             log.info("model %s: %s parameters", type(self).__name__, f"{self.n_params:,}")
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         if self.optimizer_factory is None:
-            return torch.optim.Adam(self.parameters(), lr=1e-3)
-        return self.optimizer_factory(self.parameters())
+            optimizer = torch.optim.Adam(self.parameters(), lr=1e-3)
+        else:
+            optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        # stepped every batch, over exactly the steps this fit will take (epochs x batches,
+        # after limit_train_batches and gradient accumulation)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        step_wise = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": step_wise}
 
 
 class AutoencoderModule(LabModule):

@@ -14,25 +14,33 @@ IMAGE_SHAPE = (1, 28, 28)
 N_PIXELS = 28 * 28
 
 
-def mlp(sizes: Sequence[int], activate_last: bool = False) -> nn.Sequential:
-    """Linear layers with ReLU between them (and after the last one if ``activate_last``)."""
+def mlp(sizes: Sequence[int], activate_last: bool = False, he_init: bool = False) -> nn.Sequential:
+    """Linear layers with ReLU between them (and after the last one if ``activate_last``).
+
+    ``he_init`` draws every weight that feeds a ReLU from He et al.'s normal, which keeps the
+    signal's variance through a deep stack; torch's default shrinks it about sixfold a layer, so a
+    deep autoencoder's code and output start out almost constant and take epochs to recover."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2 or activate_last:
+            if he_init:
+                nn.init.kaiming_normal_(layers[-1].weight, nonlinearity="relu")
+                nn.init.zeros_(layers[-1].bias)
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
 
-def dense_encoder(hidden: Sequence[int], out_dim: int) -> nn.Sequential:
+def dense_encoder(hidden: Sequence[int], out_dim: int, he_init: bool = False) -> nn.Sequential:
     """784 -> hidden... -> out_dim."""
-    return nn.Sequential(nn.Flatten(), mlp([N_PIXELS, *hidden, out_dim]))
+    return nn.Sequential(nn.Flatten(), mlp([N_PIXELS, *hidden, out_dim], he_init=he_init))
 
 
-def dense_decoder(hidden: Sequence[int], latent_dim: int) -> nn.Sequential:
+def dense_decoder(hidden: Sequence[int], latent_dim: int, he_init: bool = False) -> nn.Sequential:
     """latent -> reversed hidden... -> 784 logits, shaped as an image."""
     return nn.Sequential(
-        mlp([latent_dim, *reversed(hidden), N_PIXELS]), nn.Unflatten(1, IMAGE_SHAPE)
+        mlp([latent_dim, *reversed(hidden), N_PIXELS], he_init=he_init),
+        nn.Unflatten(1, IMAGE_SHAPE),
     )
 
 

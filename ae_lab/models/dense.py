@@ -17,8 +17,9 @@ class DenseAE(AutoencoderModule):
         self,
         latent_dim: int,
         hidden: list[int] = (128,),  # type: ignore[assignment]
+        he_init: bool = False,
         optimizer: OptimizerFactory | None = None,
     ) -> None:
         super().__init__(latent_dim, optimizer)
-        self.encoder = dense_encoder(list(hidden), latent_dim)
-        self.decoder = dense_decoder(list(hidden), latent_dim)
+        self.encoder = dense_encoder(list(hidden), latent_dim, he_init)
+        self.decoder = dense_decoder(list(hidden), latent_dim, he_init)
