@@ -102,7 +102,11 @@ def test_a_damaged_mnist_file_is_named(tmp_path, mnist_root, name, damage):
 
 @pytest.mark.parametrize(
     "overrides, words",
-    [(["model=ae"], ["DenseVAE", "DenseAE"]), (["latent=4"], ["latent=32"])],
+    [
+        (["model=ae"], ["DenseVAE", "DenseAE"]),
+        (["latent=4"], ["latent=32"]),
+        (["trainer.max_epochs=3"], ["run of 200 training steps", "has 300", "trainer.max_epochs"]),
+    ],
 )
 def test_a_checkpoint_of_another_model_is_refused(tmp_path, mnist_root, unbroken, overrides, words):
     ckpt = unbroken / "checkpoints" / "last.ckpt"

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanSquaredError
 
+from ae_lab.errors import AeLabError
+
 log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -62,6 +64,21 @@ class LabModule(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         step_wise = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": step_wise}
+
+    def on_train_start(self) -> None:
+        """A resumed run must take as many steps as the run that saved the checkpoint: its
+        schedule (restored from the checkpoint) spans exactly those, and a longer run would
+        fail deep in torch at the old last step, a shorter one would never finish annealing."""
+        steps = int(self.trainer.estimated_stepping_batches)
+        for config in self.trainer.lr_scheduler_configs:
+            planned = getattr(config.scheduler, "total_steps", steps)
+            if planned != steps:
+                raise AeLabError(
+                    f"ckpt_path={self.trainer.ckpt_path} was saved by a run of {planned} "
+                    f"training steps; this one has {steps}. Resume with that run's "
+                    "trainer.max_epochs, trainer.limit_train_batches and data.batch_size (its "
+                    "learning-rate schedule spans all of its steps), or start a new run."
+                )
 
 
 class AutoencoderModule(LabModule):
