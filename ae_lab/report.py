@@ -42,14 +42,14 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml"))
 
 
-def _load_yaml(path: Path) -> Any:
+def load_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return None
 
 
-def _load_json(path: Path) -> dict[str, Any]:
+def load_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -62,11 +62,11 @@ def _bottleneck_free(metrics: dict[str, Any]) -> bool:
 
 def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     """What one job did: overrides, status (completed / failed / incomplete), settings, metrics."""
-    status = _load_json(job_dir / STATUS_FILE)
-    metrics = _load_json(job_dir / METRICS_FILE)
-    overrides = _load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
-    hydra_cfg = (_load_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
-    config = _load_yaml(job_dir / ".hydra" / "config.yaml") or {}
+    status = load_json(job_dir / STATUS_FILE)
+    metrics = load_json(job_dir / METRICS_FILE)
+    overrides = load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
+    hydra_cfg = (load_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
+    config = load_yaml(job_dir / ".hydra" / "config.yaml") or {}
     choices = hydra_cfg.get("runtime", {}).get("choices", {})
     latent = status.get("latent", config.get("latent"))
     row: dict[str, Any] = {
@@ -96,7 +96,7 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
     return [job_row(d, sweep_dir) for d in job_dirs(sweep_dir)]
 
 
-def _fmt(value: Any, key: str = "") -> str:
+def fmt(value: Any, key: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
@@ -108,7 +108,7 @@ def _fmt(value: Any, key: str = "") -> str:
     return str(value).replace("|", "\\|")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     """Jobs of a parallel sweep may rewrite the summary at once: readers see whole files."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -125,12 +125,12 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_fmt(r.get(c), c) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c), c) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -166,11 +166,11 @@ def reference_table(rows: Sequence[dict[str, Any]], reference: Iterable[dict[str
         "|---|---|---|---|---|---|",
     ]
     for c in compare(rows, reference):
-        ours = "not measured" if c["ours"] is None else _fmt(c["ours"], c["metric"])
+        ours = "not measured" if c["ours"] is None else fmt(c["ours"], c["metric"])
         ratio = "" if c["ratio"] is None else f"{c['ratio']:.3f}"
         lines.append(
-            f"| {c['what']} | {c['metric']} | {_fmt(c['published'], c['metric'])} | {ours} | "
-            f"{ratio} | {_fmt(c['run'])} |"
+            f"| {c['what']} | {c['metric']} | {fmt(c['published'], c['metric'])} | {ours} | "
+            f"{ratio} | {fmt(c['run'])} |"
         )
     return "\n".join(lines)
 
@@ -210,7 +210,7 @@ def write_markdown(
     if failed:
         parts += ["", "## Failures", ""]
         parts += [f"- `{r['overrides'] or r['job']}`: {r['error']}" for r in failed]
-    _atomic_write(path, "\n".join(parts) + "\n")
+    atomic_write(path, "\n".join(parts) + "\n")
 
 
 def plot_mse_vs_latent(rows: Sequence[dict[str, Any]], path: Path) -> bool:
@@ -254,7 +254,7 @@ def plot_mse_vs_latent(rows: Sequence[dict[str, Any]], path: Path) -> bool:
 
 def sweep_reference(sweep_dir: Path) -> list[dict[str, Any]]:
     """Reference figures a sweep's config names (``hydra.callbacks.*.reference``)."""
-    cfg = _load_yaml(sweep_dir / "multirun.yaml") or {}
+    cfg = load_yaml(sweep_dir / "multirun.yaml") or {}
     callbacks = (cfg.get("hydra") or {}).get("callbacks") or {}
     for cb in callbacks.values():
         if isinstance(cb, dict) and cb.get("reference"):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ae_lab import report
+from ae_lab.hardware import cpu_name
 
 FIGURE_WIDTH = 720  # pixels; copied run figures are shrunk to this so docs/figures stays small
 JOB_COLUMNS = ("report_job", "status", "latent", "pca/n_components", *report.MD_COLUMNS)
@@ -52,7 +53,7 @@ class Sweep:
 
     def command(self) -> str:
         """The command line that ran the sweep, from Hydra's record of it."""
-        cfg = report._load_yaml(self.path / "multirun.yaml") or {}
+        cfg = report.load_yaml(self.path / "multirun.yaml") or {}
         task = ((cfg.get("hydra") or {}).get("overrides") or {}).get("task") or []
         return " ".join(["python -m ae_lab", *task])
 
@@ -256,11 +257,11 @@ def comparison_table(sweep: Sweep) -> str:
         if c["ours"] is None:
             ours, ratio, beaten = "missing (job not finished)", "", ""
         else:
-            ours = report._fmt(c["ours"], metric)
+            ours = report.fmt(c["ours"], metric)
             ratio = f"{c['ratio']:.3f}"
             beaten = _better(metric, c["ours"], c["published"])
         lines.append(
-            f"| {c['what']} (`{metric}`) | {report._fmt(c['published'], metric)} | {ours} | "
+            f"| {c['what']} (`{metric}`) | {report.fmt(c['published'], metric)} | {ours} | "
             f"{ratio} | {beaten} | {c['run']} |"
         )
     return "\n".join(lines)
@@ -352,8 +353,12 @@ def auth_figures(page: Page, sweep: Sweep) -> None:
         plot_latent(sweep, latent_jobs),
         "no dense autoencoder job has finished",
     )
-    masking = {0.0: "auth/dense_ae_32", 0.25: "auth/mask_025", 0.5: "auth/mask_050"}
-    masking[0.75] = "auth/mask_075"
+    masking = {
+        0.0: "auth/dense_ae_32",
+        0.25: "auth/mask_025",
+        0.5: "auth/mask_050",
+        0.75: "auth/mask_075",
+    }
     page.image(
         "auth_masking.png",
         "University report: test MSE against input masking (dense AE and PCA at 32)",
@@ -373,18 +378,9 @@ def auth_figures(page: Page, sweep: Sweep) -> None:
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     versions = f"Python {platform.python_version()}, torch {torch.__version__}"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}; {versions}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {gpu}; {versions}"
 
 
 def write_page(course: Path | None, auth: Path | None, out_dir: Path) -> Path:

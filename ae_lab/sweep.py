@@ -39,7 +39,7 @@ def _select(config: DictConfig, key: str) -> Any:
 
 
 def _completed(job_dir: Path) -> bool:
-    status = report._load_json(job_dir / report.STATUS_FILE)
+    status = report.load_json(job_dir / report.STATUS_FILE)
     return status.get("status") == "completed"
 
 
@@ -48,7 +48,7 @@ def completed_metrics() -> dict[str, float] | None:
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     job_dir = Path(HydraConfig.get().runtime.output_dir)
-    return report._load_json(job_dir / report.METRICS_FILE) if _completed(job_dir) else None
+    return report.load_json(job_dir / report.METRICS_FILE) if _completed(job_dir) else None
 
 
 class SweepSummary(Callback):
@@ -92,7 +92,7 @@ class SweepSummary(Callback):
             if multirun:  # a bug's traceback goes to the job's train.log
                 bug = None if isinstance(err, AeLabError) else err
                 log.error("ae_lab: job %s failed: %s", out.name, status["error"], exc_info=bug)
-        report._atomic_write(out / report.STATUS_FILE, json.dumps(status, indent=2) + "\n")
+        report.atomic_write(out / report.STATUS_FILE, json.dumps(status, indent=2) + "\n")
         if multirun:
             self._summarize(Path(config.hydra.sweep.dir))
 

@@ -30,7 +30,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -320,22 +319,11 @@ def sweep(args: argparse.Namespace, work: Path, parallel: bool) -> dict[str, Any
 
 
 def hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, lightning {L.__version__}"
-    if torch.cuda.is_available():
-        text += f"; GPU: {torch.cuda.get_device_name(0)}"
-    else:
-        text += "; no GPU"
-    return text
+    from ae_lab.hardware import cpu_name
+
+    gpu = f"GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    versions = f"torch {torch.__version__}, lightning {L.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} cores; {versions}; {gpu}"
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
