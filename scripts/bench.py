@@ -26,6 +26,7 @@ cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -35,61 +36,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
-import lightning as L
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's ae_lab, also for the in-process classic loop
 PER_EPOCH = ("epoch_s", "cpu_s", "samples")
+# the environment this script was started with: importing Lightning (ae_lab does, in the
+# reference loops) sets PYTORCH_NVML_BASED_CUDA_CHECK, which the runs it starts must not inherit
+LAUNCH_ENV = dict(os.environ)
 RESULTS_MARK = "<!-- bench:results (newest first; scripts/bench.py inserts below) -->"
-
-
-class EpochTimer(L.Callback):
-    """Added to benchmarked runs (``+callbacks.bench_timer._target_=bench.EpochTimer``): records
-    the launch-to-first-step start-up and, per epoch, the training pass (validation excluded) as
-    ae_lab's own ``EpochTimer`` measured it, so the benchmark adds no per-step work of its own."""
-
-    def __init__(self) -> None:
-        self.launched = float(os.environ.get("BENCH_T0", time.time()))
-        self.first_step: float | None = None
-        self.epochs: list[tuple[float, float, int]] = []
-        self.cpu: tuple[float, float | None] = (0.0, None)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.first_step is None:
-            self.first_step = time.time() - self.launched
-        self.cpu = (time.process_time(), None)
-
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        fitting = trainer.state.fn == "fit" and not trainer.sanity_checking
-        if fitting and self.cpu[1] is None:
-            self.cpu = (self.cpu[0], time.process_time())
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from ae_lab.callbacks import EpochTimer as LabTimer
-        from ae_lab.callbacks.common import find_callback
-
-        timer = find_callback(trainer, LabTimer)  # its hook ran just before this one
-        end = timer.train_end or time.perf_counter()
-        cpu_end = self.cpu[1] or time.process_time()
-        self.epochs.append((end - timer.start, cpu_end - self.cpu[0], timer.samples))
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pca = next((c for c in trainer.callbacks if hasattr(c, "fit_seconds")), None)
-        result = {
-            "epoch_s": [t for t, _, _ in self.epochs],
-            "cpu_s": [c for _, c, _ in self.epochs],
-            "samples": [n for _, _, n in self.epochs],
-            "startup_s": self.first_step,
-            "pca_fit_s": getattr(pca, "fit_seconds", None),
-            "threads": torch.get_num_threads(),
-            "device": str(pl_module.device),
-        }
-        Path(os.environ["BENCH_OUT"]).write_text(json.dumps(result))
 
 
 def steady_part(per_epoch: list[Any]) -> list[Any]:
@@ -127,6 +88,25 @@ def default_recipe(
     )
 
 
+@contextlib.contextmanager
+def plain_pytorch_env() -> Iterator[None]:
+    """The reference loops run as a script that never imports Lightning would. They use ae_lab's
+    model and data, which import Lightning, which sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1``; with
+    it every Adam step of a CUDA build of torch loads NVML again (about 40 us per step without a
+    GPU), which a plain PyTorch script does not pay."""
+    key = "PYTORCH_NVML_BASED_CUDA_CHECK"
+    saved = os.environ.pop(key, None)
+    if key in LAUNCH_ENV:
+        os.environ[key] = LAUNCH_ENV[key]
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
+        if saved is not None:
+            os.environ[key] = saved
+
+
+@plain_pytorch_env()
 def classic_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str, Any]:
     """The loop of the classic tutorials: per-sample PIL decode + ToTensor, DataLoader, plain
     PyTorch, same model (ae_lab's DenseAE) and the same 55k training images as ae_lab."""
@@ -168,6 +148,7 @@ def classic_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[s
     return {"epoch_s": epoch_s, "cpu_s": cpu_s, "samples": samples}
 
 
+@plain_pytorch_env()
 def plain_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str, Any]:
     """The reference for ae_lab's own cost: a plain PyTorch loop over the same 55k training images
     resident on the device as one uint8 tensor, a shuffled order per epoch, each batch gathered and
@@ -205,17 +186,19 @@ def plain_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str
 
 def env(root: str) -> dict[str, str]:
     path = os.pathsep.join([str(REPO), str(REPO / "scripts"), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "AE_LAB_DATA_DIR": root, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "1"}
+    return {**LAUNCH_ENV, "AE_LAB_DATA_DIR": root, "PYTHONPATH": path, "HYDRA_FULL_ERROR": "1"}
 
 
-def ae_lab(overrides: list[str], work: Path, root: str, log: Path) -> tuple[float, int]:
+def ae_lab(
+    overrides: list[str], work: Path, root: str, log: Path, **extra_env: str
+) -> tuple[float, int]:
     """Runs ``python -m ae_lab`` as a user would; returns (wall seconds, exit code)."""
     start = time.perf_counter()
     with open(log, "w") as out:
         rc = subprocess.call(
             [sys.executable, "-m", "ae_lab", *overrides],
             cwd=work,
-            env={**env(root), "BENCH_T0": str(time.time())},
+            env={**env(root), **extra_env, "BENCH_T0": str(time.time())},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -232,13 +215,12 @@ def timed_ae_lab(
         f"accelerator={accel}",
         f"data.batch_size={batch_size}",
         f"trainer.max_epochs={args.epochs}",
-        "+callbacks.bench_timer._target_=bench.EpochTimer",
+        "+callbacks.bench_timer._target_=bench_timer.EpochTimer",
         f"hydra.run.dir={work / name}",
         *([f"threads={args.threads}"] if args.threads else []),
         *extra,
     ]
-    os.environ["BENCH_OUT"] = str(out)
-    wall, rc = ae_lab(overrides, work, args.data_root, work / f"{name}.log")
+    wall, rc = ae_lab(overrides, work, args.data_root, work / f"{name}.log", BENCH_OUT=str(out))
     if rc != 0 or not out.exists():
         tail = (work / f"{name}.log").read_text()[-2000:]
         print(f"  {name} failed (exit {rc}):\n{tail}", file=sys.stderr)
@@ -322,7 +304,7 @@ def hardware() -> str:
     from ae_lab.hardware import cpu_name
 
     gpu = f"GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    versions = f"torch {torch.__version__}, lightning {L.__version__}"
+    versions = f"torch {torch.__version__}, lightning {version('lightning')}"
     return f"{cpu_name()}, {os.cpu_count()} cores; {versions}; {gpu}"
 
 
