@@ -1,6 +1,9 @@
-"""The training step does no per-step logging work, yet logs the same epoch means as before."""
+"""The training step does no per-step work it can avoid, yet logs the same values as before."""
 
 from __future__ import annotations
+
+import json
+import os
 
 import lightning as L
 import pytest
@@ -8,6 +11,7 @@ import torch
 
 from ae_lab.data import MNISTDataModule
 from ae_lab.models import DenseAE, DenseVAE
+from tests.conftest import TINY, run_ae_lab
 
 
 class StepRecorder(L.Callback):
@@ -61,3 +65,45 @@ def test_running_loss_is_logged_only_when_the_bar_refreshes(synthetic_root):
     # per epoch: 8 batches -> the bar refreshes at steps 4 and 8; train/loss once at epoch end
     assert calls.count("loss") == 2 * 2
     assert calls.count("train/loss") == 2
+
+
+def test_test_stage_callbacks_join_for_the_test_only(tmp_path, synthetic_root):
+    """The evaluation callbacks that act at test time are not dispatched to on training steps,
+    and still run (and log) at test time, ahead of the checkpoint callback."""
+    run_ae_lab(
+        *TINY,
+        "data.val_size=100",
+        "+callbacks.probe._target_=tests.probes.CallbackProbe",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+        data_root=synthetic_root,
+    )
+    seen = json.loads((tmp_path / "run" / "callbacks_seen.json").read_text())
+    test_only = {"PerDigitMSE", "Generation", "LatentMap"}
+    assert not test_only & set(seen["fit"])
+    assert test_only <= set(seen["test"])
+    assert {"PCABaseline", "StopOnNonFiniteLoss", "CallbackProbe"} <= set(seen["fit"])
+    assert seen["test"][-1] == seen["fit"][-1] == "ModelCheckpoint"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "test/mse_digit/7" in metrics
+    assert (tmp_path / "run" / "figures").is_dir()
+
+
+def test_resident_batches_skip_lightnings_device_move(synthetic_root):
+    dm = MNISTDataModule(root=str(synthetic_root), batch_size=8, val_size=100, download=False)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert dm.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = dm.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved[0].device.type == moved[1].device.type == "meta"
+    assert moved[2] == batch[2]
+
+
+@pytest.mark.parametrize("user_value", [None, "1"])
+def test_cpu_runs_use_torchs_own_cuda_check_unless_the_user_set_one(monkeypatch, user_value):
+    from ae_lab import train
+
+    monkeypatch.setattr(train, "_USER_CUDA_CHECK", user_value)
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as importing Lightning leaves it
+    train.use_default_cuda_check()
+    assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == user_value

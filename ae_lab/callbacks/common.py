@@ -9,6 +9,15 @@ import lightning as L
 import torch
 
 
+class TestStageCallback(L.Callback):
+    """A callback with nothing to do until the model is tested (per-digit error, samples, maps).
+
+    ``python -m ae_lab`` attaches these for ``trainer.test`` only: Lightning calls every hook of
+    every attached callback on every training step, overridden or not (about 8 us per callback and
+    step on a CPU), so a callback that only acts at test time is kept out of training.
+    """
+
+
 def find_callback(trainer: L.Trainer, kind: type) -> Any | None:
     """The first of the trainer's callbacks of type ``kind`` (e.g. the PCA baseline), or None."""
     return next((c for c in trainer.callbacks if isinstance(c, kind)), None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from ae_lab.callbacks.common import find_callback
+from ae_lab.callbacks.common import TestStageCallback, find_callback
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.models.base import AutoencoderModule
 
@@ -26,7 +26,7 @@ def squared_error_by_class(
     return sums, counts
 
 
-class PerDigitMSE(L.Callback):
+class PerDigitMSE(TestStageCallback):
     """Logs ``test/mse_digit/<k>`` and, when the PCA baseline runs, ``pca/test_mse_digit/<k>``.
 
     Every test image counts equally, so the count-weighted mean of the per-digit values is

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.seed import isolate_rng
 
-from ae_lab.callbacks.common import find_callback
+from ae_lab.callbacks.common import TestStageCallback, find_callback
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.data.mnist import MNISTDataModule
 from ae_lab.locks import file_lock
@@ -69,7 +69,7 @@ def train_classifier(
     return model
 
 
-class DownstreamClassification(L.Callback):
+class DownstreamClassification(TestStageCallback):
     """Logs ``downstream/acc_original``, ``downstream/acc_recon`` and ``downstream/acc_pca``:
     the accuracy of a fixed classifier on the clean test images, on the model's reconstructions
     (of the corrupted inputs, if a ``transform`` is set) and on PCA's, over the same test batches.

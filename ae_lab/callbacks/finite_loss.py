@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -17,9 +18,9 @@ class NonFiniteLoss(AeLabError):
 class StopOnNonFiniteLoss(L.Callback):
     """Raises ``NonFiniteLoss`` naming the epoch, the step and every loss term.
 
-    On the CPU the check is one comparison per step and reading its result costs nothing, so the
-    run stops at the first bad step. On an accelerator reading a value back would stall the device
-    every step, so the steps' verdicts are combined on the device and read every
+    On the CPU the check reads the loss back (no tensor op, nothing to wait for), so the run stops
+    at the first bad step. On an accelerator reading a value back would stall the device every
+    step, so the steps' verdicts are combined on the device and read every
     ``every_n_steps`` steps and at the end of each epoch; the message then names the window.
     """
 
@@ -32,11 +33,12 @@ class StopOnNonFiniteLoss(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
     ) -> None:
         terms = outputs if isinstance(outputs, dict) else {"loss": outputs}
-        bad = ~torch.isfinite(terms["loss"].detach())
-        if bad.device.type == "cpu":
-            if bad:
+        loss = terms["loss"]
+        if loss.device.type == "cpu":
+            if not math.isfinite(loss.item()):
                 raise self.error(trainer, terms, trainer.global_step)
             return
+        bad = ~torch.isfinite(loss.detach())
         if self.pending is None:
             self.pending, self.since = bad, trainer.global_step
         else:

@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
 
-from ae_lab.callbacks.common import figure_dir, log_image
+from ae_lab.callbacks.common import TestStageCallback, figure_dir, log_image
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import VariationalAutoencoder
 
@@ -31,7 +31,7 @@ def interpolations(model: AutoencoderModule, a: torch.Tensor, b: torch.Tensor, s
     return model.decode(codes.flatten(0, 1))
 
 
-class Generation(L.Callback):
+class Generation(TestStageCallback):
     """After testing: ``figures/prior_samples.png`` (VAEs) and ``figures/interpolations.png``
     (every autoencoder; each row goes from one test digit to another of a different class), also
     in TensorBoard as ``test/prior_samples`` and ``test/interpolations``."""

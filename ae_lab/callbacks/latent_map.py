@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from ae_lab.callbacks.common import figure_dir, log_figure
+from ae_lab.callbacks.common import TestStageCallback, figure_dir, log_figure
 from ae_lab.models.base import AutoencoderModule
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def plot_map(points: np.ndarray, labels: np.ndarray, title: str) -> Figure:
     return fig
 
 
-class LatentMap(L.Callback):
+class LatentMap(TestStageCallback):
     """After testing: the codes of the first ``n_points`` test images, plotted directly when the
     latent is 2-D and through a seeded t-SNE otherwise; ``figures/latent_map.png`` in the run dir
     and ``test/latent_map`` in TensorBoard. t-SNE costs grow with ``n_points``: a few hundred

@@ -13,6 +13,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from ae_lab.callbacks.common import TestStageCallback
 from ae_lab.models.vae import VariationalAutoencoder
 
 LOG_2PI = math.log(2 * math.pi)
@@ -60,7 +61,7 @@ def importance_sampled_nll(
     return -(torch.logsumexp(torch.cat(log_w), 0) - math.log(n_samples))
 
 
-class ImportanceSampledNLL(L.Callback):
+class ImportanceSampledNLL(TestStageCallback):
     """Logs ``test/nll`` (nats per image) for VAEs, from ``n_samples`` importance samples per
     test image, drawn with a generator seeded per batch so the estimate is reproducible."""
 

@@ -257,6 +257,15 @@ class MNISTDataModule(L.LightningDataModule):
         if key in self._resumed:
             generator.set_state(self._resumed.pop(key))
 
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # Resident batches are already where they belong; Lightning's generic move walks the
+        # batch's structure on every step only to find that out (about 10 us per step).
+        if batch[0].device == device:
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> dict[str, torch.Tensor]:
         x, y, i = batch
         training = self.trainer is None or self.trainer.training
