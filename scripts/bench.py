@@ -4,9 +4,10 @@ In one invocation, on the CPU and (where present) on the GPU, at each of ``--bat
 
 - the plain loop: the same 55k training images resident on the device as one tensor, a plain
   PyTorch loop, the same dense autoencoder (784-128-32) and Adam, against ``python -m ae_lab``
-  with its default callbacks and TensorBoard logger; the plain loop runs right before and right
-  after ae_lab and their epochs are pooled. The ratio is ae_lab's cost per step against no
-  framework at all (Lightning's loop, callbacks, logging);
+  with its default callbacks and TensorBoard logger, in ``--repeats`` rounds, each between two
+  runs of the plain loop. Each round's ratio is against the plain runs right before and after it;
+  the table gives the median over rounds and their range. The ratio is ae_lab's cost per step
+  against no framework at all (Lightning's loop, callbacks, logging);
 - at the first batch size: the classic loop (torchvision's MNIST with ``ToTensor``, a shuffling
   ``DataLoader``, a plain loop) and ae_lab with ``trainer.precision=bf16-mixed``, with
   ``compile=true`` and with ``data.fast=false`` (ae_lab's loop on the classic data path);
@@ -20,7 +21,7 @@ In one invocation, on the CPU and (where present) on the GPU, at each of ``--bat
 Samples/s and epoch time count training batches only (no validation). It prints a table and
 prepends it, with the date, the hardware, the load and the command, to ``docs/benchmarks.md``.
 ``--quick`` (one epoch, the plain loop and ae_lab only, no sweep) takes about two minutes on two
-cores.
+cores with the default 3 rounds.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
-from statistics import mean
+from statistics import mean, median
 from typing import Any
 
 import torch
@@ -70,11 +71,31 @@ def summarise(result: dict[str, Any]) -> None:
     result.update(rates({k: steady_part(result[k]) for k in PER_EPOCH}))
 
 
-def bracket(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """One plain-loop result from the runs right before and right after ae_lab's, their steady
-    epochs pooled, so a change of load on a shared machine weighs on both sides of the ratio."""
-    pooled = {k: steady_part(before[k]) + steady_part(after[k]) for k in PER_EPOCH}
+def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several runs of the same loop: their steady epochs together."""
+    pooled = {k: [x for r in results for x in steady_part(r[k])] for k in PER_EPOCH}
     return {**pooled, **rates(pooled)}
+
+
+def pooled_rounds(rounds: list[dict[str, Any]], plains: list[dict[str, Any]]) -> dict[str, Any]:
+    """ae_lab's rounds pooled, with each round's ratio to the plain loop run right before and
+    right after it (``plains[k]`` and ``plains[k + 1]``). On a shared machine the load changes
+    from one minute to the next; a ratio within a round sees the same load on both sides, and the
+    median over rounds drops the round that a burst of load hit on one side only."""
+    done = [(k, r) for k, r in enumerate(rounds) if "failed" not in r]
+    if not done:
+        return rounds[0]
+    result = pool([r for _, r in done])
+    for key, rate in (("ratios", "rate"), ("cpu_ratios", "cpu_rate")):
+        result[key] = [rates_of(r)[rate] / pool(plains[k : k + 2])[rate] for k, r in done]
+    for key in ("startup_s", "pca_fit_s", "wall_s"):
+        values = [r[key] for _, r in done if r.get(key) is not None]
+        result[key] = median(values) if values else None
+    return result
+
+
+def rates_of(result: dict[str, Any]) -> dict[str, float]:
+    return rates({k: steady_part(result[k]) for k in PER_EPOCH})
 
 
 def default_recipe(
@@ -312,6 +333,15 @@ def fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
+def round_ratios(values: list[float] | None) -> str:
+    """``0.81x (0.77-0.86)``: the median of the rounds' ratios and their range."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}x"
+    return f"{median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
 def ratio(rate: float, base: float | None) -> str:
     return f"{rate / base:.2f}x" if base else "-"
 
@@ -329,9 +359,11 @@ def report(args: argparse.Namespace, results: dict[str, Any], load: tuple[float,
         f"on {os.cpu_count()} cores",
         "- model: dense AE 784-128-32, Adam at peak lr 3e-3 with the one-cycle schedule (ae_lab's "
         f"defaults, in every loop), batch {args.batch_sizes}, "
-        f"{args.epochs} epoch(s) of 55,000 training images; samples/s and epoch time over "
+        f"{args.epochs} epoch(s) of 55,000 training images, ae_lab in {args.repeats} round(s) "
+        "between runs of the plain loop; samples/s and epoch time over "
         "training batches only, epochs after the first when there are several; ratios against "
-        "the plain loop and the classic loop at the same batch size, in this run; samples/CPU-s "
+        "the plain loop (median of the rounds, range in brackets) and the classic loop at the same "
+        "batch size, in this run; samples/CPU-s "
         "divides by the process's CPU time instead of wall time (steadier on a shared machine)",
         "",
         "| device | batch | run | samples/s | epoch s | vs plain | vs classic | samples/CPU-s "
@@ -347,10 +379,14 @@ def report(args: argparse.Namespace, results: dict[str, Any], load: tuple[float,
                 failed = f"failed ({r['failed']})"
                 lines.append(f"| {device} | {batch_size} | {name} | {failed} |||||||||")
                 continue
+            if "ratios" in r:  # ae_lab's rounds, each against the plain loops around it
+                vs_plain, vs_plain_cpu = round_ratios(r["ratios"]), round_ratios(r["cpu_ratios"])
+            else:
+                vs_plain, vs_plain_cpu = ratio(r["rate"], plain), ratio(r["cpu_rate"], plain_cpu)
             lines.append(
                 f"| {device} | {batch_size} | {name} | {r['rate']:,.0f} | {fmt(r['epoch'])} | "
-                f"{ratio(r['rate'], plain)} | {ratio(r['rate'], classic)} | "
-                f"{r['cpu_rate']:,.0f} | {ratio(r['cpu_rate'], plain_cpu)} | "
+                f"{vs_plain} | {ratio(r['rate'], classic)} | {r['cpu_rate']:,.0f} | "
+                f"{vs_plain_cpu} | "
                 f"{fmt(r.get('startup_s'))} | {fmt(r.get('pca_fit_s'))} | {fmt(r.get('wall_s'))} |"
             )
     reads, pca, answers = results["read"], results["pca_fit_60k_s"], results["answers"]
@@ -395,6 +431,12 @@ def main() -> None:
     )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="rounds of ae_lab between plain loops at each batch size; ratios are their median",
+    )
+    parser.add_argument(
         "--batch-sizes", default="64,128", help="plain and ae_lab at each; the rest at the first"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
@@ -434,15 +476,15 @@ def main() -> None:
         work = Path(tmp)
         for device, accel in accels.items():
             for i, batch_size in enumerate(int(b) for b in args.batch_sizes.split(",")):
-                runs: dict[str, Any] = {}
-                print(f"[{device}, batch {batch_size}] plain loop ...", flush=True)
-                before = plain_loop(args.data_root, args.epochs, batch_size, device)
-                print(f"[{device}, batch {batch_size}] ae_lab ...", flush=True)
                 name = f"{device}_{batch_size}"
-                runs["ae_lab"] = timed_ae_lab(name, [], args, accel, work, batch_size)
-                print(f"[{device}, batch {batch_size}] plain loop again ...", flush=True)
-                after = plain_loop(args.data_root, args.epochs, batch_size, device)
-                runs = {"plain": bracket(before, after), **runs}
+                plains = [plain_loop(args.data_root, args.epochs, batch_size, device)]
+                rounds = []
+                for k in range(args.repeats):
+                    print(f"[{device}, batch {batch_size}] round {k + 1}: ae_lab ...", flush=True)
+                    rounds.append(timed_ae_lab(f"{name}_{k}", [], args, accel, work, batch_size))
+                    print(f"[{device}, batch {batch_size}] round {k + 1}: plain ...", flush=True)
+                    plains.append(plain_loop(args.data_root, args.epochs, batch_size, device))
+                runs = {"plain": pool(plains), "ae_lab": pooled_rounds(rounds, plains)}
                 if i == 0 and not args.quick:
                     print(f"[{device}, batch {batch_size}] classic loop ...", flush=True)
                     runs["classic"] = classic_loop(args.data_root, args.epochs, batch_size, device)
