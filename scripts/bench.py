@@ -91,7 +91,14 @@ def pooled_rounds(rounds: list[dict[str, Any]], plains: list[dict[str, Any]]) ->
     for key in ("startup_s", "pca_fit_s", "wall_s"):
         values = [r[key] for _, r in done if r.get(key) is not None]
         result[key] = median(values) if values else None
+    result["best_ratio"] = fastest_epoch(result) / fastest_epoch(pool(plains))
     return result
+
+
+def fastest_epoch(result: dict[str, Any]) -> float:
+    """Samples/s of the fastest steady epoch: the one least slowed by other load. Interference
+    only ever slows a loop down, so fastest against fastest is the least disturbed ratio."""
+    return max(n / s for n, s in zip(result["samples"], result["epoch_s"], strict=True))
 
 
 def rates_of(result: dict[str, Any]) -> dict[str, float]:
@@ -390,8 +397,14 @@ def report(args: argparse.Namespace, results: dict[str, Any], load: tuple[float,
                 f"{fmt(r.get('startup_s'))} | {fmt(r.get('pca_fit_s'))} | {fmt(r.get('wall_s'))} |"
             )
     reads, pca, answers = results["read"], results["pca_fit_60k_s"], results["answers"]
+    best = [
+        f"batch {b} {runs['ae_lab']['best_ratio']:.2f}x"
+        for (d, b), runs in results["loops"].items()
+        if "best_ratio" in runs.get("ae_lab", {})
+    ]
     lines += [
         "",
+        f"- ae_lab's fastest epoch against the plain loop's fastest: {', '.join(best) or '-'}",
         f"- `python -m ae_lab --help` {answers['help_s']:.2f} s, a config error (`latent=0`) "
         f"{answers['config_error_s']:.2f} s (wall, best of 3; target < 1 s)",
         f"- reading MNIST (train + test): torchvision {reads['torchvision_s']:.3f} s, "
