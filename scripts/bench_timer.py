@@ -1,15 +1,20 @@
-"""``make bench``'s callback inside each benchmarked ``python -m ae_lab`` run (kept apart from
-``bench.py`` so that the benchmark itself does not import Lightning before it starts the runs)."""
+"""Callbacks that time ``python -m ae_lab`` from inside: ``make bench``'s ``EpochTimer`` (kept apart
+from ``bench.py`` so that the benchmark itself does not import Lightning before it starts the runs)
+and the ``InterleavedPlainStep`` diagnostic."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
 
 
 class EpochTimer(L.Callback):
@@ -56,3 +61,68 @@ class EpochTimer(L.Callback):
             "device": str(pl_module.device),
         }
         Path(os.environ["BENCH_OUT"]).write_text(json.dumps(result))
+
+
+class InterleavedPlainStep(L.Callback):
+    """A diagnostic, not part of ``make bench``: runs one plain PyTorch step (a twin DenseAE with
+    ae_lab's default recipe, a random batch of the same size from the same resident images) right
+    before each of the run's training steps, and at the end of the first epoch logs both steps'
+    mean time and the difference: the framework's overhead per step.
+
+    Load on a shared machine hits both sides of every pair, so the overhead is much steadier than
+    ratios of whole runs; the twin's step costs the measured step some cache, so compare rows of
+    this harness with each other, not with ``make bench``. Steps before ``skip`` are left out. CPU
+    runs only (nothing is synchronised with a GPU). Add it with
+    ``+callbacks.twin._target_=bench_timer.InterleavedPlainStep`` (with ``PYTHONPATH=scripts``).
+    """
+
+    def __init__(self, skip: int = 50) -> None:
+        self.skip = skip
+        self.plain_s = self.framework_s = 0.0
+        self.pairs = 0
+        self.last: float | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        from ae_lab.models import DenseAE
+
+        datamodule = trainer.datamodule
+        self.images = datamodule.splits["train"][0].unsqueeze(1)
+        self.batch_size = datamodule.batch_size
+        self.twin = DenseAE(latent_dim=32, hidden=[128]).to(self.images.device)
+        self.opt = torch.optim.Adam(self.twin.parameters(), lr=3e-3)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=3e-3, total_steps=10**7, pct_start=0.15
+        )
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        counted = batch_idx > self.skip and trainer.current_epoch == 0
+        if counted and self.last is not None:
+            self.framework_s += time.perf_counter() - self.last
+            self.pairs += 1
+        start = time.perf_counter()
+        idx = torch.randint(0, len(self.images), (self.batch_size,), device=self.images.device)
+        x = self.images.index_select(0, idx) / 255.0
+        loss = F.mse_loss(torch.sigmoid(self.twin.decoder(self.twin.encoder(x))), x)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        if counted:
+            self.plain_s += time.perf_counter() - start
+        self.last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch != 0 or not self.pairs:
+            return
+        plain, framework = self.plain_s / self.pairs * 1e6, self.framework_s / self.pairs * 1e6
+        log.info(
+            "interleaved over %d steps: plain step %.0f us, this run's step %.0f us, "
+            "overhead %.0f us per step, ratio %.3fx",
+            self.pairs,
+            plain,
+            framework,
+            framework - plain,
+            plain / framework,
+        )
