@@ -142,9 +142,10 @@ def test_optuna_search_writes_the_best_trial(tmp_path: Path, mnist_root: Path) -
 @pytest.mark.integration
 def test_two_process_ddp_run_on_cpu(tmp_path: Path, mnist_root: Path) -> None:
     """One run dir and one metrics.json from 2 gloo processes; the PCA fitted once and its test
-    MSE reduced over both halves of the test set to the value of the whole set."""
+    MSE reduced over both halves of the test set to the value of the whole set; no metric left
+    to one process's value."""
     run = tmp_path / "run"
-    run_ae_lab(
+    proc = run_ae_lab(
         "accelerator=cpu",
         "trainer.devices=2",
         "trainer.strategy=ddp",
@@ -162,6 +163,9 @@ def test_two_process_ddp_run_on_cpu(tmp_path: Path, mnist_root: Path) -> None:
     logs = "".join(p.read_text() for p in run.glob("*.log"))
     assert "train_ddp_process_1.log" in {p.name for p in run.glob("*.log")}
     assert logs.count("PCA baseline: 8 components") == 1
+    # every epoch-level metric is reduced over the processes, timings included
+    assert "It is recommended to use `self.log(" not in proc.stderr + logs
+    assert metrics["time/epoch_s"] > 0 and metrics["time/samples_per_s"] > 0
 
     from ae_lab.callbacks.pca import LinearReconstruction, fit_pca
     from ae_lab.data import MNISTDataModule

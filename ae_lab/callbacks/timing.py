@@ -11,7 +11,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 class EpochTimer(L.Callback):
     """Logs ``time/epoch_s`` (wall time of the epoch, validation included) and
-    ``time/samples_per_s`` (training images per second of the training part alone) every epoch.
+    ``time/samples_per_s`` (training images per second of the training part alone) every epoch;
+    under DDP the slowest process's epoch and all processes' images per second together.
 
     On a GPU the clock is read after a synchronize, so queued kernels are counted in their epoch.
     """
@@ -41,6 +42,9 @@ class EpochTimer(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         end = self._now(pl_module)
         train_s = (self.train_end or end) - self.start
-        pl_module.log("time/epoch_s", end - self.start)
+        # with several processes (DDP) the epoch lasts as long as its slowest process, and the
+        # run's throughput is every process's share added up
+        pl_module.log("time/epoch_s", end - self.start, sync_dist=True, reduce_fx="max")
         if train_s > 0:
-            pl_module.log("time/samples_per_s", self.samples / train_s)
+            rate = self.samples / train_s
+            pl_module.log("time/samples_per_s", rate, sync_dist=True, reduce_fx="sum")
