@@ -8,7 +8,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,6 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ae_lab import resolvers, sweep, validation
+
+if TYPE_CHECKING:
+    import lightning as L
 
 log = logging.getLogger(__name__)
 # read before anything imports Lightning, which sets it (see use_default_cuda_check)
@@ -45,16 +48,16 @@ def use_default_cuda_check() -> None:
 
     Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` so that asking whether CUDA is available
     does not initialise it before processes fork. torch's Adam asks on every ``step()``, and with
-    that setting each answer loads the NVIDIA management library anew: about 40 us per step on a
-    CUDA build of torch without a GPU, 2 % of a small model's step. A CPU run has chosen its
-    device and starts no CUDA processes, so it goes back to torch's own check (cached, 2 us).
-    A value the user set is kept.
+    that setting a CUDA build of torch without a GPU tries to load the NVIDIA management library
+    each time: 40 us per check in isolation, about 200 us per step in a training loop here, a
+    tenth of a small model's step (docs/benchmarks.md). A CPU run has chosen its device and starts
+    no CUDA processes, so it goes back to torch's own check (2 us). A value the user set is kept.
     """
     if _USER_CUDA_CHECK is None:
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
 
 
-def add_callbacks(trainer: Any, callbacks: list[Any]) -> None:
+def add_callbacks(trainer: L.Trainer, callbacks: list[L.Callback]) -> None:
     """Adds callbacks to a built trainer ahead of its checkpoint callbacks, which Lightning keeps
     last so that they see what the others logged."""
     from lightning.pytorch.callbacks import Checkpoint
@@ -117,7 +120,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     test_callbacks = [c for c in callbacks if isinstance(c, TestStageCallback)]
     trainer = instantiate(
         cfg.trainer,
-        callbacks=[c for c in callbacks if c not in test_callbacks],
+        callbacks=[c for c in callbacks if not isinstance(c, TestStageCallback)],
         logger=instantiate_group(cfg.get("logger")) or False,
     )
     if isinstance(trainer.accelerator, CPUAccelerator):

@@ -120,8 +120,8 @@ def default_recipe(
 def plain_pytorch_env() -> Iterator[None]:
     """The reference loops run as a script that never imports Lightning would. They use ae_lab's
     model and data, which import Lightning, which sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1``; with
-    it every Adam step of a CUDA build of torch loads NVML again (about 40 us per step without a
-    GPU), which a plain PyTorch script does not pay."""
+    it every Adam step of a CUDA build of torch tries to load NVML again (about 200 us per step
+    here without a GPU), which a plain PyTorch script does not pay."""
     key = "PYTORCH_NVML_BASED_CUDA_CHECK"
     saved = os.environ.pop(key, None)
     if key in LAUNCH_ENV:
