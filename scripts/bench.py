@@ -87,7 +87,7 @@ def pooled_rounds(rounds: list[dict[str, Any]], plains: list[dict[str, Any]]) ->
         return rounds[0]
     result = pool([r for _, r in done])
     for key, rate in (("ratios", "rate"), ("cpu_ratios", "cpu_rate")):
-        result[key] = [rates_of(r)[rate] / pool(plains[k : k + 2])[rate] for k, r in done]
+        result[key] = [pool([r])[rate] / pool(plains[k : k + 2])[rate] for k, r in done]
     for key in ("startup_s", "pca_fit_s", "wall_s"):
         values = [r[key] for _, r in done if r.get(key) is not None]
         result[key] = median(values) if values else None
@@ -99,10 +99,6 @@ def fastest_epoch(result: dict[str, Any]) -> float:
     """Samples/s of the fastest steady epoch: the one least slowed by other load. Interference
     only ever slows a loop down, so fastest against fastest is the least disturbed ratio."""
     return max(n / s for n, s in zip(result["samples"], result["epoch_s"], strict=True))
-
-
-def rates_of(result: dict[str, Any]) -> dict[str, float]:
-    return rates({k: steady_part(result[k]) for k in PER_EPOCH})
 
 
 def default_recipe(
