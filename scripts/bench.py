@@ -112,6 +112,20 @@ def default_recipe(
     )
 
 
+def plain_step(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    x: torch.Tensor,
+) -> None:
+    """One step of the reference loops, with nothing around it: forward, MSE, backward, Adam."""
+    loss = torch.nn.functional.mse_loss(torch.sigmoid(model.decoder(model.encoder(x))), x)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 @contextlib.contextmanager
 def plain_pytorch_env() -> Iterator[None]:
     """The reference loops run as a script that never imports Lightning would. They use ae_lab's
@@ -134,7 +148,6 @@ def plain_pytorch_env() -> Iterator[None]:
 def classic_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str, Any]:
     """The loop of the classic tutorials: per-sample PIL decode + ToTensor, DataLoader, plain
     PyTorch, same model (ae_lab's DenseAE) and the same 55k training images as ae_lab."""
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader, Subset
     from torchvision import transforms
     from torchvision.datasets import MNIST
@@ -158,11 +171,7 @@ def classic_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[s
         start, cpu, n = time.perf_counter(), time.process_time(), 0
         for x, _ in loader:
             x = x.to(device, non_blocking=True)
-            loss = F.mse_loss(torch.sigmoid(model.decoder(model.encoder(x))), x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            plain_step(model, opt, sched, x)
             n += len(x)
         if device == "cuda":
             torch.cuda.synchronize()
@@ -178,7 +187,6 @@ def plain_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str
     resident on the device as one uint8 tensor, a shuffled order per epoch, each batch gathered and
     converted in two ops; the same model (ae_lab's DenseAE), loss and Adam. Whatever ae_lab adds
     per step on top of this (Lightning's loop, callbacks, logging) shows in the ratio."""
-    import torch.nn.functional as F
 
     from ae_lab.data import MNISTDataModule
     from ae_lab.models import DenseAE
@@ -195,11 +203,7 @@ def plain_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str
         order = torch.randperm(len(images), device=device)
         for idx in order.split(batch_size):
             x = images.index_select(0, idx) / 255.0
-            loss = F.mse_loss(torch.sigmoid(model.decoder(model.encoder(x))), x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            plain_step(model, opt, sched, x)
         if device == "cuda":
             torch.cuda.synchronize()
         epoch_s.append(time.perf_counter() - start)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
+from bench import default_recipe, plain_step
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,7 @@ class InterleavedPlainStep(L.Callback):
         self.images = datamodule.splits["train"][0].unsqueeze(1)
         self.batch_size = datamodule.batch_size
         self.twin = DenseAE(latent_dim=32, hidden=[128]).to(self.images.device)
-        self.opt = torch.optim.Adam(self.twin.parameters(), lr=3e-3)
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(
-            self.opt, max_lr=3e-3, total_steps=10**7, pct_start=0.15
-        )
+        self.opt, self.sched = default_recipe(self.twin, steps=10**7)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         counted = batch_idx > self.skip and trainer.current_epoch == 0
@@ -104,11 +101,7 @@ class InterleavedPlainStep(L.Callback):
         start = time.perf_counter()
         idx = torch.randint(0, len(self.images), (self.batch_size,), device=self.images.device)
         x = self.images.index_select(0, idx) / 255.0
-        loss = F.mse_loss(torch.sigmoid(self.twin.decoder(self.twin.encoder(x))), x)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.sched.step()
+        plain_step(self.twin, self.opt, self.sched, x)
         if counted:
             self.plain_s += time.perf_counter() - start
         self.last = time.perf_counter()
