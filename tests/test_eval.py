@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +25,7 @@ from ae_lab.callbacks import (
     LatentMap,
     PCABaseline,
     PerDigitMSE,
+    ReconstructionGrid,
 )
 from ae_lab.callbacks import downstream as downstream_mod
 from ae_lab.callbacks.digits import squared_error_by_class
@@ -28,6 +34,15 @@ from ae_lab.callbacks.latent_map import embed_2d
 from ae_lab.callbacks.likelihood import importance_sampled_nll, log_likelihood
 from ae_lab.data import MNISTDataModule
 from ae_lab.models import DenseAE, DenseVAE
+from tests.conftest import (
+    RAW_NAMES,
+    REPO,
+    TINY,
+    run_ae_lab,
+    synthetic_digits,
+    write_idx,
+    write_mnist,
+)
 
 
 def trainer(tmp_path: Path, callbacks: list, **kwargs) -> L.Trainer:
@@ -248,3 +263,202 @@ def test_binarized_targets_are_binary_and_fixed_per_evaluation_batch(synthetic_r
     threshold = datamodule(synthetic_root, binarize_target="threshold")
     out = threshold.on_after_batch_transfer((x, y, 0), 0)
     assert torch.equal(out["target"], (x > 0.5).float())
+
+
+# --- degenerate models: every evaluation gives its result or one warning, never a crash ---
+
+
+def collapse(model: torch.nn.Module, value: float) -> None:
+    """Every encoder weight set to ``value``: 0 gives every image the same code (a collapsed
+    bottleneck, as dead ReLUs do), NaN the codes of a diverged model."""
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.fill_(value)
+
+
+def skipped(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What each evaluation that gave up warned about, in order."""
+    return [r.getMessage().split(" skipped:")[0] for r in caplog.records if " skipped:" in r.msg]
+
+
+def stub_trainer(tmp_path: Path, rank_zero: bool = True) -> SimpleNamespace:
+    """What the figure callbacks read from a Trainer: run dir, loggers, the process's rank."""
+    return SimpleNamespace(
+        is_global_zero=rank_zero,
+        default_root_dir=str(tmp_path),
+        loggers=[],
+        global_step=0,
+        sanity_checking=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One downstream classifier for this module's tests, trained by the first that needs it."""
+    return str(tmp_path_factory.mktemp("classifier"))
+
+
+@pytest.mark.parametrize(
+    "value, gave_up",
+    [
+        (0.0, ["latent map"]),  # constant codes: t-SNE's own crash (exit 139) before the guard
+        (math.nan, ["interpolations", "latent map"]),  # the prior samples' decoder is intact
+    ],
+    ids=["constant-codes", "nan-codes"],
+)
+def test_a_collapsed_or_diverged_model_is_evaluated_with_one_warning_per_skip(
+    tmp_path, synthetic_root, classifier_cache, caplog, value, gave_up
+) -> None:
+    data = datamodule(synthetic_root)
+    model = DenseVAE(latent_dim=8, hidden=[32])
+    collapse(model, value)
+    callbacks = [
+        PCABaseline(),
+        PerDigitMSE(),
+        Generation(n_samples=4, n_pairs=2, steps=3),
+        LatentMap(n_points=60, max_iter=250),
+        ImportanceSampledNLL(n_samples=4),
+        DownstreamClassification(cache_dir=classifier_cache, epochs=1),
+    ]
+    tr = trainer(tmp_path, callbacks, limit_test_batches=2)
+    with caplog.at_level(logging.WARNING):
+        metrics = tr.test(model, datamodule=data, verbose=False)[0]
+    assert sorted(skipped(caplog)) == gave_up
+    figures = {p.name for p in (tmp_path / "figures").glob("*.png")}
+    assert figures == {"prior_samples.png", "interpolations.png"} - {f"{g}.png" for g in gave_up}
+    assert math.isfinite(metrics["pca/test_mse"])
+    diverged = math.isnan(value)
+    for key in ("test/mse", "test/nll", "test/mse_digit/3", "downstream/acc_recon"):
+        assert math.isnan(metrics[key]) == diverged, key  # NaN in, NaN out: no made-up number
+    assert 0 < metrics["downstream/acc_original"] <= 1
+    nan_accuracy = [r for r in caplog.records if "downstream/acc_recon is NaN" in r.getMessage()]
+    assert len(nan_accuracy) == int(diverged)
+
+
+def test_a_test_set_of_one_digit_is_evaluated(tmp_path, caplog) -> None:
+    """Per-digit errors for the one digit there is, a latent map, and no interpolation rows
+    (they join two different digits)."""
+    root = write_mnist(tmp_path / "data")
+    raw = root / "MNIST" / "raw"
+    images, _ = synthetic_digits(40, seed=5)
+    write_idx(raw / RAW_NAMES[False][1], np.full(40, 7, dtype=np.uint8))
+    write_idx(raw / RAW_NAMES[False][0], images)
+    model = DenseAE(latent_dim=4, hidden=[16])
+    callbacks = [PerDigitMSE(), Generation(n_pairs=2), LatentMap(n_points=30, max_iter=250)]
+    tr = trainer(tmp_path, callbacks)
+    with caplog.at_level(logging.WARNING):
+        metrics = tr.test(model, datamodule=datamodule(root), verbose=False)[0]
+    assert skipped(caplog) == ["interpolations"]
+    assert [k for k in metrics if "_digit/" in k] == ["test/mse_digit/7"]
+    assert metrics["test/mse_digit/7"] == pytest.approx(metrics["test/mse"], rel=1e-5)
+    assert (tmp_path / "figures" / "latent_map.png").exists()
+
+
+def batch_of(n: int, label: int | None = None) -> dict[str, torch.Tensor]:
+    images, labels = synthetic_digits(n, seed=3)
+    x = torch.from_numpy(images).float().div(255).unsqueeze(1)
+    y = torch.full((n,), label) if label is not None else torch.from_numpy(labels).long()
+    return {"input": x, "target": x.clone(), "label": y}
+
+
+@pytest.mark.parametrize(
+    "n_images, value, reason",
+    [
+        (1, 0.1, "1 test code(s)"),  # fewer test images than t-SNE can embed
+        (50, 0.0, "all 50 codes are identical"),
+        (50, math.nan, "50 of 50 codes are not finite"),
+    ],
+)
+def test_latent_map_skips_codes_no_map_can_show(tmp_path, caplog, n_images, value, reason):
+    model = DenseAE(latent_dim=8, hidden=[16]).eval()
+    collapse(model, value)
+    cb, tr = LatentMap(n_points=100, max_iter=250), stub_trainer(tmp_path)
+    cb.on_test_epoch_start(tr, model)
+    cb.on_test_batch_end(tr, model, None, batch_of(n_images), 0)
+    with caplog.at_level(logging.WARNING):
+        cb.on_test_epoch_end(tr, model)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and warnings[0].startswith("latent map skipped:")
+    assert reason in warnings[0]
+    assert not (tmp_path / "figures" / "latent_map.png").exists()
+
+
+def test_reconstruction_grid_skips_reconstructions_that_are_not_finite(tmp_path, caplog):
+    model = DenseAE(latent_dim=4, hidden=[16]).eval()
+    collapse(model, math.nan)
+    cb, tr = ReconstructionGrid(n_images=4), stub_trainer(tmp_path)
+    cb.on_validation_batch_end(tr, model, None, batch_of(8), 0)
+    with caplog.at_level(logging.WARNING):
+        cb.on_validation_epoch_end(tr, model)
+    assert skipped(caplog) == ["reconstruction grid"]
+    assert not (tmp_path / "figures" / "reconstructions.png").exists()
+
+
+def test_codes_t_sne_would_crash_on_are_refused_or_mapped_in_a_subprocess() -> None:
+    """Identical codes, and codes that differ only by denormals, made scikit-learn's t-SNE
+    segfault (its PCA initialisation divides by a spread of 0). Run where a crash cannot take
+    the test session with it."""
+    script = """
+import numpy as np
+from ae_lab.callbacks.latent_map import DegenerateCodes, embed_2d
+codes = np.zeros((100, 8), np.float32)
+try:
+    embed_2d(codes, max_iter=250)
+    raise SystemExit("identical codes were embedded")
+except DegenerateCodes:
+    pass
+codes[::7, 3] = 1e-40  # distinct, but their spread is 0 in float32 arithmetic
+assert np.isfinite(embed_2d(codes, max_iter=250)).all()
+huge = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32) * 1e30
+assert np.isfinite(embed_2d(huge, max_iter=250)).all()  # squares overflow float32
+print("mapped")
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "mapped"
+
+
+# --- under DDP only the first process writes files ---
+
+
+@pytest.mark.parametrize("rank_zero", [True, False])
+def test_only_the_first_process_writes_figures(tmp_path, rank_zero) -> None:
+    model = DenseVAE(latent_dim=3, hidden=[16]).eval()
+    tr = stub_trainer(tmp_path, rank_zero=rank_zero)
+    grid, gen, latent = ReconstructionGrid(4), Generation(4, 2, 3), LatentMap(40, max_iter=250)
+    grid.on_validation_batch_end(tr, model, None, batch_of(8), 0)
+    grid.on_validation_epoch_end(tr, model)
+    for cb in (gen, latent):
+        cb.on_test_epoch_start(tr, model)
+        cb.on_test_batch_end(tr, model, None, batch_of(40), 0)
+        cb.on_test_epoch_end(tr, model)
+    written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    expected = {"reconstructions.png", "prior_samples.png", "interpolations.png", "latent_map.png"}
+    assert written == ({*expected, "latent_map.npz"} if rank_zero else set())
+
+
+@pytest.mark.integration
+def test_a_model_with_a_constant_code_finishes_or_fails_with_a_message(tmp_path, mnist_root):
+    """``model.hidden=[0]`` gives every image one code, whose t-SNE map used to kill the
+    interpreter (exit 139: no message, no job.json, the rest of a sweep lost)."""
+    run = tmp_path / "run"
+    proc = run_ae_lab(
+        "model.hidden=[0]",
+        *TINY,
+        "threads=1",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        data_root=mnist_root,
+        check=False,
+        full_error=False,
+    )
+    assert 0 <= proc.returncode < 128, proc.stderr[-2000:]  # < 0: killed by a signal
+    if proc.returncode:  # a rule that refuses a layer of width 0 before any work
+        assert proc.stderr.strip().splitlines()[-1].startswith("ae_lab: model.hidden")
+        assert "Traceback" not in proc.stderr
+    else:
+        log = (run / "train.log").read_text()
+        assert "latent map skipped: all 500 codes are identical" in log
+        assert "test/mse" in json.loads((run / "metrics.json").read_text())

@@ -1,12 +1,16 @@
-"""What the evaluation callbacks share: where a run's figures go, how they reach TensorBoard."""
+"""What the evaluation callbacks share: where a run's figures go, how they reach TensorBoard, which
+process writes them, and how an evaluation that cannot run says so."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class TestStageCallback(L.Callback):
@@ -21,6 +25,24 @@ class TestStageCallback(L.Callback):
 def find_callback(trainer: L.Trainer, kind: type) -> Any | None:
     """The first of the trainer's callbacks of type ``kind`` (e.g. the PCA baseline), or None."""
     return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
+
+
+def writes_files(trainer: L.Trainer) -> bool:
+    """Whether this process writes the run's files. Under DDP every process runs every callback;
+    only the first (global rank 0) writes, so no two processes write one path. A callback checks
+    this before work that only feeds a file, never before a reduce or a broadcast, which every
+    process must join."""
+    return trainer.is_global_zero
+
+
+def skip(what: str, reason: str) -> None:
+    """One warning for an evaluation that cannot run on this model's outputs (a collapsed or
+    diverged model), in place of an error or a native crash that would lose the whole run."""
+    log.warning("%s skipped: %s", what, reason)
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    return bool(torch.isfinite(tensor).all())
 
 
 def figure_dir(trainer: L.Trainer, output_dir: str | None = None) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.seed import isolate_rng
 
-from ae_lab.callbacks.common import TestStageCallback, find_callback
+from ae_lab.callbacks.common import TestStageCallback, all_finite, find_callback, writes_files
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.data.mnist import MNISTDataModule
 from ae_lab.locks import file_lock
@@ -77,7 +78,11 @@ class DownstreamClassification(TestStageCallback):
     ``checkpoint`` names a trained ``model=classifier`` checkpoint. Without one, a classifier is
     trained once with ``seed`` for ``epochs`` epochs on the run's data and cached in ``cache_dir``
     under a name that hashes its settings; a lock file makes parallel jobs wait for the first one
-    to finish training and then load its file, which is written by an atomic rename.
+    to finish training and then load its file, which is written by an atomic rename. Under DDP
+    the first process loads (or trains) it and sends it to the others, as the PCA baseline does.
+
+    Reconstructions that are not finite have no accuracy: their ``downstream/acc_*`` is NaN,
+    with one warning, rather than whatever class a NaN image happens to score as.
     """
 
     def __init__(
@@ -99,6 +104,7 @@ class DownstreamClassification(TestStageCallback):
         self.scheduler = scheduler or None  # the ``scheduler`` group's none is an empty node
         self.classifier: CNNClassifier | None = None
         self.correct: dict[str, int] = {}
+        self.nonfinite: set[str] = set()
         self.total = 0
 
     def cache_path(self, datamodule: MNISTDataModule) -> Path:
@@ -142,29 +148,40 @@ class DownstreamClassification(TestStageCallback):
                     os.replace(tmp, path)
         return self._load(path, device)
 
-    @staticmethod
-    def _load(path: Path, device: torch.device) -> CNNClassifier:
+    @classmethod
+    def _load(cls, path: Path, device: torch.device) -> CNNClassifier:
         state = torch.load(path, map_location=device, weights_only=False)
-        saved = state.get("hyper_parameters", {})
+        return cls._build(state.get("hyper_parameters", {}), state["state_dict"], device)
+
+    @staticmethod
+    def _build(
+        saved: dict[str, Any], weights: dict[str, Any], device: torch.device
+    ) -> CNNClassifier:
         hparams = {k: v for k, v in saved.items() if k in ("dropout", "n_classes")}
         model = CNNClassifier(**hparams)
-        model.load_state_dict(state["state_dict"])
+        model.load_state_dict(weights)
         return model.to(device).eval()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # here, not in a test hook: training needs gradients, which test loops switch off
         if isinstance(pl_module, AutoencoderModule) and self.classifier is None:
             device = trainer.strategy.root_device
-            self.classifier = self.load_classifier(trainer.datamodule, device)
+            state = None
+            if writes_files(trainer):  # under DDP the first process loads or trains it
+                model = self.load_classifier(trainer.datamodule, device)
+                state = dict(model.hparams), {k: v.cpu() for k, v in model.state_dict().items()}
+            self.classifier = self._build(*trainer.strategy.broadcast(state, src=0), device)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.classifier is not None:
             self.classifier.to(pl_module.device)
-        self.correct, self.total = {}, 0
+        self.correct, self.nonfinite, self.total = {}, set(), 0
 
     @torch.no_grad()
     def _count(self, name: str, images: torch.Tensor, labels: torch.Tensor) -> None:
         assert self.classifier is not None
+        if not all_finite(images):
+            self.nonfinite.add(name)
         hits = (self.classifier(images).argmax(1) == labels).sum().item()
         self.correct[name] = self.correct.get(name, 0) + int(hits)
 
@@ -181,4 +198,8 @@ class DownstreamClassification(TestStageCallback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         for name, hits in self.correct.items():
-            pl_module.log(f"downstream/{name}", hits / max(1, self.total), sync_dist=True)
+            value = hits / max(1, self.total)
+            if name in self.nonfinite:  # NaN on one process makes the mean over all NaN
+                log.warning("downstream/%s is NaN: some of its images are not finite", name)
+                value = math.nan
+            pl_module.log(f"downstream/{name}", value, sync_dist=True)

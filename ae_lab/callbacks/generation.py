@@ -10,7 +10,14 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
 
-from ae_lab.callbacks.common import TestStageCallback, figure_dir, log_image
+from ae_lab.callbacks.common import (
+    TestStageCallback,
+    all_finite,
+    figure_dir,
+    log_image,
+    skip,
+    writes_files,
+)
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import VariationalAutoencoder
 
@@ -34,7 +41,8 @@ def interpolations(model: AutoencoderModule, a: torch.Tensor, b: torch.Tensor, s
 class Generation(TestStageCallback):
     """After testing: ``figures/prior_samples.png`` (VAEs) and ``figures/interpolations.png``
     (every autoencoder; each row goes from one test digit to another of a different class), also
-    in TensorBoard as ``test/prior_samples`` and ``test/interpolations``."""
+    in TensorBoard as ``test/prior_samples`` and ``test/interpolations``. Images that are not
+    finite, or a first test batch without two different digits, give one warning, no figure."""
 
     def __init__(
         self,
@@ -52,7 +60,7 @@ class Generation(TestStageCallback):
         self.first: dict[str, torch.Tensor] | None = None
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if batch_idx == 0:
+        if batch_idx == 0 and writes_files(trainer):
             self.first = {"input": batch["input"], "label": batch["label"]}
 
     @staticmethod
@@ -70,22 +78,27 @@ class Generation(TestStageCallback):
 
     @torch.no_grad()
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not isinstance(pl_module, AutoencoderModule):
+        first, self.first = self.first, None
+        if not isinstance(pl_module, AutoencoderModule) or not writes_files(trainer):
             return
-        out = figure_dir(trainer, self.output_dir)
-        step = trainer.global_step
         if isinstance(pl_module, VariationalAutoencoder) and self.n_samples > 0:
             images = prior_samples(pl_module, self.n_samples, self.seed).float().cpu()
-            nrow = max(1, int(self.n_samples**0.5))
-            save_image(images, out / "prior_samples.png", nrow=nrow, padding=2, pad_value=0.5)
-            grid = make_grid(images, nrow=nrow, padding=2, pad_value=0.5)
-            log_image(trainer, "test/prior_samples", grid, step)
-        if self.first is not None and self.n_pairs > 0:
-            a, b = self.pairs(self.first["label"], self.n_pairs)
-            if a:
-                x = self.first["input"]
-                images = interpolations(pl_module, x[a], x[b], self.steps).float().cpu()
-                grid = make_grid(images, nrow=self.steps, padding=2, pad_value=0.5)
-                save_image(grid, out / "interpolations.png")
-                log_image(trainer, "test/interpolations", grid, step)
-        self.first = None
+            self._write(trainer, "prior_samples", images, nrow=max(1, int(self.n_samples**0.5)))
+        if first is not None and self.n_pairs > 0:
+            a, b = self.pairs(first["label"], self.n_pairs)
+            if not a:
+                skip("interpolations", "the first test batch holds no two different digits")
+                return
+            x = first["input"]
+            images = interpolations(pl_module, x[a], x[b], self.steps).float().cpu()
+            self._write(trainer, "interpolations", images, nrow=self.steps)
+
+    def _write(self, trainer: L.Trainer, name: str, images: torch.Tensor, nrow: int) -> None:
+        """``figures/<name>.png`` and ``test/<name>`` in TensorBoard, unless the images are not
+        finite (a diverged decoder), which no picture shows."""
+        if not all_finite(images):
+            skip(name.replace("_", " "), "the decoded images are not finite (NaN or infinite)")
+            return
+        grid = make_grid(images, nrow=nrow, padding=2, pad_value=0.5)
+        save_image(grid, figure_dir(trainer, self.output_dir) / f"{name}.png")
+        log_image(trainer, f"test/{name}", grid, trainer.global_step)

@@ -9,14 +9,15 @@ import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
 
-from ae_lab.callbacks.common import figure_dir, log_image
+from ae_lab.callbacks.common import all_finite, figure_dir, log_image, skip, writes_files
 from ae_lab.models.base import AutoencoderModule
 
 
 class ReconstructionGrid(L.Callback):
     """Each validation epoch: a grid of clean inputs, corrupted inputs and reconstructions (one
     row each) for the first ``n_images`` images of the first validation batch; the last epoch's
-    grid is also ``figures/reconstructions.png``."""
+    grid is also ``figures/reconstructions.png``. Reconstructions that are not finite give one
+    warning and no grid."""
 
     def __init__(self, n_images: int = 8) -> None:
         self.n_images = n_images
@@ -27,6 +28,7 @@ class ReconstructionGrid(L.Callback):
             batch_idx != 0
             or trainer.sanity_checking
             or not isinstance(pl_module, AutoencoderModule)
+            or not writes_files(trainer)
         ):
             return
         n = self.n_images
@@ -35,9 +37,12 @@ class ReconstructionGrid(L.Callback):
         self.rows = torch.cat([batch["target"][:n], batch["input"][:n], recon]).float().cpu()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if self.rows is None:
+        rows, self.rows = self.rows, None
+        if rows is None:
             return
-        grid = make_grid(self.rows, nrow=self.n_images, padding=2, pad_value=0.5)
+        if not all_finite(rows):
+            skip("reconstruction grid", "the reconstructions are not finite (NaN or infinite)")
+            return
+        grid = make_grid(rows, nrow=self.n_images, padding=2, pad_value=0.5)
         log_image(trainer, "val/reconstructions", grid, trainer.global_step)
         save_image(grid, figure_dir(trainer) / "reconstructions.png")
-        self.rows = None

@@ -11,10 +11,34 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from ae_lab.callbacks.common import TestStageCallback, figure_dir, log_figure
+from ae_lab.callbacks.common import (
+    TestStageCallback,
+    figure_dir,
+    log_figure,
+    skip,
+    writes_files,
+)
 from ae_lab.models.base import AutoencoderModule
 
 log = logging.getLogger(__name__)
+
+
+class DegenerateCodes(ValueError):
+    """Codes no map can show: fewer than two, not finite, or all the same."""
+
+
+def check_codes(codes: np.ndarray) -> None:
+    """Raises ``DegenerateCodes`` saying why these codes cannot be mapped."""
+    if len(codes) < 2:
+        raise DegenerateCodes(f"{len(codes)} test code(s); a map needs at least 2")
+    bad = int((~np.isfinite(codes)).any(1).sum())
+    if bad:
+        raise DegenerateCodes(f"{bad} of {len(codes)} codes are not finite (NaN or infinite)")
+    if (codes == codes[0]).all():
+        raise DegenerateCodes(
+            f"all {len(codes)} codes are identical: the model gives every image the same code "
+            "(a collapsed bottleneck, e.g. dead ReLUs)"
+        )
 
 
 def embed_2d(
@@ -24,19 +48,28 @@ def embed_2d(
     max_iter: int = 1000,
     threads: int | None = 1,
 ) -> np.ndarray:
-    """Codes with two dimensions as they are; otherwise a seeded t-SNE of them.
+    """Codes with two dimensions as they are; otherwise a seeded t-SNE of them. Raises
+    ``DegenerateCodes`` for codes that cannot be mapped.
 
     ``threads`` caps t-SNE's OpenMP threads: beside torch's own thread pool, scikit-learn's
     OpenMP threads compete for the same cores, and one thread ran 5-100x faster than the default
     on a 2-core machine. None: the library default."""
+    check_codes(codes)
     if codes.shape[1] == 2:
         return codes
     if codes.shape[1] == 1:  # a line: spread it out vertically so the classes stay readable
         return np.concatenate([codes, np.random.default_rng(seed).uniform(size=codes.shape)], 1)
+    # t-SNE's PCA initialisation divides by the spread of the first component. Codes whose spread
+    # is 0 in float32 (identical, or differing only by denormals) make that 0/0, and scikit-learn's
+    # Barnes-Hut tree then recurses on NaN until the process dies (exit 139, no message, the rest
+    # of a sweep lost). t-SNE depends on neither the codes' offset nor their scale, so centred
+    # codes with a largest deviation of 1 give the same map with a spread no rounding can zero.
+    centred = codes.astype(np.float64) - codes.mean(0, dtype=np.float64)
+    centred /= np.abs(centred).max()
     perplexity = min(perplexity, max(1.0, (len(codes) - 1) / 3))
     tsne = TSNE(2, perplexity=perplexity, max_iter=max_iter, init="pca", random_state=seed)
     with threadpool_limits(limits=threads, user_api="openmp"):
-        return tsne.fit_transform(codes)
+        return tsne.fit_transform(centred)
 
 
 def plot_map(points: np.ndarray, labels: np.ndarray, title: str) -> Figure:
@@ -56,7 +89,8 @@ class LatentMap(TestStageCallback):
     """After testing: the codes of the first ``n_points`` test images, plotted directly when the
     latent is 2-D and through a seeded t-SNE otherwise; ``figures/latent_map.png`` in the run dir
     and ``test/latent_map`` in TensorBoard. t-SNE costs grow with ``n_points``: a few hundred
-    points take seconds."""
+    points take seconds. Codes no map can show (see ``check_codes``) give one warning, no map.
+    Under DDP the first process maps its own share of the test set."""
 
     def __init__(
         self,
@@ -82,7 +116,8 @@ class LatentMap(TestStageCallback):
     @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         have = sum(len(c) for c in self.codes)
-        if not isinstance(pl_module, AutoencoderModule) or have >= self.n_points:
+        mapped = isinstance(pl_module, AutoencoderModule) and writes_files(trainer)
+        if not mapped or have >= self.n_points:
             return
         n = self.n_points - have
         self.codes.append(pl_module.encode(batch["input"][:n]).flatten(1).float().cpu())
@@ -93,7 +128,11 @@ class LatentMap(TestStageCallback):
             return
         codes = torch.cat(self.codes).numpy()
         labels = torch.cat(self.labels).numpy()
-        points = embed_2d(codes, self.seed, self.perplexity, self.max_iter, self.threads)
+        try:
+            points = embed_2d(codes, self.seed, self.perplexity, self.max_iter, self.threads)
+        except DegenerateCodes as err:
+            skip("latent map", str(err))
+            return
         how = "codes" if codes.shape[1] <= 2 else "t-SNE of the codes"
         title = f"{type(pl_module).__name__}, latent {codes.shape[1]}: {how} ({len(codes)} test)"
         fig = plot_map(points, labels, title)
