@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ def _select(config: DictConfig, key: str) -> Any:
         return OmegaConf.select(config, key, throw_on_missing=False)
     except Exception:  # noqa: BLE001 - an unresolvable value is just not recorded
         return None
+
+
+def _first_process() -> bool:
+    """False in every process of a run but its first (global rank 0) when the run spans several
+    (DDP): Lightning starts the others with their rank in the environment, SLURM gives each task
+    its own, and the run's files are the first process's to write."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
 def _completed(job_dir: Path) -> bool:
@@ -63,6 +71,8 @@ class SweepSummary(Callback):
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
+        if not _first_process():
+            return
         out = Path(config.hydra.runtime.output_dir)
         self.skipped = config.hydra.mode == RunMode.MULTIRUN and _completed(out)
         if self.skipped:  # printed, not logged: the job's train.log stays as it was
@@ -72,6 +82,8 @@ class SweepSummary(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         multirun = config.hydra.mode == RunMode.MULTIRUN
+        if not _first_process():
+            return
         if self.skipped:
             self._summarize(Path(config.hydra.sweep.dir), announce=False)
             return

@@ -57,6 +57,11 @@ def console_script() -> tuple[str, ...]:
     return ("-c", f"import sys; sys.argv[0] = 'ae-lab'; from {module} import {func}; {func}()")
 
 
+def audit_records(folder: Path) -> list[str]:
+    """What tests/write_audit recorded, one JSON text per process."""
+    return [p.read_text() for p in sorted(folder.glob("*.json"))]
+
+
 def job_dirs(sweep: Path) -> list[Path]:
     return sorted(p.parent for p in sweep.glob("*/job.json"))
 
@@ -140,11 +145,16 @@ def test_optuna_search_writes_the_best_trial(tmp_path: Path, mnist_root: Path) -
 
 
 @pytest.mark.integration
-def test_two_process_ddp_run_on_cpu(tmp_path: Path, mnist_root: Path) -> None:
+def test_two_process_ddp_run_on_cpu(tmp_path: Path, mnist_root: Path, monkeypatch) -> None:
     """One run dir and one metrics.json from 2 gloo processes; the PCA fitted once and its test
     MSE reduced over both halves of the test set to the value of the whole set; no metric left
-    to one process's value."""
+    to one process's value; every file of the run written by the first process alone."""
     run = tmp_path / "run"
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests" / "write_audit"))
+    monkeypatch.setenv("AE_LAB_AUDIT_ROOT", str(run))
+    monkeypatch.setenv("AE_LAB_AUDIT_DIR", str(audit))
     proc = run_ae_lab(
         "accelerator=cpu",
         "trainer.devices=2",
@@ -166,6 +176,11 @@ def test_two_process_ddp_run_on_cpu(tmp_path: Path, mnist_root: Path) -> None:
     # every epoch-level metric is reduced over the processes, timings included
     assert "It is recommended to use `self.log(" not in proc.stderr + logs
     assert metrics["time/epoch_s"] > 0 and metrics["time/samples_per_s"] > 0
+    # what each process wrote in the run dir: the second process, only its own log
+    written = {r["rank"]: set(r["written"]) for r in map(json.loads, audit_records(audit))}
+    assert written.keys() == {"0", "1"}
+    assert {"metrics.json", "job.json", "figures/latent_map.png"} <= written["0"]
+    assert written["1"] == {"train_ddp_process_1.log"}
 
     from ae_lab.callbacks.pca import LinearReconstruction, fit_pca
     from ae_lab.data import MNISTDataModule
