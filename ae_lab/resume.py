@@ -160,10 +160,12 @@ def stop_cleanly_on_interrupt(trainer: L.Trainer) -> Iterator[None]:
         _stopped(trainer, "SIGTERM", 143)
     except KeyboardInterrupt:
         _stopped(trainer, "Ctrl-C", 130)
-    except SystemExit:
-        if not trainer.interrupted:
+    except SystemExit as err:
+        # Lightning turns Ctrl-C into exit status 1; any other exit (submitit's, after it has
+        # requeued a job that SLURM signalled) goes on as it is
+        if not (trainer.interrupted and isinstance(err.__context__, KeyboardInterrupt)):
             raise
-        _stopped(trainer, "Ctrl-C", 130)  # Lightning turns Ctrl-C into exit status 1
+        _stopped(trainer, "Ctrl-C", 130)
 
 
 def _stopped(trainer: L.Trainer, what: str, code: int) -> None:

@@ -28,6 +28,9 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 resolvers.register()
 # Lightning's own use of a deprecated torch API; nothing a user can act on.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+# Hydra's, for conf/hydra/launcher/submitit_*.yaml, named as the plugin's schemas that still check
+# their keys; nothing a user can act on.
+warnings.filterwarnings("ignore", message="(?s).*is validated against ConfigStore schema")
 
 
 def set_threads(n: int) -> None:
@@ -92,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from lightning.pytorch.accelerators import CPUAccelerator
     from lightning.pytorch.callbacks import ProgressBar
 
-    from ae_lab import resume
+    from ae_lab import resume, slurm
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
 
@@ -122,6 +125,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer,
         callbacks=[c for c in callbacks if not isinstance(c, TestStageCallback)],
         logger=instantiate_group(cfg.get("logger")) or False,
+        **slurm.trainer_plugins(cfg.trainer),  # under submitit, SLURM requeues are submitit's
     )
     if isinstance(trainer.accelerator, CPUAccelerator):
         use_default_cuda_check()
