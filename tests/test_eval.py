@@ -336,15 +336,15 @@ def test_a_collapsed_or_diverged_model_is_evaluated_with_one_warning_per_skip(
 
 
 def test_a_test_set_of_one_digit_is_evaluated(tmp_path, caplog) -> None:
-    """Per-digit errors for the one digit there is, a latent map, and no interpolation rows
-    (they join two different digits)."""
+    """Per-digit errors for the one digit there is, a latent map of fewer test images than it
+    asks for, and no interpolation rows (they join two different digits)."""
     root = write_mnist(tmp_path / "data")
     raw = root / "MNIST" / "raw"
     images, _ = synthetic_digits(40, seed=5)
     write_idx(raw / RAW_NAMES[False][1], np.full(40, 7, dtype=np.uint8))
     write_idx(raw / RAW_NAMES[False][0], images)
     model = DenseAE(latent_dim=4, hidden=[16])
-    callbacks = [PerDigitMSE(), Generation(n_pairs=2), LatentMap(n_points=30, max_iter=250)]
+    callbacks = [PerDigitMSE(), Generation(n_pairs=2), LatentMap(n_points=500, max_iter=250)]
     tr = trainer(tmp_path, callbacks)
     with caplog.at_level(logging.WARNING):
         metrics = tr.test(model, datamodule=datamodule(root), verbose=False)[0]
