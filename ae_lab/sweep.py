@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab import report
+from ae_lab import report, run_dir
 from ae_lab.errors import AeLabError, exit_with, full_error_wanted, one_line
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ class SweepSummary(Callback):
         self.reference = [dict(r) for r in reference or []]
         self.started: float | None = None
         self.skipped = False
+        self.made: Path | None = None  # the outermost folder this single run made
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.made = run_dir.make(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir.make(config.hydra.sweep.dir, "hydra.sweep.dir")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
@@ -97,9 +104,12 @@ class SweepSummary(Callback):
             self._summarize(Path(config.hydra.sweep.dir))
 
     def on_run_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        """A single run that failed with an ``AeLabError`` ends with its message alone."""
+        """A single run that failed with an ``AeLabError`` ends with its message alone; one that
+        a config error stopped leaves no folder behind."""
         err = job_return._return_value
         failed = job_return.status == JobStatus.FAILED
+        if failed:
+            run_dir.remove_after_config_error(config, self.made, err)
         if failed and isinstance(err, AeLabError) and not full_error_wanted():
             exit_with(str(err), err.exit_code)
 

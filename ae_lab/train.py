@@ -96,6 +96,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
 
+    validation.check_trainer(cfg)  # before any data is read: Lightning would refuse it only then
     validation.check_environment(cfg)
 
     if cfg.get("seed") is not None:
