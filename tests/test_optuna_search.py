@@ -134,25 +134,47 @@ def test_a_running_trial_keeps_its_heartbeat(monkeypatch: pytest.MonkeyPatch) ->
     assert time.time() - owner["beat"] < 0.2
 
 
+SETTINGS = {
+    "sampler": None,
+    "direction": "minimize",
+    "storage": None,
+    "study_name": None,
+    "n_trials": 3,
+    "n_jobs": 1,
+    "max_failure_rate": 0.25,
+    "search_space": None,
+    "custom_search_space": None,
+    "params": None,
+}
+
+
 @pytest.mark.parametrize(
     ("setting", "value"), [("max_failure_rate", 1.5), ("n_trials", 0), ("n_jobs", 0)]
 )
 def test_search_settings_out_of_range_are_refused(setting: str, value: float) -> None:
-    settings = {
-        "sampler": None,
-        "direction": "minimize",
-        "storage": None,
-        "study_name": None,
-        "n_trials": 3,
-        "n_jobs": 1,
-        "max_failure_rate": 0.25,
-        "search_space": None,
-        "custom_search_space": None,
-        "params": None,
-    }
-    search = ContinuingSearch(**{**settings, setting: value})
+    search = ContinuingSearch(**{**SETTINGS, setting: value})
     with pytest.raises(ConfigError, match=f"hydra.sweeper.{setting}="):
         search._check_settings()
+
+
+def test_a_stopped_search_queues_its_running_trials_again() -> None:
+    """Ctrl-C or SIGTERM during a batch: its trials are failed and queued with their parameters,
+    and the stop goes on."""
+
+    class Stopped:
+        def launch(self, overrides: list, initial_job_idx: int) -> list:
+            raise SystemExit(143)
+
+    search = ContinuingSearch(**SETTINGS)
+    search.launcher = Stopped()
+    study = optuna.create_study()
+    trials = [search._ask(study) for _ in range(2)]
+    params = [t.suggest_float("x", 0, 1) for t in trials]
+    with pytest.raises(SystemExit):
+        search._run(study, trials, [("x=1",), ("x=2",)])
+    latest = latest_attempts(study.get_trials(deepcopy=False))
+    assert [t.state for t in latest] == [TrialState.WAITING] * 2
+    assert [t.params["x"] for t in latest] == params
 
 
 def test_the_sampler_seed_moves_on_with_the_study() -> None:
