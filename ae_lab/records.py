@@ -228,7 +228,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def changes(old: Mapping[str, Any] | None, new: Mapping[str, Any], shown: int = 3) -> str:
     """What differs between two recorded configurations, e.g. ``trainer.max_epochs: 2 -> 3``."""
     if old is None:
-        return "its record does not say which configuration it ran"
+        return "the earlier run's record does not say which configuration it ran"
     before, after = _flatten(dict(old)), _flatten(dict(new))
     # the shallowest first: ``latent`` before the ``model.latent_dim`` it sets
     differ = (k for k in before.keys() | after.keys() if before.get(k) != after.get(k))

@@ -177,7 +177,11 @@ class SweepSummary(Callback):
         if earlier is not None:
             if earlier.matches(identity[0]):
                 return False
-            why = f"its configuration changed ({records.changes(earlier.config, identity[1])})"
+            why = (
+                f"its configuration changed ({records.changes(earlier.config, identity[1])})"
+                if earlier.identity
+                else "its record, of an earlier ae_lab, does not say which configuration it ran"
+            )
         elif any(p.name not in ours for p in out.iterdir()):
             why = "it holds files without a record of their configuration"
         else:
