@@ -23,10 +23,10 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ae_lab.errors import AeLabError, exit_with
+from ae_lab.records import in_sweep
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "ae_lab"
@@ -78,10 +78,6 @@ class ExactResume(L.Callback):
             self.resumed = None
 
 
-def _in_sweep() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def checkpoint_to_resume(
     ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule
 ) -> str | None:
@@ -91,7 +87,7 @@ def checkpoint_to_resume(
     itself, so that running a sweep again into its directory continues its unfinished jobs.
     Without a ``last.ckpt`` yet, training starts from the beginning.
     """
-    if ckpt_path is None and not _in_sweep():
+    if ckpt_path is None and not in_sweep():
         return None
     if ckpt_path in (None, "last"):
         cb = trainer.checkpoint_callback
@@ -167,7 +163,7 @@ def stop_cleanly_on_interrupt(trainer: L.Trainer) -> Iterator[None]:
 
 
 def _stopped(trainer: L.Trainer, what: str, code: int) -> None:
-    if _in_sweep():
+    if in_sweep():
         how = f"the same command with hydra.sweep.dir={HydraConfig.get().sweep.dir}"
     elif HydraConfig.initialized():
         run_dir = HydraConfig.get().runtime.output_dir

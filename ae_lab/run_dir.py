@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ae_lab import report
+from ae_lab import records
 from ae_lab.errors import ConfigError, exit_with
 
 
@@ -39,7 +39,7 @@ def startup_files(config: DictConfig) -> set[str]:
     """What a run has written to its folder before ae_lab's checks: Hydra's ``.hydra/`` and log,
     and the run's ``job.json``."""
     hydra = config.hydra
-    return {str(hydra.output_subdir), f"{hydra.job.name}.log", report.STATUS_FILE}
+    return {str(hydra.output_subdir), f"{hydra.job.name}.log", records.JOB_FILE}
 
 
 def remove_after_config_error(config: DictConfig, made: Path | None, err: BaseException) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -15,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ae_lab import resolvers, sweep, validation
+from ae_lab import records, resolvers, sweep, validation
 
 if TYPE_CHECKING:
     import lightning as L
@@ -78,6 +77,31 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if hasattr(v, "__float__")}
 
 
+def _fit(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    fit_model: Any,
+    datamodule: L.LightningDataModule,
+    out: Path | None,
+) -> tuple[dict[str, float], str | None]:
+    """Trains (resuming where ``ckpt_path`` says) and returns what training logged and the
+    checkpoint to test, which the run's record keeps until the test has been recorded too."""
+    from ae_lab import resume
+
+    ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = _floats(trainer.callback_metrics)
+    callback = trainer.checkpoint_callback
+    best = callback.best_model_path if callback else ""
+    last = getattr(callback, "last_model_path", "") if callback else ""
+    if out is not None and trainer.is_global_zero and (best or last):
+        records.record_fit(out, metrics, Path(best or last))
+    return metrics, "best" if best else None
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """One run: fit on the training split, then test on the official test set.
 
@@ -133,25 +157,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule.corruption,
         trainer.accelerator.__class__.__name__,
     )
-    ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    record = records.read(out) if out is not None else None
+    fitted = records.fit_to_test(out) if out is not None else None
     fit_model = torch.compile(model) if cfg.get("compile") else model
     with resume.stop_cleanly_on_interrupt(trainer):
-        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = _floats(trainer.callback_metrics)
-
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if fitted is None:
+            metrics, test_ckpt = _fit(cfg, trainer, model, fit_model, datamodule, out)
+        else:  # stopped after training in an earlier attempt: its training metrics are kept
+            metrics, test_ckpt = fitted[0], str(fitted[1])
+            log.info("training finished in an earlier attempt; testing %s", test_ckpt)
         add_callbacks(trainer, test_callbacks)
-        trainer.test(fit_model, datamodule=datamodule, ckpt_path="best" if best else None)
+        trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_ckpt)
     metrics.update(_floats(trainer.callback_metrics))
-    metrics["time/wall_s"] = time.perf_counter() - start
+    # every attempt's time: a job continued after a stop took all of them
+    earlier = record.earlier_wall_s() if record is not None else 0.0
+    metrics["time/wall_s"] = earlier + time.perf_counter() - start
     metrics["n_params"] = float(model.n_params)
 
-    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     if out is not None and trainer.is_global_zero:  # one file for all DDP processes
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        log.info("metrics written to %s", out / "metrics.json")
+        log.info("metrics written to %s", records.write_metrics(out, metrics))
     summary = {
         k: v
         for k, v in metrics.items()

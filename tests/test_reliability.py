@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ae_lab import records
 from tests.conftest import REPO, TINY, ae_lab_command, run_ae_lab
 
 pytestmark = pytest.mark.integration
@@ -160,8 +161,11 @@ def test_a_sweep_keeps_its_jobs_past_a_failure_and_continues_where_it_stopped(tm
     assert status["latent=abc"]["error"].startswith("latent must be a positive integer")
     assert "| failed |" in (sweep / "summary.md").read_text()
 
-    # latent=4 looks stopped (no job.json); running the sweep again skips latent=2 untouched
-    (jobs["latent=4"] / "job.json").unlink()
+    # latent=4 looks stopped (its record still says running, as a kill leaves it); running the
+    # sweep again skips latent=2 untouched and continues latent=4 from its last.ckpt
+    stopped = records.read(jobs["latent=4"])
+    stopped.status, stopped.fit = records.RUNNING, None
+    records.write(jobs["latent=4"], stopped)
     kept = {f: f.stat().st_mtime_ns for f in jobs["latent=2"].rglob("*") if ".hydra" not in f.parts}
     proc = user_run(*command, cwd=tmp_path, data_root=mnist_root)
     assert proc.returncode != 0  # latent=abc fails again
