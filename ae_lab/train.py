@@ -74,6 +74,13 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The file of the best model by a monitored metric (the callbacks group's ``ModelCheckpoint``),
+    which the test evaluates; None, the final weights, where no callback monitors one."""
+    monitored = (c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None))
+    return next((c.best_model_path for c in monitored if c.best_model_path), None)
+
+
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if hasattr(v, "__float__")}
 
@@ -90,9 +97,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     import torch
     from lightning.pytorch.accelerators import CPUAccelerator
-    from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
-    from ae_lab import resume
+    from ae_lab import checkpoints, resume
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
 
@@ -108,6 +115,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
     model.scheduler_factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     # always on, whatever the callbacks group: exact resume and the NaN stop
     callbacks = [
         *instantiate_group(cfg.get("callbacks")),
@@ -116,6 +124,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not cfg.trainer.get("enable_checkpointing", True):  # and checkpoints it may not write
+        callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
+    elif out is not None:  # the checkpoint resume reads, whatever the callbacks group
+        checkpoints.add_last_checkpoint(callbacks, out)
     # test-time evaluation joins for the test only, so training steps don't dispatch to it
     test_callbacks = [c for c in callbacks if isinstance(c, TestStageCallback)]
     trainer = instantiate(
@@ -123,6 +135,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=[c for c in callbacks if not isinstance(c, TestStageCallback)],
         logger=instantiate_group(cfg.get("logger")) or False,
     )
+    checkpoints.use_atomic_writes(trainer)
     if isinstance(trainer.accelerator, CPUAccelerator):
         use_default_cuda_check()
     log.info(
@@ -140,14 +153,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = _floats(trainer.callback_metrics)
 
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         add_callbacks(trainer, test_callbacks)
-        trainer.test(fit_model, datamodule=datamodule, ckpt_path="best" if best else None)
+        trainer.test(fit_model, datamodule=datamodule, ckpt_path=best_checkpoint(trainer))
     metrics.update(_floats(trainer.callback_metrics))
     metrics["time/wall_s"] = time.perf_counter() - start
     metrics["n_params"] = float(model.n_params)
 
-    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     if out is not None and trainer.is_global_zero:  # one file for all DDP processes
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         log.info("metrics written to %s", out / "metrics.json")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ae_lab.report import job_dirs, load_yaml
 from tests.conftest import REPO, TINY, ae_lab_command, run_ae_lab
 
 pytestmark = pytest.mark.integration
@@ -65,6 +66,10 @@ def unbroken(tmp_path_factory, mnist_root) -> Path:
         (["data.root={tmp}/none", "data.download=false"], ["MNIST", "/none", "AE_LAB_DATA_DIR"]),
         (["ckpt_path={tmp}/none/last.ckpt"], ["ckpt_path", "no such file"]),
         (["ckpt_path={repo}/README.md"], ["ckpt_path", "cannot be read as a checkpoint"]),
+        (
+            ["ckpt_path=last", "+trainer.enable_checkpointing=false"],
+            ["ckpt_path=last", "trainer.enable_checkpointing=false"],
+        ),
         (["optimizer=sgd", "optimizer.lr=1e30", *TINY], ["not finite", "epoch 0", "loss=nan"]),
     ],
 )
@@ -171,3 +176,31 @@ def test_a_sweep_keeps_its_jobs_past_a_failure_and_continues_where_it_stopped(tm
     assert {f: f.stat().st_mtime_ns for f in kept} == kept
     assert f"resuming from {jobs['latent=4'] / 'checkpoints' / 'last.ckpt'}" in proc.stdout
     assert json.loads((jobs["latent=4"] / "job.json").read_text())["status"] == "completed"
+
+
+def test_a_sweep_without_checkpoint_callbacks_resumes_and_sets_a_damaged_checkpoint_aside(
+    tmp_path, mnist_root
+):
+    """``callbacks=none`` still writes each job's ``last.ckpt``, which a re-run of the sweep
+    resumes from; a ``last.ckpt`` cut short is renamed aside and its job trains afresh, instead of
+    failing on every re-run."""
+    sweep = tmp_path / "sweep"
+    command = ("-m", "latent=2,4", "callbacks=none", *TINY, "threads=1", f"hydra.sweep.dir={sweep}")
+    run_ae_lab(*command, cwd=tmp_path, data_root=mnist_root)
+    jobs = {load_yaml(d / ".hydra" / "config.yaml")["latent"]: d for d in job_dirs(sweep)}
+    damaged, whole = (jobs[n] / "checkpoints" / "last.ckpt" for n in (2, 4))
+    cut = damaged.read_bytes()[: damaged.stat().st_size // 2]
+    damaged.write_bytes(cut)
+    for job in jobs.values():  # as if the sweep had been killed before recording them
+        (job / "job.json").unlink()
+
+    proc = run_ae_lab(*command, cwd=tmp_path, data_root=mnist_root)
+    out = proc.stdout + proc.stderr
+    [aside] = damaged.parent.glob("last.ckpt.damaged-*")
+    assert f"{damaged} is damaged" in out and f"set aside as {aside}" in out
+    assert aside.read_bytes() == cut
+    assert f"resuming from {damaged}" not in out
+    assert torch.load(damaged, weights_only=False)["epoch"] == 0  # written afresh, and whole
+    assert f"resuming from {whole}" in out
+    for job in jobs.values():
+        assert json.loads((job / "job.json").read_text())["status"] == "completed"
