@@ -28,6 +28,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ae_lab import checkpoints
 from ae_lab.errors import AeLabError, exit_with
+from ae_lab.stopping import how_to_continue
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "ae_lab"
@@ -203,15 +204,8 @@ def stop_cleanly_on_interrupt(trainer: L.Trainer) -> Iterator[None]:
 
 
 def _stopped(trainer: L.Trainer, what: str, code: int) -> None:
-    if _in_sweep():
-        how = f"the same command with hydra.sweep.dir={HydraConfig.get().sweep.dir}"
-    elif HydraConfig.initialized():
-        run_dir = HydraConfig.get().runtime.output_dir
-        how = f"the same command with hydra.run.dir={run_dir} ckpt_path=last"
-    else:
-        how = "ckpt_path=last"
     exit_with(
         f"stopped by {what} in epoch {trainer.current_epoch} (counting from 0). Continue from "
-        f"the end of the last finished epoch with {how}",
+        f"the end of the last finished epoch with {how_to_continue()}",
         code,
     )

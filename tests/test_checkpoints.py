@@ -1,17 +1,20 @@
 """The checkpoint resume reads: written every epoch whatever the callbacks, never left half
-written."""
+written; and the command that continues a stopped run, quoted for the shell and for Hydra."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from ae_lab.checkpoints import AtomicCheckpointIO, add_last_checkpoint, use_atomic_writes
+from ae_lab.stopping import shell_override
 
 
 def test_a_checkpoint_write_cut_short_leaves_the_previous_file_whole(tmp_path, monkeypatch):
@@ -69,3 +72,22 @@ def test_last_ckpt_is_every_epochs_end_whatever_the_group(tmp_path):
     assert torch.load(best.best_model_path, weights_only=False)["epoch"] == 0
     files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert files == ["best.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize(
+    "run_dir",
+    [
+        "outputs/2026-01-01/12-00-00",
+        "/data/my runs/ae",
+        "/data/a,b=c",
+        "/data/it's",
+        '/data/say "hi" (twice)',
+        "/data/back\\slash\\",
+        "run",
+        "null",
+    ],
+)
+def test_the_continue_command_is_quoted_for_the_shell_and_for_hydra(run_dir):
+    word = shell_override("hydra.run.dir", run_dir)
+    [arg] = shlex.split(word)  # one shell word, whatever the folder's name
+    assert OverridesParser.create().parse_override(arg).value() == run_dir

@@ -4,6 +4,7 @@ run resumes to bit-identical metrics, and a sweep keeps and continues what it ha
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import time
@@ -127,10 +128,12 @@ def test_an_interrupted_run_resumes_bit_identically(
 ):
     """Stopped in epoch 1 as SLURM (SIGTERM) or a user (Ctrl-C) would stop it, then resumed with
     ``ckpt_path=last``. A shorter first run cannot stand in for the stop: the learning-rate
-    schedule spans the whole run's steps, so it would train differently."""
-    run_dir = tmp_path / "run"
+    schedule spans the whole run's steps, so it would train differently. The run directory's
+    name needs quotes, for Hydra (the comma) and for the shell (the space); the run continues
+    with the command it printed."""
+    run_dir = tmp_path / "my run, 1"
     command = ae_lab_command(
-        *RESUMABLE, f"hydra.run.dir={run_dir}", data_root=mnist_root, full_error=False
+        *RESUMABLE, f"hydra.run.dir='{run_dir}'", data_root=mnist_root, full_error=False
     )
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         proc = subprocess.Popen(**command, cwd=tmp_path, stdout=out, stderr=err)
@@ -141,11 +144,12 @@ def test_an_interrupted_run_resumes_bit_identically(
         proc.send_signal(sig)
         assert proc.wait(timeout=300) == code
     message = (tmp_path / "err.txt").read_text()
-    assert f"stopped by {what}" in message and "ckpt_path=last" in message
     assert "Traceback" not in message
-    proc = run_ae_lab(
-        *RESUMABLE, f"hydra.run.dir={run_dir}", "ckpt_path=last", cwd=tmp_path, data_root=mnist_root
-    )
+    [stopped] = [line for line in message.splitlines() if line.startswith("ae_lab: stopped")]
+    assert f"stopped by {what}" in stopped
+    continued = shlex.split(stopped.split("the same command with ", 1)[1])
+    assert continued[-1] == "ckpt_path=last"
+    proc = run_ae_lab(*RESUMABLE, *continued, cwd=tmp_path, data_root=mnist_root)
     assert "resuming from" in proc.stdout + proc.stderr
     assert run_metrics(run_dir) == run_metrics(unbroken)
 
