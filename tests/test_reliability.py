@@ -3,7 +3,9 @@ run resumes to bit-identical metrics, and a sweep keeps and continues what it ha
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -208,3 +210,67 @@ def test_a_sweep_without_checkpoint_callbacks_resumes_and_sets_a_damaged_checkpo
     assert f"resuming from {whole}" in out
     for job in jobs.values():
         assert json.loads((job / "job.json").read_text())["status"] == "completed"
+
+
+def session_processes(session: int) -> dict[int, str]:
+    """The live processes of a session (a process started with ``start_new_session``) and their
+    command lines, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # it ended meanwhile
+            continue
+        state, _, _, sid = text[text.rindex(")") + 2 :].split()[:4]
+        if int(sid) == session and state != "Z":
+            found[int(stat.parent.name)] = cmdline
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_parallel_sweep_leaves_no_worker_running(tmp_path, mnist_root, sig):
+    """SIGTERM (or Ctrl-C) ends the sweep with its workers; a sweep killed outright takes them
+    along too. Each worker holds about 1 GB, and would otherwise train on to its job's end."""
+    sweep = tmp_path / "parallel sweep"
+    command = ae_lab_command(
+        "-m",
+        "hydra/launcher=parallel",
+        "latent=2,4",
+        "callbacks=none",
+        "logger=none",
+        "threads=1",
+        "trainer.max_epochs=100000",  # trains until stopped
+        *(o for o in TINY if "max_epochs" not in o),
+        f"hydra.sweep.dir={sweep}",
+        data_root=mnist_root,
+        full_error=False,
+    )
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen(
+            **command, cwd=tmp_path, stdout=out, stderr=err, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while len(list(sweep.glob("*/checkpoints/last.ckpt"))) < 2:  # both jobs train
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            workers = [p for p, cmd in session_processes(proc.pid).items() if "LokyProcess" in cmd]
+            assert len(workers) == 2
+            proc.send_signal(sig)
+            code = proc.wait(timeout=120)
+            deadline = time.monotonic() + 60
+            while left := session_processes(proc.pid):
+                assert time.monotonic() < deadline, f"still running: {left}"
+                time.sleep(0.1)
+        finally:  # never leave a runaway sweep behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert code == 143
+        message = (tmp_path / "err.txt").read_text()
+        assert "Traceback" not in message
+        [stopped] = [line for line in message.splitlines() if line.startswith("ae_lab: stopped")]
+        assert shlex.split(stopped.split("the same command with ", 1)[1]) == [
+            f'hydra.sweep.dir="{sweep}"'
+        ]
