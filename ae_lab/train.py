@@ -73,6 +73,13 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The file of the best model by a monitored metric (the callbacks group's ``ModelCheckpoint``),
+    which the test evaluates; None, the final weights, where no callback monitors one."""
+    monitored = (c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None))
+    return next((c.best_model_path for c in monitored if c.best_model_path), None)
+
+
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if hasattr(v, "__float__")}
 
@@ -87,19 +94,19 @@ def _fit(
 ) -> tuple[dict[str, float], str | None]:
     """Trains (resuming where ``ckpt_path`` says) and returns what training logged and the
     checkpoint to test, which the run's record keeps until the test has been recorded too."""
-    from ae_lab import resume
+    from ae_lab import checkpoints, resume
 
     ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
     trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = _floats(trainer.callback_metrics)
-    callback = trainer.checkpoint_callback
-    best = callback.best_model_path if callback else ""
-    last = getattr(callback, "last_model_path", "") if callback else ""
+    best = best_checkpoint(trainer)
+    own = checkpoints.last_checkpoint(trainer)
+    last = own.last_model_path if own is not None else ""
     if out is not None and trainer.is_global_zero and (best or last):
         records.record_fit(out, metrics, Path(best or last))
-    return metrics, "best" if best else None
+    return metrics, best
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -114,9 +121,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     import torch
     from lightning.pytorch.accelerators import CPUAccelerator
-    from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
-    from ae_lab import resume
+    from ae_lab import checkpoints, resume
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
 
@@ -133,6 +140,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
     model.scheduler_factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     # always on, whatever the callbacks group: exact resume and the NaN stop
     callbacks = [
         *instantiate_group(cfg.get("callbacks")),
@@ -141,6 +149,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not cfg.trainer.get("enable_checkpointing", True):  # and checkpoints it may not write
+        callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
+    elif out is not None:  # the checkpoint resume reads, whatever the callbacks group
+        checkpoints.add_last_checkpoint(callbacks, out)
     # test-time evaluation joins for the test only, so training steps don't dispatch to it
     test_callbacks = [c for c in callbacks if isinstance(c, TestStageCallback)]
     trainer = instantiate(
@@ -148,6 +160,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks=[c for c in callbacks if not isinstance(c, TestStageCallback)],
         logger=instantiate_group(cfg.get("logger")) or False,
     )
+    checkpoints.use_atomic_writes(trainer)
     if isinstance(trainer.accelerator, CPUAccelerator):
         use_default_cuda_check()
     log.info(
@@ -157,7 +170,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule.corruption,
         trainer.accelerator.__class__.__name__,
     )
-    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     record = records.read(out) if out is not None else None
     fitted = records.fit_to_test(out) if out is not None else None
     fit_model = torch.compile(model) if cfg.get("compile") else model
