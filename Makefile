@@ -7,7 +7,7 @@ ifneq ($(wildcard ../shared/data/MNIST),)
 export AE_LAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-SRC := $(wildcard ae_lab tests scripts)
+SRC := $(wildcard ae_lab hydra_plugins tests scripts)
 
 .PHONY: setup train test test-fast lint format bench results results-course results-auth tensorboard clean
 

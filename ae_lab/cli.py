@@ -1,16 +1,30 @@
-"""The ``ae-lab`` command (and ``python -m ae_lab``): Hydra's app, with ``-m`` accepted anywhere.
+"""The ``ae-lab`` command (and ``python -m ae_lab``): Hydra's app, with two fixes to the command
+line that Hydra's parser would otherwise refuse.
 
 Hydra's parser takes the overrides as one positional list, so a flag between two overrides
 (``model=conv_vae -m latent=2,8``) splits that list and argparse rejects the rest as
 "unrecognized arguments". Moving ``-m``/``--multirun`` to the front first lets a user add it
-wherever it comes to mind, as the README's examples do.
+wherever it comes to mind, as the README's examples do. Hydra's own errors about the command
+line (an unknown key or option) end in one line too (``ae_lab.hydra_errors``).
+
+A sweeper's search space (``hydra.sweeper.params.<key>=<expression>``) is text for the sweeper
+to parse, but Hydra reads ``choice(8,16,32)`` or ``2,4,8`` there as a sweep of Hydra's own
+config and refuses it, wants a ``+`` for a key the config does not have yet, and splits a key
+with dots (``optimizer.lr``) into nested keys that the sweeper's schema refuses. Each such
+override is therefore passed on as one entry of the mapping, its value quoted:
+``++hydra.sweeper.params={optimizer.lr:'interval(1e-4,1e-2)'}``, which adds or replaces it.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
+SWEEPER_PARAM = re.compile(
+    r"\+{0,2}hydra\.sweeper\.params\.(?P<key>[A-Za-z0-9_.\-]+)=(?P<value>.*)"
+)
+QUOTES = ("'", '"')
 
 
 def hoist_multirun(argv: list[str]) -> list[str]:
@@ -19,8 +33,26 @@ def hoist_multirun(argv: list[str]) -> list[str]:
     return (["--multirun"] if len(rest) < len(argv) else []) + rest
 
 
+def sweeper_param(arg: str) -> str:
+    """A ``hydra.sweeper.params.<key>=<value>`` override as one quoted entry of the mapping that
+    Hydra adds or replaces; any other argument as it is."""
+    match = SWEEPER_PARAM.fullmatch(arg)
+    if match is None:
+        return arg
+    value = match["value"]
+    if not (len(value) >= 2 and value[0] == value[-1] and value[0] in QUOTES):
+        quote = next((q for q in QUOTES if q not in value), None)
+        if quote is None:  # both quotes inside: Hydra reads it as typed
+            return arg
+        value = f"{quote}{value}{quote}"
+    return f"++hydra.sweeper.params={{{match['key']}:{value}}}"
+
+
 def main() -> None:
-    sys.argv[1:] = hoist_multirun(sys.argv[1:])
+    sys.argv[1:] = [sweeper_param(a) for a in hoist_multirun(sys.argv[1:])]
+    from ae_lab import hydra_errors
     from ae_lab.train import main as run
+
+    hydra_errors.install()
 
     run()

@@ -10,8 +10,10 @@ failed sweep job's error as its message alone when the sweep ends.
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
+from collections.abc import Iterable
 from typing import NoReturn
 
 from hydra.errors import CompactHydraException
@@ -33,6 +35,18 @@ def one_line(err: BaseException) -> str:
     """The error as one line for ``job.json`` and sweep summaries; a bug keeps its type name."""
     text = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
     return text if isinstance(err, AeLabError) else f"{type(err).__name__}: {text}"
+
+
+def closest(word: object, names: Iterable[str]) -> str | None:
+    """The name ``word`` is most likely a typo of, if any is close."""
+    close = difflib.get_close_matches(word, list(names), n=1) if isinstance(word, str) else []
+    return close[0] if close else None
+
+
+def did_you_mean(word: object, names: Iterable[str]) -> str:
+    """`` (did you mean <the closest of names>?)`` for a near miss, else nothing."""
+    close = closest(word, names)
+    return f" (did you mean {close}?)" if close else ""
 
 
 def full_error_wanted() -> bool:

@@ -1,11 +1,15 @@
-"""A file lock for work that parallel sweep jobs share: a download, a cached model."""
+"""File locks: one for work that parallel sweep jobs share (a download, a cached model), one that
+marks a sweep folder as being run."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
 @contextlib.contextmanager
@@ -20,3 +24,33 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def hold(path: Path) -> IO[str] | None:
+    """Takes the lock on ``path`` without waiting and writes this process's pid and host into it;
+    None when another process holds it. The returned open file is the lock: it lasts until the
+    file is closed or the process ends, however it ends (a kill -9 too), and processes that this
+    one starts do not inherit it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - the open file is what holds the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+    handle.flush()
+    return handle
+
+
+def holder(path: Path) -> str:
+    """Who holds the lock on ``path``, as ``hold`` wrote it: ``pid N`` or ``pid N on host``."""
+    try:
+        pid, _, host = path.read_text().strip().partition(" ")
+    except OSError:
+        return "pid unknown"
+    return f"pid {pid or 'unknown'}" + (
+        f" on {host}" if host and host != socket.gethostname() else ""
+    )

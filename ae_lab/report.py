@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -17,8 +16,9 @@ from typing import Any
 
 import yaml
 
-STATUS_FILE = "job.json"
-METRICS_FILE = "metrics.json"
+from ae_lab import records
+from ae_lab.records import atomic_write
+
 # Columns of summary.md, in order; a column is shown when any job has it. summary.csv has every
 # metric of every job.
 MD_COLUMNS = (
@@ -49,45 +49,40 @@ def load_yaml(path: Path) -> Any:
         return None
 
 
-def load_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _bottleneck_free(metrics: dict[str, Any]) -> bool:
     return bool(metrics) and "test/mse" not in metrics
 
 
 def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     """What one job did: overrides, status (completed / failed / incomplete), settings, metrics."""
-    status = load_json(job_dir / STATUS_FILE)
-    metrics = load_json(job_dir / METRICS_FILE)
+    metrics = records.read_metrics(job_dir)
+    # no record: a job of an older version, or one stopped before it began
+    record = records.read(job_dir) or records.JobRecord("completed" if metrics else "incomplete")
     overrides = load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
     hydra_cfg = (load_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
     config = load_yaml(job_dir / ".hydra" / "config.yaml") or {}
     choices = hydra_cfg.get("runtime", {}).get("choices", {})
-    latent = status.get("latent", config.get("latent"))
+    latent = record.latent if record.latent is not None else config.get("latent")
     row: dict[str, Any] = {
         "job": str(job_dir.relative_to(sweep_dir)),
-        "overrides": " ".join(status.get("overrides", overrides)),
-        "status": status.get("status") or ("completed" if metrics else "incomplete"),
-        "model": status.get("model", choices.get("model")),
-        "transform": status.get("transform", choices.get("transform")),
+        "overrides": " ".join(record.overrides or overrides),
+        # a record that says running belongs to a job that runs now or was stopped
+        "status": "incomplete" if record.status == records.RUNNING else record.status,
+        "model": record.model or choices.get("model"),
+        "transform": record.transform or choices.get("transform"),
         # the preset's job (experiment=report_course: course/deep_ae_64, ...), if any
         "report_job": choices.get("report_job"),
         # a model without a bottleneck (the classifier) has no latent to report
         "latent": latent if isinstance(latent, int) and not _bottleneck_free(metrics) else None,
     }
     row.update(metrics)
-    if "time/wall_s" not in metrics and "wall_s" in status:
-        row["time/wall_s"] = status["wall_s"]
+    if "time/wall_s" not in metrics and record.wall_s is not None:
+        row["time/wall_s"] = record.wall_s
     mse, pca = metrics.get("test/mse"), metrics.get("pca/test_mse")
     if mse is not None and pca:
         row["mse_ratio"] = mse / pca
-    if status.get("error"):
-        row["error"] = status["error"]
+    if record.error:
+        row["error"] = record.error
     return row
 
 
@@ -106,13 +101,6 @@ def fmt(value: Any, key: str = "") -> str:
             return f"{value:,.0f}"
         return f"{value:.4g}"
     return str(value).replace("|", "\\|")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Jobs of a parallel sweep may rewrite the summary at once: readers see whole files."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:

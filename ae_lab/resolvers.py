@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from omegaconf import OmegaConf
+
+from ae_lab.records import DISPLAY_ONLY, override_key, under
 
 # Overrides that say where a run reads or how much of it to show, not what it trains: kept out of
 # run names so names stay short and readable.
@@ -16,15 +19,34 @@ NOT_IN_RUN_NAME = (
     "trainer.num_sanity_val_steps",
     "trainer.log_every_n_steps",
 )
+# Bytes of a run name; file systems allow 255 for a folder name, which leaves room for a suffix
+# such as ``.superseded-1``.
+MAX_NAME_BYTES = 150
+HASH_CHARS = 8
 
 
 def run_name(overrides: Iterable[str]) -> str:
     """A job's overrides as typed, e.g. ``model=conv_vae,latent=8``, for its directory and its
     TensorBoard legend entry. Hydra's ``override_dirname`` sorts them; users read them in the
-    order they wrote them."""
-    kept = [o for o in overrides if not o.lstrip("+~").startswith(NOT_IN_RUN_NAME)]
-    name = ",".join(kept).replace("/", "_").replace(" ", "")
-    return name or "default"
+    order they wrote them.
+
+    The name is the job's folder, so it must tell apart every two jobs whose overrides differ in
+    anything but how a run is shown: when an override that can change results is left out, the
+    name is shortened to ``MAX_NAME_BYTES``, or ``/`` and spaces are replaced, it ends in
+    ``@`` and a hash of those overrides. The same overrides give the same name, so a sweep run
+    again finds its jobs.
+    """
+    overrides = list(overrides)
+    kept = [o for o in overrides if not override_key(o).startswith(NOT_IN_RUN_NAME)]
+    typed = ",".join(kept)
+    name = typed.replace("/", "_").replace(" ", "") or "default"
+    telling = [o for o in overrides if not under(override_key(o), DISPLAY_ONLY)]
+    left_out = any(o not in kept for o in telling)
+    if not (left_out or name != (typed or "default") or len(name.encode()) > MAX_NAME_BYTES):
+        return name
+    digest = hashlib.sha256("\n".join(telling).encode()).hexdigest()[:HASH_CHARS]
+    room = MAX_NAME_BYTES - len(digest) - 1
+    return name.encode()[:room].decode(errors="ignore") + "@" + digest
 
 
 def register() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ae_lab import report
+from ae_lab import records, report
 from ae_lab.hardware import cpu_name
 
 FIGURE_WIDTH = 720  # pixels; copied run figures are shrunk to this so docs/figures stays small
@@ -61,7 +61,7 @@ class Sweep:
         """Minutes from the first job's start to the last job's end (file times: Hydra writes a
         job's ``.hydra/`` as it starts, ae_lab its status file as it ends)."""
         starts = [p.stat().st_mtime for p in self.path.glob("*/.hydra/config.yaml")]
-        ends = [p.stat().st_mtime for p in self.path.glob(f"*/{report.STATUS_FILE}")]
+        ends = [p.stat().st_mtime for p in self.path.glob(f"*/{records.JOB_FILE}")]
         if not starts or not ends:
             return None
         return (max(ends) - min(starts)) / 60

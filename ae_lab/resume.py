@@ -1,13 +1,13 @@
 """Interrupted runs continue exactly where an unbroken run would have been.
 
-ModelCheckpoint writes ``last.ckpt`` at the end of every epoch. Lightning stores the weights, the
-optimizer and the loops in it, and the datamodule its batch order and training corruption
-(``MNISTDataModule.state_dict``); ``ExactResume`` adds the global random states (dropout, a VAE's
-sampling) and puts them back at the start of the next epoch. A run stopped in the middle of an
-epoch therefore replays that epoch from its start and ends with the same numbers as a run that was
-never stopped. Ctrl-C and SIGTERM (what SLURM sends before it preempts a job) end the run with a
-message that says how to continue; Lightning's own signal handling stops the loops, and no
-checkpoint is written mid-epoch, so ``last.ckpt`` stays the end of the last finished epoch.
+``checkpoints.LastCheckpoint`` writes ``last.ckpt`` at the end of every epoch. Lightning stores the
+weights, the optimizer and the loops in it, and the datamodule its batch order and training
+corruption (``MNISTDataModule.state_dict``); ``ExactResume`` adds the global random states
+(dropout, a VAE's sampling) and puts them back at the start of the next epoch. A run stopped in the
+middle of an epoch therefore replays that epoch from its start and ends with the same numbers as a
+run that was never stopped. Ctrl-C and SIGTERM (what SLURM sends before it preempts a job) end the
+run with a message that says how to continue; Lightning's own signal handling stops the loops, and
+no checkpoint is written mid-epoch, so ``last.ckpt`` stays the end of the last finished epoch.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from ae_lab import checkpoints
 from ae_lab.errors import AeLabError, exit_with
+from ae_lab.records import in_sweep
+from ae_lab.stopping import how_to_continue
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "ae_lab"
@@ -78,65 +79,96 @@ class ExactResume(L.Callback):
             self.resumed = None
 
 
-def _in_sweep() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def checkpoint_to_resume(
     ckpt_path: str | None, trainer: L.Trainer, model: L.LightningModule
 ) -> str | None:
     """The checkpoint ``trainer.fit`` resumes from, checked against the model this run builds.
 
-    ``ckpt_path=last`` is this run directory's own ``last.ckpt``; a sweep job does the same by
-    itself, so that running a sweep again into its directory continues its unfinished jobs.
-    Without a ``last.ckpt`` yet, training starts from the beginning.
+    ``ckpt_path=last`` is this run directory's own ``last.ckpt`` (``checkpoints.LastCheckpoint``,
+    there whatever the callbacks group); a sweep job does the same by itself, so that running a
+    sweep again into its directory continues its unfinished jobs. Without a ``last.ckpt`` yet,
+    training starts from the beginning; a damaged one is set aside and training starts from the
+    beginning too, where a damaged file the user named is an error.
     """
-    if ckpt_path is None and not _in_sweep():
+    if ckpt_path is None and not in_sweep():
         return None
-    if ckpt_path in (None, "last"):
-        cb = trainer.checkpoint_callback
-        dirpath = getattr(cb, "dirpath", None)
-        last = Path(dirpath) / "last.ckpt" if dirpath else None
-        if last is None or not last.is_file():
-            if ckpt_path == "last":
-                log.info("ckpt_path=last: no %s yet, so training starts from the beginning", last)
-            return None
-        path = last
-    else:
+    if ckpt_path not in (None, "last"):
         path = Path(ckpt_path).expanduser()
         if not path.is_file():
             raise AeLabError(
                 f"ckpt_path={ckpt_path}: no such file. Give a checkpoint file (a run's "
                 "checkpoints/last.ckpt), or ckpt_path=last for this run directory's own."
             )
-    check_checkpoint(path, model)
+        what = f"ckpt_path={path}"
+        check_checkpoint(read_checkpoint(path, what), model, what)
+        return str(path)
+    own = checkpoints.last_checkpoint(trainer)
+    if own is None:
+        if ckpt_path == "last":
+            raise AeLabError(
+                "ckpt_path=last continues from the run's checkpoints/last.ckpt, which "
+                "trainer.enable_checkpointing=false turns off: drop one of the two"
+            )
+        log.warning(
+            "trainer.enable_checkpointing=false: this job writes no checkpoint, so running the "
+            "sweep again starts it from the beginning"
+        )
+        return None
+    path = own.file
+    if not path.is_file():
+        if ckpt_path == "last":
+            log.info("ckpt_path=last: no %s yet, so training starts from the beginning", path)
+        return None
+    what = f"ckpt_path=last ({path})" if ckpt_path == "last" else f"this job's {path}"
+    try:
+        ckpt = read_checkpoint(path, what)
+    except DamagedCheckpoint as err:
+        checkpoints.set_aside(path, err.reason)
+        return None
+    check_checkpoint(ckpt, model, what)
     return str(path)
 
 
-def check_checkpoint(path: Path, model: L.LightningModule) -> None:
-    """Raises unless ``path`` is a checkpoint this model can continue from."""
+class DamagedCheckpoint(AeLabError):
+    """A file that cannot be read as a Lightning checkpoint; ``reason`` says why in a few words."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_checkpoint(path: Path, what: str) -> dict[str, Any]:
+    """The checkpoint in ``path``; ``what`` names it in messages, as the user knows it."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as err:
-        raise AeLabError(f"ckpt_path={path} cannot be read: {err.strerror}") from err
+        raise AeLabError(f"{what} cannot be read: {err.strerror}") from err
     except Exception as err:  # noqa: BLE001 - torch's reasons are many and long; the fix is one
-        raise AeLabError(
-            f"ckpt_path={path} cannot be read as a checkpoint: it is damaged or not one "
-            f"({type(err).__name__}). Give a run's checkpoints/last.ckpt."
+        raise DamagedCheckpoint(
+            f"{what} cannot be read as a checkpoint: it is damaged or not one "
+            f"({type(err).__name__}). Give a run's checkpoints/last.ckpt.",
+            reason=f"{type(err).__name__} on reading",
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise AeLabError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict)")
+        raise DamagedCheckpoint(
+            f"{what} is not a Lightning checkpoint (it has no state_dict)", reason="no state_dict"
+        )
+    return ckpt
+
+
+def check_checkpoint(ckpt: dict[str, Any], model: L.LightningModule, what: str) -> None:
+    """Raises unless ``ckpt`` is one this model can continue from; ``what`` names its file."""
     here = type(model).__name__
     saved = ckpt.get(CHECKPOINT_KEY, {}).get("model", here)
     if saved != here:
         raise AeLabError(
-            f"ckpt_path={path} was saved by a {saved} model; this run builds a {here}. "
+            f"{what} was saved by a {saved} model; this run builds a {here}. "
             "Use the model= of the run that wrote it."
         )
     latent = ckpt.get("hyper_parameters", {}).get("latent_dim")
     if latent is not None and latent != model.hparams.get("latent_dim"):
         raise AeLabError(
-            f"ckpt_path={path} was saved with latent={latent}; this run has "
+            f"{what} was saved with latent={latent}; this run has "
             f"latent={model.hparams.get('latent_dim')}. Use latent={latent} to continue it."
         )
     own = model.state_dict()
@@ -145,7 +177,7 @@ def check_checkpoint(path: Path, model: L.LightningModule) -> None:
             there = tuple(value.shape)
             mine = tuple(own[key].shape) if key in own else "no such weight"
             raise AeLabError(
-                f"ckpt_path={path} does not fit this {here}: its {key} is {there}, here "
+                f"{what} does not fit this {here}: its {key} is {there}, here "
                 f"{mine}. It was saved with other model settings (model.*)."
             )
 
@@ -169,15 +201,8 @@ def stop_cleanly_on_interrupt(trainer: L.Trainer) -> Iterator[None]:
 
 
 def _stopped(trainer: L.Trainer, what: str, code: int) -> None:
-    if _in_sweep():
-        how = f"the same command with hydra.sweep.dir={HydraConfig.get().sweep.dir}"
-    elif HydraConfig.initialized():
-        run_dir = HydraConfig.get().runtime.output_dir
-        how = f"the same command with hydra.run.dir={run_dir} ckpt_path=last"
-    else:
-        how = "ckpt_path=last"
     exit_with(
         f"stopped by {what} in epoch {trainer.current_epoch} (counting from 0). Continue from "
-        f"the end of the last finished epoch with {how}",
+        f"the end of the last finished epoch with {how_to_continue()}",
         code,
     )

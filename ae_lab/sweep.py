@@ -1,35 +1,45 @@
-"""A Hydra callback that records each job's outcome and keeps the sweep's summary current.
+"""A Hydra callback that keeps each job's record and the sweep's summary current.
 
-A job that fails (a setting out of range, a NaN loss, a crash) raises; Hydra's launchers record
-it as failed, run the remaining jobs, and only then raise the first failure, so the sweep exits
-non-zero and ``on_multirun_end`` never runs. Each job therefore writes its status (``job.json``)
-in ``on_job_end`` and rebuilds the sweep summary; ``on_multirun_end`` rebuilds it once more.
-A job without ``job.json`` was stopped (Ctrl-C, SIGTERM, a kill) and shows as incomplete.
+Every job writes ``job.json`` (``ae_lab.records``) as it starts, with its resolved configuration
+and that configuration's hash, and completes it as it ends. A job that fails (a setting out of
+range, a NaN loss, a crash) raises; Hydra's launchers record it as failed, run the remaining jobs,
+and only then raise the first failure, so the sweep exits non-zero and ``on_multirun_end`` never
+runs. Each job therefore rebuilds the sweep summary in ``on_job_end``; ``on_multirun_end``
+rebuilds it once more. A job whose record still says running was stopped (Ctrl-C, SIGTERM, a
+kill) or is running, and shows as incomplete.
 
-Running the same sweep again with ``hydra.sweep.dir=<that sweep>`` continues it: a job whose
-``job.json`` says completed is skipped with its files untouched (``completed_metrics``), and any
-other job resumes from its ``last.ckpt`` (``ae_lab.resume``) or starts afresh.
+Running the same sweep again with ``hydra.sweep.dir=<that sweep>`` continues it. A job whose
+record says completed with the same configuration is skipped with its files untouched
+(``completed_metrics``). A job whose folder holds a run of another configuration (a changed
+default, an edited preset) has that run set aside to ``<job>.superseded-<n>`` and runs afresh; any
+other job resumes from its ``last.ckpt`` (``ae_lab.resume``) or starts afresh. A sweep folder is
+run by one sweep at a time (``SWEEP_LOCK``).
+
+A single run continued with ``ckpt_path=last`` is checked the same way before Hydra writes
+anything into its folder: a completed run is left as it is, and a run of another configuration
+is not continued.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import os
-import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ae_lab import report
+from ae_lab import locks, records, report, run_dir
 from ae_lab.errors import AeLabError, exit_with, full_error_wanted, one_line
 
 log = logging.getLogger(__name__)
+# in the sweep dir; held by the process that drives the sweep, for as long as it runs
+SWEEP_LOCK = ".sweep.lock"
 
 
 def _select(config: DictConfig, key: str) -> Any:
@@ -39,24 +49,25 @@ def _select(config: DictConfig, key: str) -> Any:
         return None
 
 
-def _first_process() -> bool:
-    """False in every process of a run but its first (global rank 0) when the run spans several
-    (DDP): Lightning starts the others with their rank in the environment, SLURM gives each task
-    its own, and the run's files are the first process's to write."""
-    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
-
-
-def _completed(job_dir: Path) -> bool:
-    status = report.load_json(job_dir / report.STATUS_FILE)
-    return status.get("status") == "completed"
-
-
 def completed_metrics() -> dict[str, float] | None:
-    """This sweep job's metrics when an earlier run of the same sweep completed it, else None."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    """This sweep job's metrics when an earlier run of the same sweep completed it with the same
+    configuration, else None (``SweepSummary.on_job_start`` has replaced any other record)."""
+    if not records.in_sweep():
         return None
     job_dir = Path(HydraConfig.get().runtime.output_dir)
-    return report.load_json(job_dir / report.METRICS_FILE) if _completed(job_dir) else None
+    record = records.read(job_dir)
+    if record is None or record.status != records.COMPLETED:
+        return None
+    return records.read_metrics(job_dir)
+
+
+def _identity(config: DictConfig, run_dir: str) -> tuple[str, dict[str, Any]] | None:
+    """``records.identity`` of a job with Hydra's config current; None when the config does
+    not resolve (the run itself then reports why)."""
+    try:
+        return records.identity(config, run_dir)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 class SweepSummary(Callback):
@@ -66,57 +77,161 @@ class SweepSummary(Callback):
 
     def __init__(self, reference: list[dict[str, Any]] | None = None) -> None:
         self.reference = [dict(r) for r in reference or []]
-        self.started: float | None = None
+        self.record: records.JobRecord | None = None
         self.skipped = False
+        self.lock: IO[str] | None = None
+        self.made: Path | None = None  # the outermost folder this single run made
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Holds the sweep dir for this sweep, so that a second sweep started into it stops
+        rather than training the same jobs side by side. Taken here, in the process that drives
+        the sweep, and not by the jobs, which launchers may run in other processes."""
+        run_dir.make(config.hydra.sweep.dir, "hydra.sweep.dir")
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.lock = locks.hold(sweep_dir / SWEEP_LOCK)
+        if self.lock is None:
+            exit_with(
+                f"{sweep_dir} is being run by another sweep "
+                f"({locks.holder(sweep_dir / SWEEP_LOCK)}). Wait for it to end, or give "
+                "another hydra.sweep.dir",
+                1,
+            )
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """``ckpt_path=last`` on a run dir whose record says completed: one line and exit 0 with
+        every file as it was (Hydra has not written into the folder yet); on a run of another
+        configuration: one line and exit 2."""
+        if config.get("ckpt_path") == "last" and records.rank_zero():
+            self._refuse_to_resume_another(config)
+        self.made = run_dir.make(config.hydra.run.dir, "hydra.run.dir")
+
+    def _refuse_to_resume_another(self, config: DictConfig) -> None:
+        folder = os.path.abspath(str(config.hydra.run.dir))
+        earlier = records.read(Path(folder))
+        if earlier is None or earlier.identity is None:  # nothing to check against
+            return
+        current = copy.deepcopy(config)
+        with read_write(current.hydra.runtime), open_dict(current.hydra.runtime):
+            current.hydra.runtime.output_dir = folder
+        saved = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(current)
+        try:
+            identity = _identity(current, folder)
+        finally:
+            HydraConfig.instance().cfg = saved
+        if identity is None:
+            return
+        if earlier.matches(identity[0]) and earlier.status == records.COMPLETED:
+            print(
+                f"ae_lab: {folder} is a completed run, nothing to resume; its metrics are in "
+                f"{Path(folder) / records.METRICS_FILE}",
+                flush=True,
+            )
+            raise SystemExit(0)
+        if not earlier.matches(identity[0]):
+            what = "a completed run" if earlier.status == records.COMPLETED else "a run"
+            exit_with(
+                f"ckpt_path=last: {folder} holds {what} of another configuration "
+                f"({records.changes(earlier.config, identity[1])}). Continue it with the "
+                "settings it ran with, or give a new hydra.run.dir",
+                2,
+            )
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.time()
-        if not _first_process():
-            return
         out = Path(config.hydra.runtime.output_dir)
-        self.skipped = config.hydra.mode == RunMode.MULTIRUN and _completed(out)
-        if self.skipped:  # printed, not logged: the job's train.log stays as it was
+        multirun = config.hydra.mode == RunMode.MULTIRUN
+        self.skipped, self.record = False, None
+        if not records.rank_zero():
+            return
+        identity = _identity(config, str(out))
+        ident = identity[0] if identity else None
+        earlier = records.read(out)
+        hydra_dir = config.hydra.get("output_subdir") or ""
+        if multirun and earlier and earlier.status == records.COMPLETED and earlier.matches(ident):
+            self.skipped = True  # printed, not logged: the job's train.log stays as it was
             print(f"{out.name}: completed in an earlier run of this sweep, skipped")
-        else:  # a stale status from an earlier attempt would hide that this one was stopped
-            (out / report.STATUS_FILE).unlink(missing_ok=True)
+            return
+        if multirun and identity and self._superseded(out, earlier, identity, hydra_dir):
+            earlier = None
+        ckpt_path = config.get("ckpt_path")
+        continuing = (multirun and ckpt_path is None) or ckpt_path == "last"
+        choices = config.hydra.runtime.choices
+        self.record = records.begin(
+            out,
+            identity,
+            earlier if continuing and earlier and earlier.matches(ident) else None,
+            skip=[hydra_dir],
+            overrides=list(config.hydra.overrides.task),
+            latent=_select(config, "latent"),
+            model=choices.get("model"),
+            transform=choices.get("transform"),
+        )
+
+    @staticmethod
+    def _superseded(
+        out: Path,
+        earlier: records.JobRecord | None,
+        identity: tuple[str, dict[str, Any]],
+        hydra_dir: str,
+    ) -> bool:
+        """Sets aside what a sweep job's folder holds from a run of another configuration (or of
+        an unknown one: results without a record), so that the job neither resumes from nor
+        reports that run. Returns whether it did."""
+        logs = records.open_log_files()
+        ours = {hydra_dir} | {p.name for p in logs if p.parent == out}
+        if earlier is not None:
+            if earlier.matches(identity[0]):
+                return False
+            why = (
+                f"its configuration changed ({records.changes(earlier.config, identity[1])})"
+                if earlier.identity
+                else "its record, of an earlier ae_lab, does not say which configuration it ran"
+            )
+        elif any(p.name not in ours for p in out.iterdir()):
+            why = "it holds files without a record of their configuration"
+        else:
+            return False
+        aside = records.set_aside(out, keep=[hydra_dir], logs=logs)
+        log.info("%s: %s; the earlier run is set aside in %s", out.name, why, aside.name)
+        return True
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         multirun = config.hydra.mode == RunMode.MULTIRUN
-        if not _first_process():
+        if not records.rank_zero():
             return
         if self.skipped:
             self._summarize(Path(config.hydra.sweep.dir), announce=False)
             return
+        if self.record is None:  # another process of a multi-process run keeps the record
+            return
         out = Path(config.hydra.runtime.output_dir)
         completed = job_return.status == JobStatus.COMPLETED
-        choices = config.hydra.runtime.choices
-        status = {
-            "status": "completed" if completed else "failed",
-            "overrides": list(job_return.overrides or []),
-            "latent": _select(config, "latent"),
-            "model": choices.get("model"),
-            "transform": choices.get("transform"),
-            "wall_s": time.time() - self.started if self.started else None,
-        }
+        error = None
         if not completed:
             err = job_return._return_value
-            status["error"] = one_line(err)
+            error = one_line(err)
             if multirun:  # a bug's traceback goes to the job's train.log
                 bug = None if isinstance(err, AeLabError) else err
-                log.error("ae_lab: job %s failed: %s", out.name, status["error"], exc_info=bug)
-        report.atomic_write(out / report.STATUS_FILE, json.dumps(status, indent=2) + "\n")
+                log.error("ae_lab: job %s failed: %s", out.name, error, exc_info=bug)
+        records.finish(out, self.record, completed, error)
         if multirun:
             self._summarize(Path(config.hydra.sweep.dir))
 
     def on_run_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        """A single run that failed with an ``AeLabError`` ends with its message alone."""
+        """A single run that failed with an ``AeLabError`` ends with its message alone; one that
+        a config error stopped leaves no folder behind."""
         err = job_return._return_value
         failed = job_return.status == JobStatus.FAILED
+        if failed:
+            run_dir.remove_after_config_error(config, self.made, err)
         if failed and isinstance(err, AeLabError) and not full_error_wanted():
             exit_with(str(err), err.exit_code)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._summarize(Path(config.hydra.sweep.dir), announce=not self.skipped)
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     def _summarize(self, sweep_dir: Path, announce: bool = True) -> None:
         """``announce``: log where it went; not for a skipped job, whose train.log the log is."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -15,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ae_lab import resolvers, sweep, validation
+from ae_lab import records, resolvers, sweep, validation
 
 if TYPE_CHECKING:
     import lightning as L
@@ -77,8 +76,40 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The file of the best model by a monitored metric (the callbacks group's ``ModelCheckpoint``),
+    which the test evaluates; None, the final weights, where no callback monitors one."""
+    monitored = (c for c in trainer.checkpoint_callbacks if getattr(c, "monitor", None))
+    return next((c.best_model_path for c in monitored if c.best_model_path), None)
+
+
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if hasattr(v, "__float__")}
+
+
+def _fit(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    fit_model: Any,
+    datamodule: L.LightningDataModule,
+    out: Path | None,
+) -> tuple[dict[str, float], str | None]:
+    """Trains (resuming where ``ckpt_path`` says) and returns what training logged and the
+    checkpoint to test, which the run's record keeps until the test has been recorded too."""
+    from ae_lab import checkpoints, resume
+
+    ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = _floats(trainer.callback_metrics)
+    best = best_checkpoint(trainer)
+    own = checkpoints.last_checkpoint(trainer)
+    last = own.last_model_path if own is not None else ""
+    if out is not None and trainer.is_global_zero and (best or last):
+        records.record_fit(out, metrics, Path(best or last))
+    return metrics, best
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -93,12 +124,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     import torch
     from lightning.pytorch.accelerators import CPUAccelerator
-    from lightning.pytorch.callbacks import ProgressBar
+    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
-    from ae_lab import resume, slurm
+    from ae_lab import checkpoints, resume, slurm
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
 
+    validation.check_trainer(cfg)  # before any data is read: Lightning would refuse it only then
     validation.check_environment(cfg)
 
     if cfg.get("seed") is not None:
@@ -111,6 +143,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
     model.scheduler_factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     # always on, whatever the callbacks group: exact resume and the NaN stop
     callbacks = [
         *instantiate_group(cfg.get("callbacks")),
@@ -119,6 +152,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not cfg.trainer.get("enable_checkpointing", True):  # and checkpoints it may not write
+        callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
+    elif out is not None:  # the checkpoint resume reads, whatever the callbacks group
+        checkpoints.add_last_checkpoint(callbacks, out)
     # test-time evaluation joins for the test only, so training steps don't dispatch to it
     test_callbacks = [c for c in callbacks if isinstance(c, TestStageCallback)]
     trainer = instantiate(
@@ -127,6 +164,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger=instantiate_group(cfg.get("logger")) or False,
         **slurm.trainer_plugins(cfg.trainer),  # under submitit, SLURM requeues are submitit's
     )
+    checkpoints.use_atomic_writes(trainer)
     if isinstance(trainer.accelerator, CPUAccelerator):
         use_default_cuda_check()
     log.info(
@@ -136,25 +174,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule.corruption,
         trainer.accelerator.__class__.__name__,
     )
-    ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
-    if ckpt_path:
-        log.info("resuming from %s", ckpt_path)
+    record = records.read(out) if out is not None else None
+    fitted = records.fit_to_test(out) if out is not None else None
     fit_model = torch.compile(model) if cfg.get("compile") else model
     with resume.stop_cleanly_on_interrupt(trainer):
-        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = _floats(trainer.callback_metrics)
-
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if fitted is None:
+            metrics, test_ckpt = _fit(cfg, trainer, model, fit_model, datamodule, out)
+        else:  # stopped after training in an earlier attempt: its training metrics are kept
+            metrics, test_ckpt = fitted[0], str(fitted[1])
+            log.info("training finished in an earlier attempt; testing %s", test_ckpt)
         add_callbacks(trainer, test_callbacks)
-        trainer.test(fit_model, datamodule=datamodule, ckpt_path="best" if best else None)
+        trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_ckpt)
     metrics.update(_floats(trainer.callback_metrics))
-    metrics["time/wall_s"] = time.perf_counter() - start
+    # every attempt's time: a job continued after a stop took all of them
+    earlier = record.earlier_wall_s() if record is not None else 0.0
+    metrics["time/wall_s"] = earlier + time.perf_counter() - start
     metrics["n_params"] = float(model.n_params)
 
-    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     if out is not None and trainer.is_global_zero:  # one file for all DDP processes
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-        log.info("metrics written to %s", out / "metrics.json")
+        log.info("metrics written to %s", records.write_metrics(out, metrics))
     summary = {
         k: v
         for k, v in metrics.items()

@@ -1,5 +1,5 @@
 """Callbacks that entrypoint tests add with ``+callbacks.<name>._target_=tests.probes.<Class>``
-to see what a run looks like from inside its Trainer."""
+to see what a run looks like from inside its Trainer, or to make a job stall or fail on cue."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import lightning as L
+
+from ae_lab.errors import AeLabError
 
 
 class CallbackProbe(L.Callback):
@@ -48,3 +50,36 @@ class HoldForPreemption(L.Callback):
         while time.monotonic() < deadline:  # a signal's handler runs between these sleeps
             time.sleep(0.05)
         raise RuntimeError(f"no signal came within {self.timeout_s} s")
+
+
+class StallAfterFirstJob(L.Callback):
+    """With ``$AE_LAB_PROBE_STALL`` naming a file: the first job to finish its test pass creates
+    the file, and a job that starts training while it exists creates ``<file>.stalled`` and waits
+    there until it is killed. Without the variable it does nothing, so a run again with the same
+    overrides goes through."""
+
+    def _marker(self) -> Path | None:
+        path = os.environ.get("AE_LAB_PROBE_STALL")
+        return Path(path) if path else None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        marker = self._marker()
+        if marker is not None and marker.exists():
+            marker.with_suffix(".stalled").touch()
+            time.sleep(600)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        marker = self._marker()
+        if marker is not None:
+            marker.touch()
+
+
+class FailFirstJob(L.Callback):
+    """With ``$AE_LAB_PROBE_FAIL`` naming a file that does not exist yet: the first job to start
+    training creates it and fails; the others run as usual."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = os.environ.get("AE_LAB_PROBE_FAIL")
+        if path and not Path(path).exists():
+            Path(path).touch()
+            raise AeLabError("probe: this job fails")

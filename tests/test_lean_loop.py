@@ -83,7 +83,7 @@ def test_test_stage_callbacks_join_for_the_test_only(tmp_path, synthetic_root):
     assert not test_only & set(seen["fit"])
     assert test_only <= set(seen["test"])
     assert {"PCABaseline", "StopOnNonFiniteLoss", "CallbackProbe"} <= set(seen["fit"])
-    assert seen["test"][-1] == seen["fit"][-1] == "ModelCheckpoint"
+    assert seen["test"][-1] == seen["fit"][-1] == "LastCheckpoint"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "test/mse_digit/7" in metrics
     assert (tmp_path / "run" / "figures").is_dir()

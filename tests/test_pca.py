@@ -6,7 +6,7 @@ import torch
 from ae_lab.callbacks import PCABaseline
 from ae_lab.callbacks.pca import LinearReconstruction, fit_pca
 from ae_lab.data import GaussianNoise, MNISTDataModule
-from ae_lab.models import DenseAE
+from ae_lab.models import DenseAE, SparseAE
 
 
 class _Evaluating:
@@ -91,6 +91,27 @@ def test_linear_reconstruction_matches_sklearn():
     module = LinearReconstruction(torch.tensor(pca.components_), torch.tensor(pca.mean_))
     expected = pca.inverse_transform(pca.transform(x.flatten(1).numpy()))
     np.testing.assert_allclose(module(x).flatten(1).numpy(), expected, atol=1e-5)
+
+
+def test_an_overcomplete_code_meets_the_full_rank_pca_and_says_so(synthetic_root, caplog):
+    dm = MNISTDataModule(root=str(synthetic_root), download=False, val_size=100, batch_size=50)
+    pca = PCABaseline()
+    trainer = L.Trainer(
+        limit_test_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[pca],
+        accelerator="cpu",
+    )
+    with caplog.at_level("WARNING", logger="ae_lab.callbacks.pca"):
+        metrics = trainer.test(SparseAE(latent_dim=1000), datamodule=dm, verbose=False)[0]
+    # 500 training images of 784 pixels: PCA has at most 500 components, and records that
+    assert metrics["pca/n_components"] == pca.pca.n_components_ == 500
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "PCA baseline: 1000 components asked for, but 500 images of 784 pixels have at most 500; "
+        "PCA uses 500 (recorded as pca/n_components)"
+    ]
 
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5, "ten"])

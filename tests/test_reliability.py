@@ -3,7 +3,10 @@ run resumes to bit-identical metrics, and a sweep keeps and continues what it ha
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shlex
 import signal
 import subprocess
 import time
@@ -12,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ae_lab import records
+from ae_lab.report import job_dirs, load_yaml
 from tests.conftest import REPO, TINY, ae_lab_command, run_ae_lab
 
 pytestmark = pytest.mark.integration
@@ -65,6 +70,10 @@ def unbroken(tmp_path_factory, mnist_root) -> Path:
         (["data.root={tmp}/none", "data.download=false"], ["MNIST", "/none", "AE_LAB_DATA_DIR"]),
         (["ckpt_path={tmp}/none/last.ckpt"], ["ckpt_path", "no such file"]),
         (["ckpt_path={repo}/README.md"], ["ckpt_path", "cannot be read as a checkpoint"]),
+        (
+            ["ckpt_path=last", "+trainer.enable_checkpointing=false"],
+            ["ckpt_path=last", "trainer.enable_checkpointing=false"],
+        ),
         (["optimizer=sgd", "optimizer.lr=1e30", *TINY], ["not finite", "epoch 0", "loss=nan"]),
     ],
 )
@@ -122,10 +131,12 @@ def test_an_interrupted_run_resumes_bit_identically(
 ):
     """Stopped in epoch 1 as SLURM (SIGTERM) or a user (Ctrl-C) would stop it, then resumed with
     ``ckpt_path=last``. A shorter first run cannot stand in for the stop: the learning-rate
-    schedule spans the whole run's steps, so it would train differently."""
-    run_dir = tmp_path / "run"
+    schedule spans the whole run's steps, so it would train differently. The run directory's
+    name needs quotes, for Hydra (the comma) and for the shell (the space); the run continues
+    with the command it printed."""
+    run_dir = tmp_path / "my run, 1"
     command = ae_lab_command(
-        *RESUMABLE, f"hydra.run.dir={run_dir}", data_root=mnist_root, full_error=False
+        *RESUMABLE, f"hydra.run.dir='{run_dir}'", data_root=mnist_root, full_error=False
     )
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         proc = subprocess.Popen(**command, cwd=tmp_path, stdout=out, stderr=err)
@@ -136,11 +147,12 @@ def test_an_interrupted_run_resumes_bit_identically(
         proc.send_signal(sig)
         assert proc.wait(timeout=300) == code
     message = (tmp_path / "err.txt").read_text()
-    assert f"stopped by {what}" in message and "ckpt_path=last" in message
     assert "Traceback" not in message
-    proc = run_ae_lab(
-        *RESUMABLE, f"hydra.run.dir={run_dir}", "ckpt_path=last", cwd=tmp_path, data_root=mnist_root
-    )
+    [stopped] = [line for line in message.splitlines() if line.startswith("ae_lab: stopped")]
+    assert f"stopped by {what}" in stopped
+    continued = shlex.split(stopped.split("the same command with ", 1)[1])
+    assert continued[-1] == "ckpt_path=last"
+    proc = run_ae_lab(*RESUMABLE, *continued, cwd=tmp_path, data_root=mnist_root)
     assert "resuming from" in proc.stdout + proc.stderr
     assert run_metrics(run_dir) == run_metrics(unbroken)
 
@@ -160,8 +172,11 @@ def test_a_sweep_keeps_its_jobs_past_a_failure_and_continues_where_it_stopped(tm
     assert status["latent=abc"]["error"].startswith("latent must be a positive integer")
     assert "| failed |" in (sweep / "summary.md").read_text()
 
-    # latent=4 looks stopped (no job.json); running the sweep again skips latent=2 untouched
-    (jobs["latent=4"] / "job.json").unlink()
+    # latent=4 looks stopped (its record still says running, as a kill leaves it); running the
+    # sweep again skips latent=2 untouched and continues latent=4 from its last.ckpt
+    stopped = records.read(jobs["latent=4"])
+    stopped.status, stopped.fit = records.RUNNING, None
+    records.write(jobs["latent=4"], stopped)
     kept = {f: f.stat().st_mtime_ns for f in jobs["latent=2"].rglob("*") if ".hydra" not in f.parts}
     proc = user_run(*command, cwd=tmp_path, data_root=mnist_root)
     assert proc.returncode != 0  # latent=abc fails again
@@ -171,3 +186,95 @@ def test_a_sweep_keeps_its_jobs_past_a_failure_and_continues_where_it_stopped(tm
     assert {f: f.stat().st_mtime_ns for f in kept} == kept
     assert f"resuming from {jobs['latent=4'] / 'checkpoints' / 'last.ckpt'}" in proc.stdout
     assert json.loads((jobs["latent=4"] / "job.json").read_text())["status"] == "completed"
+
+
+def test_a_sweep_without_checkpoint_callbacks_resumes_and_sets_a_damaged_checkpoint_aside(
+    tmp_path, mnist_root
+):
+    """``callbacks=none`` still writes each job's ``last.ckpt``, which a re-run of the sweep
+    resumes from; a ``last.ckpt`` cut short is renamed aside and its job trains afresh, instead of
+    failing on every re-run."""
+    sweep = tmp_path / "sweep"
+    command = ("-m", "latent=2,4", "callbacks=none", *TINY, "threads=1", f"hydra.sweep.dir={sweep}")
+    run_ae_lab(*command, cwd=tmp_path, data_root=mnist_root)
+    jobs = {load_yaml(d / ".hydra" / "config.yaml")["latent"]: d for d in job_dirs(sweep)}
+    damaged, whole = (jobs[n] / "checkpoints" / "last.ckpt" for n in (2, 4))
+    cut = damaged.read_bytes()[: damaged.stat().st_size // 2]
+    damaged.write_bytes(cut)
+    for job in jobs.values():  # as if the sweep had been killed before recording them
+        (job / "job.json").unlink()
+
+    proc = run_ae_lab(*command, cwd=tmp_path, data_root=mnist_root)
+    out = proc.stdout + proc.stderr
+    [aside] = damaged.parent.glob("last.ckpt.damaged-*")
+    assert f"{damaged} is damaged" in out and f"set aside as {aside}" in out
+    assert aside.read_bytes() == cut
+    assert f"resuming from {damaged}" not in out
+    assert torch.load(damaged, weights_only=False)["epoch"] == 0  # written afresh, and whole
+    assert f"resuming from {whole}" in out
+    for job in jobs.values():
+        assert json.loads((job / "job.json").read_text())["status"] == "completed"
+
+
+def session_processes(session: int) -> dict[int, str]:
+    """The live processes of a session (a process started with ``start_new_session``) and their
+    command lines, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # it ended meanwhile
+            continue
+        state, _, _, sid = text[text.rindex(")") + 2 :].split()[:4]
+        if int(sid) == session and state != "Z":
+            found[int(stat.parent.name)] = cmdline
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_parallel_sweep_leaves_no_worker_running(tmp_path, mnist_root, sig):
+    """SIGTERM (or Ctrl-C) ends the sweep with its workers; a sweep killed outright takes them
+    along too. Each worker holds about 1 GB, and would otherwise train on to its job's end."""
+    sweep = tmp_path / "parallel sweep"
+    command = ae_lab_command(
+        "-m",
+        "hydra/launcher=parallel",
+        "latent=2,4",
+        "callbacks=none",
+        "logger=none",
+        "threads=1",
+        "trainer.max_epochs=100000",  # trains until stopped
+        *(o for o in TINY if "max_epochs" not in o),
+        f"hydra.sweep.dir={sweep}",
+        data_root=mnist_root,
+        full_error=False,
+    )
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        proc = subprocess.Popen(
+            **command, cwd=tmp_path, stdout=out, stderr=err, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while len(list(sweep.glob("*/checkpoints/last.ckpt"))) < 2:  # both jobs train
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+            workers = [p for p, cmd in session_processes(proc.pid).items() if "LokyProcess" in cmd]
+            assert len(workers) == 2
+            proc.send_signal(sig)
+            code = proc.wait(timeout=120)
+            deadline = time.monotonic() + 60
+            while left := session_processes(proc.pid):
+                assert time.monotonic() < deadline, f"still running: {left}"
+                time.sleep(0.1)
+        finally:  # never leave a runaway sweep behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert code == 143
+        message = (tmp_path / "err.txt").read_text()
+        assert "Traceback" not in message
+        [stopped] = [line for line in message.splitlines() if line.startswith("ae_lab: stopped")]
+        assert shlex.split(stopped.split("the same command with ", 1)[1]) == [
+            f'hydra.sweep.dir="{sweep}"'
+        ]

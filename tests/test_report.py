@@ -78,6 +78,7 @@ def hydra_job_config(out: Path, sweep: Path, overrides: list[str]):
             "hydra": {
                 "mode": RunMode.MULTIRUN,
                 "sweep": {"dir": str(sweep)},
+                "output_subdir": ".hydra",
                 "overrides": {"task": overrides},
                 "runtime": {"output_dir": str(out), "choices": {"model": "vae"}},
             },

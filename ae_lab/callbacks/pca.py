@@ -66,9 +66,21 @@ class PCABaseline(L.Callback):
             return
         n = self.n_components if self.n_components is not None else pl_module.latent_dim
         images = trainer.datamodule.images("train")
-        if isinstance(n, int):
-            # an overcomplete code (latent > 784) meets the full-rank PCA, which is exact
-            n = min(n, images[0].numel(), len(images))
+        if isinstance(n, int) and n > min(images[0].numel(), len(images)):
+            # an overcomplete code (latent > 784) meets the full-rank PCA, which is exact; the
+            # count PCA has is what pca/n_components records
+            rank = min(images[0].numel(), len(images))
+            if trainer.is_global_zero:
+                log.warning(
+                    "PCA baseline: %d components asked for, but %d images of %d pixels have at "
+                    "most %d; PCA uses %d (recorded as pca/n_components)",
+                    n,
+                    len(images),
+                    images[0].numel(),
+                    rank,
+                    rank,
+                )
+            n = rank
         start = time.perf_counter()
         # fitted once per run: under DDP by the first process, then sent to the others
         pca = fit_pca(images, n, self.seed) if trainer.is_global_zero else None

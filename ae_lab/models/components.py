@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-IMAGE_SHAPE = (1, 28, 28)
-N_PIXELS = 28 * 28
+from ae_lab.sizes import IMAGE_SHAPE, N_PIXELS
 
 
 def mlp(sizes: Sequence[int], activate_last: bool = False, he_init: bool = False) -> nn.Sequential:

@@ -1,0 +1,339 @@
+"""A run's records: ``job.json`` (what the job is and how it went) and ``metrics.json`` (its
+final metrics). This module owns their names, their schema and how they are written.
+
+A job's identity is its whole resolved configuration, not its folder name: ``job.json`` holds
+that configuration and its hash (``identity``), written when the job starts (status ``running``)
+and completed when it ends. A sweep run again trusts a folder's results only when its record says
+completed *and* the identity is the new job's; otherwise the job runs (see ``ae_lab.sweep``).
+
+Left out of the identity, because they cannot change a run's results:
+
+- ``ckpt_path``: where training continues from; a resumed run ends with the metrics of an unbroken
+  one (``ae_lab.resume``), so the run that is continued and its continuation are the same job;
+- ``DISPLAY_ONLY``: how much a run prints (progress bar, model summary, logging interval);
+- the run directory's own path, written as ``<run dir>`` (checkpoint and logger folders), so a
+  sweep folder that was moved or renamed still matches its jobs.
+
+Every other key counts, including ``data.root``, ``threads`` and ``trainer.limit_*``: another
+data file, thread count or number of batches can change the numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+JOB_FILE = "job.json"
+METRICS_FILE = "metrics.json"
+RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+# Keys that change only what a run shows, never what it computes.
+DISPLAY_ONLY = (
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "callbacks.progress_bar",
+)
+NOT_IN_IDENTITY = ("ckpt_path", *DISPLAY_ONLY)
+RUN_DIR = "<run dir>"
+SUPERSEDED = "superseded"
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ``{}`` when it is missing, damaged or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Readers (a summary rebuilt by a parallel job, a re-run) see a whole file or the old one,
+    never half of one, whatever kills the writer."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Attempt:
+    """One start of a job. ``wall_s`` is None while it runs; an attempt that was killed gets it
+    when the job is next started: from its start to the last file it wrote."""
+
+    started: float
+    wall_s: float | None = None
+
+
+@dataclass
+class Fit:
+    """Training finished and the test not yet recorded: what a continued job tests and keeps."""
+
+    metrics: dict[str, float]
+    checkpoint: str  # the checkpoint the test loads, relative to the run dir
+
+
+def _parse(kind: type) -> Any:
+    """``kind`` from its JSON object; None for anything else (a record edited by hand)."""
+
+    def parse(data: Any) -> Any:
+        try:
+            return kind(**data) if isinstance(data, dict) else None
+        except TypeError:
+            return None
+
+    return parse
+
+
+@dataclass
+class JobRecord:
+    """The schema of ``job.json``."""
+
+    status: str  # running | completed | failed
+    identity: str | None = None  # hash of ``config``; None in records of older versions
+    overrides: list[str] = field(default_factory=list)
+    latent: Any = None
+    model: str | None = None
+    transform: str | None = None
+    wall_s: float | None = None  # every attempt's time, summed
+    attempts: list[Attempt] = field(default_factory=list)
+    error: str | None = None
+    fit: Fit | None = None
+    config: dict[str, Any] | None = None  # the resolved configuration ``identity`` hashes
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobRecord | None:
+        """The record in ``data``; None unless it has a status. Unknown keys are ignored, so
+        records of older and newer versions still read."""
+        if not isinstance(data.get("status"), str):
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        record = cls(**{k: v for k, v in data.items() if k in names})
+        record.attempts = [a for a in map(_parse(Attempt), data.get("attempts") or []) if a]
+        record.fit = _parse(Fit)(data.get("fit"))
+        return record
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+    def earlier_wall_s(self) -> float:
+        """Time of the attempts before the one now running."""
+        return sum(a.wall_s or 0.0 for a in self.attempts[:-1])
+
+    def matches(self, identity: str | None) -> bool:
+        return identity is not None and self.identity == identity
+
+
+def read(run_dir: Path) -> JobRecord | None:
+    return JobRecord.from_json(load_json(run_dir / JOB_FILE))
+
+
+def write(run_dir: Path, record: JobRecord) -> None:
+    atomic_write(run_dir / JOB_FILE, record.to_json())
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    return load_json(run_dir / METRICS_FILE)
+
+
+def write_metrics(run_dir: Path, metrics: Mapping[str, float]) -> Path:
+    path = run_dir / METRICS_FILE
+    atomic_write(path, json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def in_sweep() -> bool:
+    """Whether this process runs a job of a sweep (``-m``), whose run dir a re-run continues."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def rank_zero() -> bool:
+    """False in the extra processes of a multi-process run, which share rank 0's run dir and
+    leave its records to it. Lightning's own rank test (``lightning_fabric``'s ``_get_rank``,
+    the same variables) imports torch, which the records are written without."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(key) is not None:
+            return int(os.environ[key]) == 0
+    return True
+
+
+def override_key(override: str) -> str:
+    """``trainer.max_epochs`` for ``+trainer.max_epochs=3``, ``~callbacks.latent_map``, ..."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def under(key: str, prefixes: Iterable[str]) -> bool:
+    """Whether ``key`` is one of ``prefixes`` or lies inside one (``callbacks.progress_bar.x``)."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _in_run_dir(value: Any, run_dir: str) -> Any:
+    """``value`` with a path in ``run_dir`` written as ``<run dir>/...``."""
+    if isinstance(value, str) and (value == run_dir or value.startswith(run_dir + os.sep)):
+        return RUN_DIR + value[len(run_dir) :]
+    if isinstance(value, dict):
+        return {k: _in_run_dir(v, run_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_in_run_dir(v, run_dir) for v in value]
+    return value
+
+
+def _drop(container: dict[str, Any], dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    node: Any = container
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(last, None)
+
+
+def identity(config: DictConfig, run_dir: str | Path) -> tuple[str, dict[str, Any]]:
+    """The hash of a job's resolved configuration and that configuration (without ``hydra``,
+    ``NOT_IN_IDENTITY`` and the run dir's path). Hydra's config must be current: the configs
+    read ``${hydra:...}``."""
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        task.pop("hydra", None)
+    resolved = OmegaConf.to_container(task, resolve=True)
+    assert isinstance(resolved, dict)
+    for key in NOT_IN_IDENTITY:
+        _drop(resolved, key)
+    resolved = _in_run_dir(resolved, str(run_dir))
+    text = json.dumps(resolved, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16], resolved
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def changes(old: Mapping[str, Any] | None, new: Mapping[str, Any], shown: int = 3) -> str:
+    """What differs between two recorded configurations, e.g. ``trainer.max_epochs: 2 -> 3``."""
+    if old is None:
+        return "the earlier run's record does not say which configuration it ran"
+    before, after = _flatten(dict(old)), _flatten(dict(new))
+    # the shallowest first: ``latent`` before the ``model.latent_dim`` it sets
+    differ = (k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    keys = sorted(differ, key=lambda k: (k.count("."), k))
+    if not keys:
+        return "its recorded configuration hash differs"
+    parts = [f"{k}: {before.get(k, '(absent)')} -> {after.get(k, '(absent)')}" for k in keys]
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(parts[:shown]) + more
+
+
+def last_activity(run_dir: Path, skip: Iterable[str] = ()) -> float | None:
+    """When anything in ``run_dir`` (outside the entries in ``skip``) was last written."""
+    skip = set(skip)
+    times = [
+        p.stat().st_mtime
+        for p in run_dir.rglob("*")
+        if p.is_file() and not skip & set(p.relative_to(run_dir).parts)
+    ]
+    return max(times, default=None)
+
+
+def begin(
+    run_dir: Path,
+    identity_and_config: tuple[str, dict[str, Any]] | None,
+    earlier: JobRecord | None,
+    skip: Iterable[str] = (),
+    **info: Any,
+) -> JobRecord:
+    """Writes the record of an attempt that starts now. ``earlier``: the record of the run this
+    attempt continues, whose attempts (a killed one timed by ``last_activity``, outside ``skip``)
+    and finished fit it carries on."""
+    attempts: list[Attempt] = []
+    fit = None
+    if earlier is not None:
+        attempts, fit = list(earlier.attempts), earlier.fit
+        if attempts and attempts[-1].wall_s is None:
+            end = last_activity(run_dir, skip) or attempts[-1].started
+            attempts[-1].wall_s = max(0.0, end - attempts[-1].started)
+    attempts.append(Attempt(started=time.time()))
+    ident, config = identity_and_config or (None, None)
+    record = JobRecord(RUNNING, ident, attempts=attempts, fit=fit, config=config, **info)
+    write(run_dir, record)
+    return record
+
+
+def finish(run_dir: Path, record: JobRecord, completed: bool, error: str | None = None) -> None:
+    """Ends the attempt ``record`` began (re-read: the run may have added its fit) and writes the
+    outcome; a completed job's fit is in its metrics and is dropped."""
+    record = read(run_dir) or record
+    if record.attempts and record.attempts[-1].wall_s is None:
+        record.attempts[-1].wall_s = time.time() - record.attempts[-1].started
+    record.wall_s = sum(a.wall_s or 0.0 for a in record.attempts)
+    record.status = COMPLETED if completed else FAILED
+    record.error = error
+    if completed:
+        record.fit = None
+    write(run_dir, record)
+
+
+def record_fit(run_dir: Path, metrics: Mapping[str, float], checkpoint: Path) -> None:
+    """Keeps what training logged and the checkpoint to test, so that a job stopped before its
+    test ends, when continued, with every metric without training again."""
+    record = read(run_dir)
+    if record is None:
+        return
+    rel = os.path.relpath(checkpoint, run_dir)
+    record.fit = Fit({k: float(v) for k, v in metrics.items()}, rel)
+    write(run_dir, record)
+
+
+def fit_to_test(run_dir: Path) -> tuple[dict[str, float], Path] | None:
+    """The recorded fit of the attempt now running (carried from an earlier attempt) and its
+    checkpoint, when that checkpoint is still there."""
+    record = read(run_dir)
+    if record is None or record.fit is None:
+        return None
+    checkpoint = run_dir / record.fit.checkpoint
+    return (dict(record.fit.metrics), checkpoint) if checkpoint.is_file() else None
+
+
+def set_aside(run_dir: Path, keep: Iterable[str], logs: Iterable[Path] = ()) -> Path:
+    """Moves a run dir's contents to ``<run dir>.superseded-<n>`` and returns that folder.
+
+    ``keep``: entries that belong to the attempt starting now (Hydra's ``.hydra``, rewritten
+    already). ``logs``: files this process has open for writing; they are copied and emptied
+    rather than moved, so that the new attempt keeps logging to its own run dir.
+    """
+    keep, logs = set(keep), {Path(p).resolve() for p in logs}
+    n = 1
+    while (aside := run_dir.with_name(f"{run_dir.name}.{SUPERSEDED}-{n}")).exists():
+        n += 1
+    aside.mkdir()
+    for entry in sorted(run_dir.iterdir()):
+        if entry.name in keep:
+            continue
+        if entry.resolve() in logs:
+            shutil.copy2(entry, aside / entry.name)
+            os.truncate(entry, 0)
+        else:
+            entry.rename(aside / entry.name)
+    return aside
+
+
+def open_log_files() -> list[Path]:
+    """Files the logging handlers of this process write to (Hydra's ``<job>.log``)."""
+    handlers = logging.getLogger().handlers
+    return [Path(h.baseFilename) for h in handlers if isinstance(h, logging.FileHandler)]

@@ -1,0 +1,62 @@
+"""The folder a run or a sweep writes to: made up front, so that one that cannot be made ends in
+one line naming the key that sets it; and, for a single run that a config error stopped, removed
+again, so that a typo leaves no ``outputs/<date>/<time>/`` behind to clutter TensorBoard.
+
+Hydra makes a run's folder and writes its start-up files (``.hydra/``, the log) before ae_lab's
+checks can run: they need the run's resolved config, whose ``${hydra:runtime.output_dir}`` exists
+only then. So the folder is removed afterwards, and only when this run made it and it holds nothing
+but those start-up files and ``job.json``; a folder that existed before is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ae_lab import records
+from ae_lab.errors import ConfigError, exit_with
+
+
+def make(path: str, key: str) -> Path | None:
+    """Makes the folder ``path`` and its missing parents; returns the outermost folder it made
+    (None when ``path`` existed). One that cannot be made ends the process with one line."""
+    folder = Path(os.path.abspath(path))  # as Hydra makes it
+    made = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename and str(err.filename) != path else ""
+        exit_with(
+            f"{key}={path} cannot be created: {err.strerror or err}{where}", ConfigError.exit_code
+        )
+    return made
+
+
+def startup_files(config: DictConfig) -> set[str]:
+    """What a run has written to its folder before ae_lab's checks: Hydra's ``.hydra/`` and log,
+    and the run's ``job.json``."""
+    hydra = config.hydra
+    return {str(hydra.output_subdir), f"{hydra.job.name}.log", records.JOB_FILE}
+
+
+def remove_after_config_error(config: DictConfig, made: Path | None, err: BaseException) -> None:
+    """Removes the folder of a single run that ``err``, a config error, stopped before any work,
+    and the parents made with it, when this run made it and it holds only start-up files."""
+    if made is None or not isinstance(err, ConfigError):
+        return
+    folder = Path(config.hydra.runtime.output_dir)
+    if folder != made and made not in folder.parents:
+        return
+    try:
+        if any(p.name not in startup_files(config) for p in folder.iterdir()):
+            return
+        shutil.rmtree(folder)
+        for parent in folder.parents:
+            if made not in (parent, *parent.parents):
+                break
+            parent.rmdir()  # only when empty: another run may have started beside this one
+    except OSError:  # what is left is a few small files, not worth a second error
+        return
