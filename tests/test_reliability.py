@@ -201,8 +201,10 @@ def test_a_sweep_without_checkpoint_callbacks_resumes_and_sets_a_damaged_checkpo
     damaged, whole = (jobs[n] / "checkpoints" / "last.ckpt" for n in (2, 4))
     cut = damaged.read_bytes()[: damaged.stat().st_size // 2]
     damaged.write_bytes(cut)
-    for job in jobs.values():  # as if the sweep had been killed before recording them
-        (job / "job.json").unlink()
+    for job in jobs.values():  # as if the sweep had been killed before their end: still running
+        stopped = records.read(job)
+        stopped.status, stopped.fit = records.RUNNING, None
+        records.write(job, stopped)
 
     proc = run_ae_lab(*command, cwd=tmp_path, data_root=mnist_root)
     out = proc.stdout + proc.stderr
