@@ -13,7 +13,7 @@ import torch
 
 from ae_lab.callbacks.common import TestStageCallback, find_callback, writes_files
 from ae_lab.callbacks.pca import PCABaseline
-from ae_lab.data.contract import class_names
+from ae_lab.data.contract import label_names
 from ae_lab.models.base import AutoencoderModule
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class PerDigitMSE(TestStageCallback):
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.sums, self.counts = {}, None
-        self.names = class_names(getattr(trainer, "datamodule", None), self.n_classes)
+        self.names = label_names(getattr(trainer, "datamodule", None), self.n_classes)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if not isinstance(pl_module, AutoencoderModule):

@@ -18,7 +18,7 @@ from ae_lab.callbacks.common import (
     skip,
     writes_files,
 )
-from ae_lab.data.contract import class_names
+from ae_lab.data.contract import label_names
 from ae_lab.models.base import AutoencoderModule
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class LatentMap(TestStageCallback):
             return
         how = "codes" if codes.shape[1] <= 2 else "t-SNE of the codes"
         title = f"{type(pl_module).__name__}, latent {codes.shape[1]}: {how} ({len(codes)} test)"
-        fig = plot_map(points, labels, title, class_names(getattr(trainer, "datamodule", None)))
+        fig = plot_map(points, labels, title, label_names(getattr(trainer, "datamodule", None)))
         if codes.shape[1] > 2:  # t-SNE axes have no units worth reading
             fig.axes[0].set_xticks([])
             fig.axes[0].set_yticks([])

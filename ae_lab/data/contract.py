@@ -66,10 +66,11 @@ class ImageData(Protocol):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
 
 
-def class_names(datamodule: Any, n: int | None = None) -> list[str]:
+def label_names(datamodule: Any, n: int | None = None) -> list[str]:
     """Names for the labels ``0 .. n-1`` (all the dataset's classes when ``n`` is None): the
     datamodule's ``class_names``, else the indices themselves (no datamodule, as when a trainer
-    tests plain dataloaders, or one that names no classes)."""
+    tests plain dataloaders, or one that names no classes: then ten, as every shipped dataset
+    has)."""
     names = list(getattr(datamodule, "class_names", None) or ())
-    n = len(names) if n is None else n
+    n = (len(names) or 10) if n is None else n
     return [names[k] if k < len(names) else str(k) for k in range(n)]
