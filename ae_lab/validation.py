@@ -24,8 +24,9 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ae_lab.data.definition import dataset_names, definition
 from ae_lab.errors import AeLabError, ConfigError, did_you_mean
-from ae_lab.sizes import IMAGE_SHAPE, N_PIXELS, TRAIN_IMAGES
+from ae_lab.sizes import IMAGE_SHAPE, N_PIXELS
 
 # what lightning.seed_everything accepts (lightning.fabric.utilities.seed: a uint32)
 SEED_RANGE = (0, 2**32 - 1)
@@ -178,14 +179,16 @@ RULES = (
         for g in ("callbacks", "logger", "scheduler")
     ),
     # conf/data
-    Rule("data.root", f"{FOLDER} (the one holding MNIST/raw/)", text),
+    choice("data.dataset", *dataset_names(), note="the modules in ae_lab/data/datasets/"),
+    Rule("data.root", f"{FOLDER} (the one holding MNIST/raw/, FashionMNIST/raw/, ...)", text),
     Rule("data.download", BOOL, flag),
     Rule("data.batch_size", "an integer >= 1", at_least(1)),
     Rule("data.eval_batch_size", "an integer >= 1", at_least(1), nullable=True),
+    # below the dataset's number of training images: _dataset_fits
     Rule(
         "data.val_size",
-        f"an integer in [1, {TRAIN_IMAGES}) (validation images taken from the training set)",
-        lambda v: _is_int(v) and 1 <= v < TRAIN_IMAGES,
+        "an integer >= 1 (validation images taken from the training set)",
+        at_least(1),
     ),
     Rule("data.split_seed", SEED, between(*SEED_RANGE)),
     Rule("data.seed", SEED, between(*SEED_RANGE)),
@@ -468,8 +471,27 @@ def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
     return None
 
 
+def _dataset_fits(cfg: DictConfig) -> str | None:
+    """The validation images come from the chosen dataset's training images, and the models
+    take images of one shape (``ae_lab/sizes.py``)."""
+    name, val_size = _select(cfg, "data.dataset"), _select(cfg, "data.val_size")
+    if name not in dataset_names():
+        return None
+    data = definition(name)
+    if data.image_shape != IMAGE_SHAPE:
+        shape, models = ("x".join(map(str, s)) for s in (data.image_shape, IMAGE_SHAPE))
+        return f"data.dataset={name} has images of {shape}; the models take {models}"
+    n = data.train_images
+    if _is_int(val_size) and val_size >= n:
+        return (
+            f"data.val_size must be an integer in [1, {n}) (validation images taken from "
+            f"{data.name}'s {n:,} training images), got {val_size}"
+        )
+    return None
+
+
 # settings that are wrong only together
-CROSS_CHECKS = (_bottleneck_fits, _nesterov_has_momentum)
+CROSS_CHECKS = (_bottleneck_fits, _nesterov_has_momentum, _dataset_fits)
 
 
 def problems(cfg: DictConfig) -> list[str]:

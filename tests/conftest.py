@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny synthetic MNIST files for unit tests, the real MNIST for integration
-tests, and a helper that runs the entrypoint in a subprocess exactly as a user would."""
+"""Shared fixtures: tiny synthetic MNIST-format files for unit tests, the real MNIST for
+integration tests, and a helper that runs the entrypoint in a subprocess exactly as a user would."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from ae_lab.data.files import RAW_FILES as RAW_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 # every autoencoder config in conf/model/
 AUTOENCODERS = (
@@ -25,10 +27,6 @@ AUTOENCODERS = (
     "conv_vae",
     "beta_vae",
 )
-RAW_NAMES = {
-    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -51,11 +49,16 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images.astype(np.uint8), labels.astype(np.uint8)
 
 
-def write_mnist(root: Path, n_train: int = 600, n_test: int = 200) -> Path:
-    raw = root / "MNIST" / "raw"
+def write_mnist(
+    root: Path, n_train: int = 600, n_test: int = 200, folder: str = "MNIST", seed: int = 1
+) -> Path:
+    """Synthetic training and test files under ``root/<folder>/raw``: torchvision's layout of
+    MNIST, and of Fashion-MNIST (``folder="FashionMNIST"``) and KMNIST (``"KMNIST"``), whose files
+    have MNIST's names and format; another ``seed``, other images."""
+    raw = root / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for train, n, seed in ((True, n_train, 1), (False, n_test, 2)):
-        images, labels = synthetic_digits(n, seed)
+    for train, n, draw in ((True, n_train, seed), (False, n_test, seed + 1)):
+        images, labels = synthetic_digits(n, draw)
         write_idx(raw / RAW_NAMES[train][0], images)
         write_idx(raw / RAW_NAMES[train][1], labels)
     return root

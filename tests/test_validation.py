@@ -1,8 +1,9 @@
-"""Settings out of range, unknown keys and options, damaged MNIST files and non-finite losses are
-caught with one message; a config error leaves no run folder behind."""
+"""Settings out of range, unknown keys and options and non-finite losses are caught with one
+message; a config error leaves no run folder behind. (Damaged data files: tests/test_data.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,11 +16,11 @@ from omegaconf import OmegaConf, open_dict
 
 from ae_lab import hydra_errors, resolvers, run_dir, validation
 from ae_lab.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
-from ae_lab.data.mnist import check_raw_file
+from ae_lab.data.definition import definition
 from ae_lab.errors import AeLabError, ConfigError
 from ae_lab.train import CONFIG_DIR
 from ae_lab.validation import check_config, problems, settings, trainer_problems
-from tests.conftest import run_ae_lab, write_mnist
+from tests.conftest import run_ae_lab
 
 resolvers.register()
 
@@ -81,6 +82,8 @@ def test_a_new_key_without_a_rule_is_found():
         (["latent=2.5"], "latent"),
         (["data.eval_batch_size=0"], "data.eval_batch_size"),
         (["data.val_size=0"], "data.val_size"),
+        (["data=kmnist", "data.val_size=60000"], "data.val_size"),
+        (["data.dataset=fmnist"], "data.dataset"),
         (["optimizer.weight_decay=-0.1"], "optimizer.weight_decay"),
         (["transform=gaussian", "transform.std=-1"], "transform.std"),
         (["transform=mask", "transform.p=1"], "transform.p"),
@@ -146,6 +149,21 @@ def test_a_value_out_of_range_is_named_with_what_is_allowed(overrides, key):
     found = problems(compose_cfg(*overrides))
     assert len(found) == 1 and found[0].startswith(f"{key} must be ")
     assert f"got{overrides[-1].split('=')[1]}" in found[0].replace("'", "").replace(" ", "")
+
+
+def test_the_dataset_bounds_the_validation_images_and_must_fit_the_models(monkeypatch):
+    assert problems(compose_cfg("data=fashion_mnist", "data.val_size=59999")) == []
+    small = dataclasses.replace(definition("kmnist"), train_images=1000)
+    monkeypatch.setattr(validation, "definition", lambda name: small)
+    assert problems(compose_cfg("data=kmnist")) == [
+        "data.val_size must be an integer in [1, 1000) (validation images taken from KMNIST's "
+        "1,000 training images), got 5000"
+    ]
+    wide = dataclasses.replace(small, image_shape=(3, 32, 32))
+    monkeypatch.setattr(validation, "definition", lambda name: wide)
+    assert problems(compose_cfg("data=kmnist")) == [
+        "data.dataset=kmnist has images of 3x32x32; the models take 1x28x28"
+    ]
 
 
 def test_a_choice_close_to_a_valid_one_is_pointed_to_it():
@@ -309,15 +327,6 @@ def test_every_problem_is_reported_at_once():
         "data.batch_size must be an integer >= 1, got 0",
         "optimizer.lr must be a number > 0 (the learning rate), got -1",
     ]
-
-
-def test_a_truncated_idx_file_is_named(tmp_path):
-    raw = write_mnist(tmp_path, n_train=20, n_test=10) / "MNIST" / "raw"
-    path = raw / "train-images-idx3-ubyte"
-    check_raw_file(str(path), path.stat().st_size, path.stat().st_mtime_ns)
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(AeLabError, match="train-images-idx3-ubyte is damaged: it has"):
-        check_raw_file(str(path), path.stat().st_size, path.stat().st_mtime_ns)
 
 
 def test_the_first_non_finite_loss_stops_the_run_naming_its_terms():

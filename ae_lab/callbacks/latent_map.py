@@ -1,4 +1,4 @@
-"""A 2-D map of the test codes coloured by digit: how the bottleneck organises the classes."""
+"""A 2-D map of the test codes coloured by class: how the bottleneck organises the classes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ae_lab.callbacks.common import (
     skip,
     writes_files,
 )
+from ae_lab.data.contract import label_names
 from ae_lab.models.base import AutoencoderModule
 
 log = logging.getLogger(__name__)
@@ -72,14 +73,19 @@ def embed_2d(
         return tsne.fit_transform(centred)
 
 
-def plot_map(points: np.ndarray, labels: np.ndarray, title: str) -> Figure:
-    """A scatter of the points coloured by digit (no pyplot: no GUI backend, no global state)."""
+def plot_map(
+    points: np.ndarray, labels: np.ndarray, title: str, names: list[str] | None = None
+) -> Figure:
+    """A scatter of the points coloured by class, the colour bar labelled with the class names
+    (the indices when None; no pyplot: no GUI backend, no global state)."""
+    names = names or [str(k) for k in range(10)]
     fig = Figure(figsize=(6, 5.5), dpi=100)
     ax = fig.subplots()
     scatter = ax.scatter(
-        points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=4
+        points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=len(names) - 0.5, s=4
     )
-    fig.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
+    bar = fig.colorbar(scatter, ax=ax, ticks=range(len(names)), label="class")
+    bar.set_ticklabels(names)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -135,7 +141,7 @@ class LatentMap(TestStageCallback):
             return
         how = "codes" if codes.shape[1] <= 2 else "t-SNE of the codes"
         title = f"{type(pl_module).__name__}, latent {codes.shape[1]}: {how} ({len(codes)} test)"
-        fig = plot_map(points, labels, title)
+        fig = plot_map(points, labels, title, label_names(getattr(trainer, "datamodule", None)))
         if codes.shape[1] > 2:  # t-SNE axes have no units worth reading
             fig.axes[0].set_xticks([])
             fig.axes[0].set_yticks([])

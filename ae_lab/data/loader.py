@@ -1,24 +1,27 @@
-"""Batches by index slicing one resident tensor: no per-sample Python, no PIL, no workers.
+"""How batches are served: by index slicing one resident tensor (no per-sample Python, no PIL,
+no workers), or through the classic torchvision ``ToTensor`` + ``DataLoader`` path.
 
-MNIST is 47 MB as uint8, so the whole split fits on any training device. Decoding and collating
-each sample through a ``DataLoader`` costs more than a small autoencoder's step; slicing a tensor
-that already lives on the device costs almost nothing.
+MNIST's training images are 47 MB as uint8 (as are those of every 28x28 grey dataset of its
+size), so the whole split fits on any training device. Decoding and collating each sample
+through a ``DataLoader`` costs more than a small autoencoder's step; slicing a tensor that
+already lives on the device costs almost nothing.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
 
 class TensorBatchLoader:
-    """Yields ``(images, labels)`` batches, images as float in [0, 1] with shape (B, 1, 28, 28).
+    """Yields ``(images, labels)`` batches, images as float in [0, 1] with shape (B, 1, H, W).
 
     The order matches ``DataLoader(..., shuffle=True, generator=torch.Generator().manual_seed(s))``
     for the same seed, epoch after epoch, so switching ``data.fast`` changes the speed and not the
-    run (``tests/test_data_fast.py`` holds this against torch's own ``DataLoader``). The
+    run (``tests/test_data.py`` holds this against torch's own ``DataLoader``). The
     permutation is drawn on the CPU so that CPU and GPU runs see identical batches.
 
     With ``world_size`` processes (DDP) each takes every ``world_size``-th image of that order,
@@ -39,7 +42,7 @@ class TensorBatchLoader:
     ) -> None:
         if images.dtype != torch.uint8:
             raise TypeError(f"expected uint8 images, got {images.dtype}")
-        self.images = images.unsqueeze(1)  # a view: every batch comes out shaped (B, 1, 28, 28)
+        self.images = images.unsqueeze(1)  # a view: every batch comes out shaped (B, 1, H, W)
         self.labels = labels
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -88,3 +91,56 @@ class TensorBatchLoader:
         order = torch.randperm(n, generator=self.generator)
         torch.randperm(n, generator=self.generator)
         return order
+
+
+class Numbered:
+    """Adds each batch's position in the pass, so evaluation corruption can be seeded by it."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        for i, (x, y) in enumerate(self.loader):
+            yield x, y, i
+
+
+class _ToTensorDataset(torch.utils.data.Dataset):
+    """Per-sample PIL decode + ``ToTensor``, as the classic torchvision tutorials do."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        from torchvision import transforms
+
+        self.images, self.labels = images.cpu(), labels.cpu()
+        self.to_tensor = transforms.ToTensor()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i].numpy(), mode="L")
+        return self.to_tensor(img), int(self.labels[i])
+
+
+def classic_loader(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        _ToTensorDataset(images, labels),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )

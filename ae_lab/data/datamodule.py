@@ -1,113 +1,27 @@
-"""MNIST as a LightningDataModule, read by torchvision and served from one resident tensor."""
+"""One LightningDataModule for every dataset: a seeded split, served from one resident tensor."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
-import math
-import struct
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torchvision.datasets import MNIST
 
-from ae_lab.data.loader import TensorBatchLoader
+from ae_lab.data.definition import DatasetDefinition, definition
+from ae_lab.data.files import load_raw, torchvision_class
+from ae_lab.data.loader import Numbered, TensorBatchLoader, classic_loader
 from ae_lab.data.transforms import Corruption, NoCorruption
 from ae_lab.errors import AeLabError
-from ae_lab.locks import file_lock
 
 log = logging.getLogger(__name__)
 
 
-RAW_FILES = {
-    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-# The official files, decompressed: their image count and MD5 sum. (torchvision's own sums are
-# those of the .gz archives, which it deletes after extracting them.)
-OFFICIAL = {
-    "train-images-idx3-ubyte": (60_000, "6bbc9ace898e44ae57da46a324031adb"),
-    "train-labels-idx1-ubyte": (60_000, "a25bea736e30d166cdddb491f175f624"),
-    "t10k-images-idx3-ubyte": (10_000, "2646ac647ad5339dbf082846283269ea"),
-    "t10k-labels-idx1-ubyte": (10_000, "27ae3e4e09519cfbb04c329615203637"),
-}
-
-
-def load_mnist(root: str | Path, train: bool, download: bool = True) -> MNIST:
-    """Opens torchvision's MNIST under ``root`` (files in ``root/MNIST/raw``), downloading if asked.
-
-    Raises one readable error naming the place it looked and the two ways to point at a copy,
-    instead of torchvision's download traceback, which is all an offline user would otherwise see;
-    and one naming the damaged file when a file is truncated or altered. Parallel jobs download
-    one at a time, so none reads a file another is still writing.
-    """
-    root = Path(root).expanduser()
-    raw = root / "MNIST" / "raw"
-    lock = root / "MNIST" / ".download.lock"  # left by a download, here or in a parallel job
-
-    def missing() -> bool:
-        return not all((raw / name).is_file() for name in RAW_FILES[train])
-
-    if missing() and not download:
-        raise _missing(root, "download is off (data.download=false)")
-    if missing() or lock.exists():
-        try:
-            with file_lock(lock):  # a download in progress finishes before its files are read
-                if missing():
-                    log.info("MNIST not found under %s; downloading it with torchvision", root)
-                    MNIST(str(root), train=train, download=True)
-        except Exception as err:  # noqa: BLE001 - any download failure means the same to the user
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
-            why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
-            raise _missing(root, f"the download failed: {why}") from err
-    for name in RAW_FILES[train]:
-        path = raw / name
-        stat = path.stat()
-        check_raw_file(str(path), stat.st_size, stat.st_mtime_ns)
-    return MNIST(str(root), train=train, download=False)
-
-
-def _missing(root: Path, why: str) -> AeLabError:
-    return AeLabError(
-        f"MNIST files not found in {root.resolve() / 'MNIST' / 'raw'} and {why}. "
-        "Point ae_lab at a folder that holds MNIST/raw/ (torchvision's layout) with "
-        "AE_LAB_DATA_DIR=/path/to/data or the override data.root=/path/to/data."
-    )
-
-
-@functools.cache
-def check_raw_file(path: str, size: int, mtime_ns: int) -> None:
-    """Raises if an IDX file is shorter or longer than its header says or, when it claims the
-    official file's image count, differs from the official MD5 sum. Cached by size and mtime, so a
-    sweep in one process hashes each file once (about 0.1 s for all four)."""
-    with open(path, "rb") as f:
-        header = f.read(16)
-    ndim = header[3] if len(header) >= 4 and header[:3] == b"\x00\x00\x08" else 0
-    if not 1 <= ndim <= 3 or len(header) < 4 + 4 * ndim:
-        raise _damaged(path, "it does not start with an IDX header of uint8 data")
-    dims = struct.unpack(f">{ndim}I", header[4 : 4 + 4 * ndim])
-    expected = 4 + 4 * ndim + math.prod(dims)
-    if size != expected:
-        raise _damaged(path, f"it has {size:,} bytes where its header promises {expected:,}")
-    count, md5 = OFFICIAL.get(Path(path).name, (None, None))
-    if dims[0] == count:
-        digest = hashlib.md5(Path(path).read_bytes()).hexdigest()
-        if digest != md5:
-            raise _damaged(path, f"its MD5 sum is {digest}, the official file's is {md5}")
-
-
-def _damaged(path: str, why: str) -> AeLabError:
-    return AeLabError(
-        f"MNIST file {path} is damaged: {why}. Delete it to have it downloaded again, or point "
-        "AE_LAB_DATA_DIR / data.root at a good copy."
-    )
-
-
-class MNISTDataModule(L.LightningDataModule):
-    """Seeded train/val split of the 60k training images; the official 10k as the test set.
+class ImageDataModule(L.LightningDataModule):
+    """Seeded train/val split of a dataset's training images; its official test images as the
+    test set. ``dataset`` names its definition (``ae_lab/data/datasets/<dataset>.py``); all else
+    is the same for every dataset. What models and callbacks rely on is ``ae_lab.data.ImageData``.
 
     Batches come out as ``{"input", "target", "label"}``: ``target`` is the clean image and
     ``input`` the same image after the configured corruption, applied to the whole batch on the
@@ -129,6 +43,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def __init__(
         self,
+        dataset: str = "mnist",
         root: str = "data",
         batch_size: int = 128,
         eval_batch_size: int | None = None,
@@ -144,6 +59,8 @@ class MNISTDataModule(L.LightningDataModule):
         binarize_target: str | None = None,
     ) -> None:
         super().__init__()
+        self.dataset = dataset
+        self.definition: DatasetDefinition = definition(dataset)
         self.root = root
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -162,30 +79,46 @@ class MNISTDataModule(L.LightningDataModule):
         self._train_order: torch.Generator | None = None
         self._resumed: dict[str, torch.Tensor] = {}
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The definition's labels, else torchvision's class names for the dataset."""
+        return self.definition.classes or tuple(torchvision_class(self.definition).classes)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.definition.image_shape
+
     def prepare_data(self) -> None:
         for train in (True, False):
-            load_mnist(self.root, train=train, download=self.download)
+            load_raw(self.dataset, self.root, train=train, download=self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        train = load_mnist(self.root, train=True, download=self.download)
-        test = load_mnist(self.root, train=False, download=self.download)
-        val_idx, train_idx = self.split_indices(len(train.data))
+        train_x, train_y = load_raw(self.dataset, self.root, train=True, download=self.download)
+        test_x, test_y = load_raw(self.dataset, self.root, train=False, download=self.download)
+        if self.val_size >= len(train_x):  # files smaller than the official ones (a subset)
+            raise AeLabError(
+                f"data.val_size={self.val_size} leaves no training images: the files in "
+                f"{Path(self.root).resolve() / self.definition.folder / 'raw'} hold "
+                f"{len(train_x):,}; set data.val_size below that"
+            )
+        val_idx, train_idx = self.split_indices(len(train_x))
         self.splits = {
-            "train": (train.data[train_idx], train.targets[train_idx]),
-            "val": (train.data[val_idx], train.targets[val_idx]),
-            "test": (test.data, test.targets),
+            "train": (train_x[train_idx], train_y[train_idx]),
+            "val": (train_x[val_idx], train_y[val_idx]),
+            "test": (test_x, test_y),
         }
         device = self._device()
         if self.fast and device is not None:
             self.move_to(device)
         log.info(
-            "MNIST from %s: %d train / %d val / %d test images%s",
+            "%s from %s: %d train / %d val / %d test images%s",
+            self.definition.name,
             Path(self.root).resolve(),
             len(train_idx),
             len(val_idx),
-            len(test.data),
+            len(test_x),
             f" resident on {device}" if self.fast and device is not None else "",
         )
 
@@ -193,13 +126,15 @@ class MNISTDataModule(L.LightningDataModule):
         """Keeps every split resident on ``device``: one copy of 47 MB, then batches are slices."""
         self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
-    def split_indices(self, n: int = 60_000) -> tuple[torch.Tensor, torch.Tensor]:
-        """(validation, training) indices into the n training images, fixed by ``split_seed``."""
+    def split_indices(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(validation, training) indices into the n training images (the dataset's count when
+        None), fixed by ``split_seed``."""
+        n = self.definition.train_images if n is None else n
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         return perm[: self.val_size].sort().values, perm[self.val_size :].sort().values
 
     def images(self, split: str) -> torch.Tensor:
-        """All images of a split as float in [0, 1], shape (N, 1, 28, 28), on the data's device."""
+        """All images of a split as float in [0, 1], shape (N, 1, H, W), on the data's device."""
         x, _ = self.splits[split]
         return x.unsqueeze(1).float().div_(255.0)
 
@@ -287,54 +222,8 @@ class MNISTDataModule(L.LightningDataModule):
         return self._generators[key]
 
 
-class Numbered:
-    """Adds each batch's position in the pass, so evaluation corruption can be seeded by it."""
+class MNISTDataModule(ImageDataModule):
+    """``ImageDataModule`` on MNIST, under the name code written before other datasets uses."""
 
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Any:
-        for i, (x, y) in enumerate(self.loader):
-            yield x, y, i
-
-
-class _ToTensorDataset(torch.utils.data.Dataset):
-    """Per-sample PIL decode + ``ToTensor``, as the classic MNIST tutorials do."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        from torchvision import transforms
-
-        self.images, self.labels = images.cpu(), labels.cpu()
-        self.to_tensor = transforms.ToTensor()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        img = Image.fromarray(self.images[i].numpy(), mode="L")
-        return self.to_tensor(img), int(self.labels[i])
-
-
-def classic_loader(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(
-        _ToTensorDataset(images, labels),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=torch.Generator().manual_seed(seed) if shuffle else None,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-    )
+    def __init__(self, root: str = "data", **kwargs: Any) -> None:
+        super().__init__("mnist", root, **kwargs)
