@@ -6,6 +6,7 @@ from torchvision.datasets import MNIST
 
 from ae_lab.data import MNISTDataModule, PixelMask
 from ae_lab.errors import AeLabError
+from tests.conftest import evaluating
 
 
 def make_dm(root: Path, **kw) -> MNISTDataModule:
@@ -51,15 +52,9 @@ def test_batches_carry_corrupted_input_and_clean_target(synthetic_root):
     assert len(dm.train_dataloader()) == -(-500 // 32)
 
 
-class _Evaluating:
-    """Stands in for a trainer that is validating, as the datamodule only asks ``training``."""
-
-    training = False
-
-
 def test_eval_corruption_is_identical_on_every_pass(synthetic_root):
     dm = make_dm(synthetic_root, corruption=PixelMask(0.5))
-    dm.trainer = _Evaluating()
+    dm.trainer = evaluating()
 
     def one_pass():
         return [dm.on_after_batch_transfer(b, 0)["input"] for b in dm.val_dataloader()]
