@@ -10,8 +10,8 @@ from torchvision import transforms
 from torchvision.datasets import MNIST
 
 from ae_lab.data import Binarize, GaussianNoise, MNISTDataModule, NoCorruption, PixelMask
+from tests.conftest import DEVICES, evaluating
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SEED = 7
 
 
@@ -139,10 +139,7 @@ def test_eval_corruption_is_the_same_every_pass_and_training_noise_is_not(
     train_a, train_b = inputs(dm.val_dataloader()), inputs(dm.val_dataloader())
     assert not torch.equal(train_a[0], train_b[0])
 
-    class EvalTrainer:  # what on_after_batch_transfer reads from a trainer in validation
-        training = False
-
-    dm.trainer = EvalTrainer()
+    dm.trainer = evaluating()
     val_a, val_b = inputs(dm.val_dataloader()), inputs(dm.val_dataloader())
     for a, b in zip(val_a, val_b, strict=True):
         assert torch.equal(a, b)
@@ -150,7 +147,9 @@ def test_eval_corruption_is_the_same_every_pass_and_training_noise_is_not(
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_batches_are_the_same_on_every_device(synthetic_root, device):
-    reference = datamodule(synthetic_root, corruption=Binarize())
+    """Resident batches, corrupted where they reside, against the classic CPU pipeline (a
+    DataLoader over PIL images and ToTensor): the same batches on every device, the CPU too."""
+    reference = datamodule(synthetic_root, corruption=Binarize(), fast=False)
     on_device = datamodule(synthetic_root, corruption=Binarize())
     on_device.move_to(device)
     for make in ("train_dataloader", "val_dataloader", "test_dataloader"):
