@@ -23,10 +23,11 @@ setup: .venv/.installed  ## create .venv with ae_lab and everything it needs
 train: setup  ## the default run: dense AE, latent 32, beside PCA, then test
 	$(PY) -m ae_lab
 
-test: setup  ## the suite CI runs: unit tests, then the entrypoint on real MNIST
+test: setup  ## the suite CI runs: unit tests and the entrypoint in subprocesses on the real MNIST
 	$(PY) -m pytest -q --durations=10
 
-test-fast: setup  ## unit tests only (no entrypoint subprocesses)
+# tests/conftest.py fails a test without the integration marker that does any of these
+test-fast: setup  ## unit tests only: synthetic data, offline, no entrypoint subprocess, no real MNIST
 	$(PY) -m pytest -q -m "not integration"
 
 lint: setup

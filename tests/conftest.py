@@ -1,32 +1,62 @@
-"""Shared fixtures: tiny synthetic MNIST-format files for unit tests, the real MNIST for
-integration tests, and a helper that runs the entrypoint in a subprocess exactly as a user would."""
+"""Shared fixtures and helpers: tiny synthetic MNIST files, the real MNIST, the entrypoint in a
+subprocess as a user runs it, composed configs, the model list, a quiet Trainer.
+
+Two kinds of tests, told apart by one marker:
+
+- unit tests (no marker): synthetic files only (fixture ``synthetic_root``), in this process.
+  The guard below fails one that asks for the real MNIST (fixture ``mnist_root``), starts the
+  entrypoint in a subprocess (``run_ae_lab``, ``ae_lab_command`` or by hand) or reaches the
+  network; while one runs, ``AE_LAB_DATA_DIR`` names an empty folder, so a config that falls
+  back on it finds no data either. ``pytest -m "not integration"`` (``make test-fast``) thus runs
+  offline and without the real MNIST, wherever it runs.
+- integration tests (``pytest.mark.integration``): the entrypoint in a subprocess, most of them
+  on the real MNIST.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
+from ae_lab.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-# every autoencoder config in conf/model/
-AUTOENCODERS = (
-    "ae",
-    "deep_ae",
-    "conv_ae",
-    "sparse_ae",
-    "contractive_ae",
-    "vae",
-    "conv_vae",
-    "beta_vae",
-)
+# where the real MNIST is, read before the guard hides it from unit tests
+REAL_DATA = Path(os.environ.get("AE_LAB_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+# the devices this machine has, for tests that must hold on each (CPU-only CI: the CPU alone)
+DEVICES = ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
+
+
+def _model_configs() -> dict[str, DictConfig]:
+    """Every option of conf/model/ as Hydra composes it (its ``defaults`` list included)."""
+    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return {name: compose(f"model/{name}").model for name in names}
+
+
+MODEL_CONFIGS = _model_configs()
+MODELS = tuple(MODEL_CONFIGS)
+# a model with a bottleneck takes its size from ``latent`` (``latent_dim: ${latent}``); the
+# others (the classifier) have no code
+AUTOENCODERS = tuple(name for name, cfg in MODEL_CONFIGS.items() if "latent_dim" in cfg)
+CLASSIFIERS = tuple(name for name in MODELS if name not in AUTOENCODERS)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -72,11 +102,11 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
-    """The real MNIST: $AE_LAB_DATA_DIR, else ../shared/data beside the checkout."""
-    root = Path(os.environ.get("AE_LAB_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
-    if not (root / "MNIST" / "raw" / RAW_NAMES[True][0]).exists():
-        pytest.fail(f"integration tests need the real MNIST under {root}/MNIST/raw")
-    return root
+    """The real MNIST, for integration tests only: $AE_LAB_DATA_DIR, else ../shared/data beside
+    the checkout."""
+    if not (REAL_DATA / "MNIST" / "raw" / RAW_NAMES[True][0]).exists():
+        pytest.fail(f"integration tests need the real MNIST under {REAL_DATA}/MNIST/raw")
+    return REAL_DATA
 
 
 def ae_lab_command(
@@ -130,6 +160,8 @@ TINY = (
     "trainer.num_sanity_val_steps=0",
     "trainer.enable_progress_bar=false",
 )
+# TINY on one thread, without the evaluation callbacks or a logger: for runs that test a sweep
+FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:
@@ -151,3 +183,115 @@ def batch() -> dict[str, torch.Tensor]:
     images, labels = synthetic_digits(16, seed=3)
     x = torch.from_numpy(images).float().div(255).unsqueeze(1)
     return {"input": x, "target": x.clone(), "label": torch.from_numpy(labels).long()}
+
+
+def quiet_trainer(**kwargs: Any) -> L.Trainer:
+    """A one-device CPU Trainer that writes and shows nothing of its own (no logger, checkpoint,
+    progress bar or model summary); ``kwargs`` add to those arguments or replace them."""
+    quiet = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**{**quiet, **kwargs})
+
+
+def evaluating() -> SimpleNamespace:
+    """Stands in for a Trainer that validates or tests, as far as the datamodule asks one."""
+    return SimpleNamespace(training=False)
+
+
+def compose_cfg(*overrides: str, run_dir: Path | str = "/tmp/ae_lab_run") -> DictConfig:
+    """The config that ``python -m ae_lab <overrides>`` runs with, Hydra's own node included,
+    as the job in ``run_dir`` sees it: ``${hydra:...}`` resolves until the test ends."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def _no_hydra_config_left():
+    """No test sees the Hydra config that ``compose_cfg`` set for an earlier one."""
+    yield
+    HydraConfig.instance().cfg = None
+
+
+# ------------------------------------------------- the guard that keeps unit tests unit tests
+# a command line that runs the entrypoint: ``python -m ae_lab``, the console script's code
+# (``ae_lab.cli``), or the ``ae-lab`` script itself
+ENTRYPOINT = re.compile(r"(^|\s)-m ae_lab(\s|$)|\bae_lab\.(cli|train)\b|(^|[\s/])ae-lab(\s|$)")
+LOOPBACK = re.compile(r"localhost|127\.\d+\.\d+\.\d+|::1")
+
+
+class UnitTestGuard:
+    """Fails the unit test that runs now if it starts the entrypoint or reaches the network
+    (through a Python audit hook, which sees every subprocess and socket however it is made),
+    and hides the real MNIST from it behind ``AE_LAB_DATA_DIR``."""
+
+    def __init__(self) -> None:
+        self.test: str | None = None
+        self.no_data = tempfile.mkdtemp(prefix="ae_lab_no_data_")
+        self._env = pytest.MonkeyPatch()
+        sys.addaudithook(self._audit)
+
+    def start(self, item: pytest.Item) -> None:
+        if item.get_closest_marker("integration") is not None:
+            return
+        if "mnist_root" in item.fixturenames:
+            pytest.fail(f"{item.nodeid} uses the real MNIST: mark it integration", pytrace=False)
+        self.test = item.nodeid
+        self._env.setenv("AE_LAB_DATA_DIR", self.no_data)
+
+    def stop(self) -> None:
+        self.test = None
+        self._env.undo()
+
+    def close(self) -> None:
+        shutil.rmtree(self.no_data, ignore_errors=True)
+
+    def _audit(self, event: str, args: tuple) -> None:
+        if self.test is None:
+            return
+        if event == "subprocess.Popen":
+            argv = args[1] if isinstance(args[1], (list, tuple)) else [args[1]]
+            command = " ".join(os.fsdecode(a) for a in argv)
+            if ENTRYPOINT.search(command):
+                self._fail(f"starts the entrypoint in a subprocess ({command[:200]})")
+        elif event in ("socket.connect", "socket.getaddrinfo"):
+            address = args[1] if event == "socket.connect" else args
+            host = address[0] if isinstance(address, tuple) else None  # AF_UNIX: a path
+            if isinstance(host, bytes):
+                host = host.decode()
+            if isinstance(host, str) and host and not LOOPBACK.fullmatch(host):
+                self._fail(f"reaches the network ({host})")
+
+    def _fail(self, what: str) -> None:
+        # Failed is no Exception: neither a download's retries nor ``except Exception`` hide it
+        pytest.fail(f"unit test {self.test} {what}: mark it integration", pytrace=False)
+
+
+_GUARD = pytest.StashKey[UnitTestGuard]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_GUARD] = UnitTestGuard()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    config.stash[_GUARD].close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.config.stash[_GUARD].start(item)  # before any fixture of the test is set up
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    item.config.stash[_GUARD].stop()  # after every fixture it leaves behind is torn down

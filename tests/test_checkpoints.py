@@ -6,7 +6,6 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -15,6 +14,7 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 
 from ae_lab.checkpoints import AtomicCheckpointIO, add_last_checkpoint, use_atomic_writes
 from ae_lab.stopping import shell_override
+from tests.conftest import quiet_trainer
 
 
 def test_a_checkpoint_write_cut_short_leaves_the_previous_file_whole(tmp_path, monkeypatch):
@@ -39,7 +39,7 @@ def test_a_checkpoint_write_cut_short_leaves_the_previous_file_whole(tmp_path, m
 
 
 def test_the_trainer_saves_through_atomic_writes():
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    trainer = quiet_trainer()
     use_atomic_writes(trainer)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
@@ -57,14 +57,12 @@ def test_last_ckpt_is_every_epochs_end_whatever_the_group(tmp_path):
     )
     callbacks = [best]
     add_last_checkpoint(callbacks, tmp_path)
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=3,
         limit_train_batches=2,
         limit_val_batches=1,
         callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        enable_checkpointing=True,
     )
     trainer.fit(Worsening())
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)

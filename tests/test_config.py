@@ -1,26 +1,24 @@
-"""Every config option composes and instantiates; latent reaches every model."""
+"""Every config option composes and instantiates; latent reaches every model; every job of every
+experiment is a valid configuration."""
 
+import itertools
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
-from ae_lab import resolvers
+from ae_lab import resolvers, validation
 from ae_lab.models import AutoencoderModule
 from ae_lab.train import CONFIG_DIR
+from tests.conftest import AUTOENCODERS, CLASSIFIERS, MODELS, compose_cfg
 
 resolvers.register()
 GROUPS = {
     g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
-    for g in ("model", "transform", "optimizer", "accelerator")
+    for g in ("transform", "optimizer", "accelerator", "experiment")
 }
-
-
-def compose_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def test_default_config():
@@ -29,11 +27,13 @@ def test_default_config():
     assert cfg.trainer.accelerator == "auto"
 
 
-@pytest.mark.parametrize("name", GROUPS["model"])
+@pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("latent", [1, 7])
 def test_every_model_takes_latent(name, latent):
     cfg = compose_cfg(f"model={name}", f"latent={latent}")
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    # the tests' model list tells autoencoders from the rest by their configs
+    assert isinstance(model, AutoencoderModule) == (name in AUTOENCODERS)
     if isinstance(model, AutoencoderModule):
         assert model.latent_dim == latent
         model.eval()
@@ -63,7 +63,7 @@ def test_accelerator_sets_the_trainer(name):
 
 
 def test_groups_are_all_there():
-    assert {"ae", "vae", "conv_vae", "classifier"} <= set(GROUPS["model"])
+    assert {"ae", "vae", "conv_vae"} <= set(AUTOENCODERS) and "classifier" in CLASSIFIERS
     assert set(GROUPS["transform"]) == {"none", "binarize", "gaussian", "mask"}
     assert {"adam", "adamw", "sgd"} <= set(GROUPS["optimizer"])
     assert set(GROUPS["accelerator"]) == {"auto", "cpu", "gpu"}
@@ -92,3 +92,25 @@ def test_default_profiler_costs_nothing_per_hook_and_can_be_swapped():
         pass
     assert first is None and profiler.profile("a") is profiler.profile("b")  # one shared no-op
     assert compose_cfg("trainer.profiler=simple").trainer.profiler == "simple"
+
+
+def sweep_jobs(cfg) -> list[list[str]]:
+    """The overrides of each job that the sweep in ``cfg`` runs, as Hydra's basic sweeper expands
+    ``hydra.sweeper.params`` (one job, with none, for a single run)."""
+    params = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
+    choices = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+        if o.is_sweep_override()
+        else [o.input_line]
+        for o in OverridesParser.create().parse_overrides(params)
+    ]
+    return [list(job) for job in itertools.product(*choices)]
+
+
+@pytest.mark.parametrize("name", GROUPS["experiment"])
+def test_every_job_of_every_experiment_is_valid(name):
+    experiment = compose_cfg(f"experiment={name}")
+    for job in sweep_jobs(experiment):
+        cfg = compose_cfg(f"experiment={name}", *job)
+        validation.check_config(cfg)  # a ConfigError fails the test, naming every bad key
+        validation.check_trainer(cfg)

@@ -31,9 +31,8 @@ from ae_lab.data.definition import dataset_names, definition
 from ae_lab.data.files import check_raw_file, load_raw, torchvision_class
 from ae_lab.errors import AeLabError
 from ae_lab.models import CNNClassifier
-from tests.conftest import RAW_NAMES, TINY, run_ae_lab, write_idx, write_mnist
+from tests.conftest import DEVICES, RAW_NAMES, TINY, evaluating, run_ae_lab, write_idx, write_mnist
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SEED = 7
 # each dataset's synthetic files, with images of their own (another seed for each)
 FOLDERS = {"mnist": ("MNIST", 1), "fashion_mnist": ("FashionMNIST", 11), "kmnist": ("KMNIST", 21)}
@@ -206,12 +205,6 @@ def test_batch_corruption_matches_per_image_definition(root, corruption, device)
     assert out["input"].min() >= 0 and out["input"].max() <= 1
 
 
-class _Evaluating:
-    """Stands in for a trainer that is validating, as the datamodule only asks ``training``."""
-
-    training = False
-
-
 @pytest.mark.parametrize("corruption", [GaussianNoise(0.3), PixelMask(0.5)], ids=repr)
 def test_eval_corruption_is_the_same_every_pass_and_training_noise_is_not(root, corruption):
     dm = datamodule(root, corruption=corruption)
@@ -223,7 +216,7 @@ def test_eval_corruption_is_the_same_every_pass_and_training_noise_is_not(root, 
     train_a, train_b = inputs(dm.val_dataloader()), inputs(dm.val_dataloader())
     assert not torch.equal(train_a[0], train_b[0])
 
-    dm.trainer = _Evaluating()
+    dm.trainer = evaluating()
     val_a, val_b = inputs(dm.val_dataloader()), inputs(dm.val_dataloader())
     for a, b in zip(val_a, val_b, strict=True):
         assert torch.equal(a, b)

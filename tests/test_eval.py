@@ -38,6 +38,8 @@ from tests.conftest import (
     RAW_NAMES,
     REPO,
     TINY,
+    evaluating,
+    quiet_trainer,
     run_ae_lab,
     synthetic_digits,
     write_idx,
@@ -46,14 +48,8 @@ from tests.conftest import (
 
 
 def trainer(tmp_path: Path, callbacks: list, **kwargs) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
+    return quiet_trainer(
         max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=tmp_path,
         callbacks=callbacks,
@@ -252,7 +248,7 @@ def test_binarized_targets_are_binary_and_fixed_per_evaluation_batch(synthetic_r
     x, y = data.images("test")[:8], data.labels("test")[:8]
     train = [data.on_after_batch_transfer((x, y, 0), 0)["target"] for _ in range(2)]
     assert not torch.equal(*train)  # training: a fresh draw every pass
-    data.trainer = SimpleNamespace(training=False)  # evaluation
+    data.trainer = evaluating()
     first = data.on_after_batch_transfer((x, y, 0), 0)
     again = data.on_after_batch_transfer((x, y, 0), 0)
     assert set(first["target"].unique().tolist()) <= {0.0, 1.0}

@@ -15,14 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from ae_lab import locks, records, resolvers
 from ae_lab.sweep import SWEEP_LOCK
-from ae_lab.train import CONFIG_DIR
-from tests.conftest import REPO, ae_lab_command, run_ae_lab
+from tests.conftest import REPO, ae_lab_command, compose_cfg, run_ae_lab
 
 resolvers.register()
 
@@ -96,15 +92,7 @@ def test_a_record_reads_back_as_written_and_old_records_still_read(tmp_path):
 
 
 def identity_of(run_dir: Path, *overrides: str) -> tuple[str, dict]:
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    try:
-        return records.identity(cfg, run_dir)
-    finally:
-        HydraConfig.instance().cfg = None
+    return records.identity(compose_cfg(*overrides, run_dir=run_dir), run_dir)
 
 
 def test_identity_is_the_whole_config_but_how_it_is_shown_and_where_it_lives(tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from ae_lab.data import MNISTDataModule
 from ae_lab.models import DenseAE, DenseVAE
-from tests.conftest import TINY, run_ae_lab
+from tests.conftest import TINY, quiet_trainer, run_ae_lab
 
 
 class StepRecorder(L.Callback):
@@ -25,14 +25,11 @@ class StepRecorder(L.Callback):
 
 def fit(model: L.LightningModule, root, refresh_rate: int) -> tuple[L.Trainer, StepRecorder]:
     recorder = StepRecorder()
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         max_epochs=2,
         limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
+        enable_progress_bar=True,
         callbacks=[recorder, L.pytorch.callbacks.TQDMProgressBar(refresh_rate=refresh_rate)],
-        accelerator="cpu",
     )
     dm = MNISTDataModule(root=str(root), batch_size=64, val_size=100, download=False)
     trainer.fit(model, datamodule=dm)
@@ -67,6 +64,7 @@ def test_running_loss_is_logged_only_when_the_bar_refreshes(synthetic_root):
     assert calls.count("train/loss") == 2
 
 
+@pytest.mark.integration
 def test_test_stage_callbacks_join_for_the_test_only(tmp_path, synthetic_root):
     """The evaluation callbacks that act at test time are not dispatched to on training steps,
     and still run (and log) at test time, ahead of the checkpoint callback."""

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from ae_lab.data import MNISTDataModule
@@ -24,10 +23,7 @@ from ae_lab.models import (
 from ae_lab.models.contractive import jacobian_frobenius_sq
 from ae_lab.models.sparse import kl_sparsity_penalty, l1_penalty
 from ae_lab.models.vae import gaussian_kl
-from ae_lab.train import CONFIG_DIR
-from tests.conftest import AUTOENCODERS
-
-MODELS = (*AUTOENCODERS, "classifier")
+from tests.conftest import AUTOENCODERS, CLASSIFIERS, MODELS, compose_cfg, quiet_trainer
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +37,7 @@ def one_thread():
 
 def build(name: str, *overrides: str) -> L.LightningModule:
     """The model exactly as ``python -m ae_lab model=<name> <overrides>`` would build it."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={name}", *overrides])
+    cfg = compose_cfg(f"model={name}", *overrides)
     return instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
 
 
@@ -66,8 +61,9 @@ def test_autoencoder_shapes_round_trip(name: str, batch: dict[str, torch.Tensor]
     assert recon.min() >= 0 and recon.max() <= 1
 
 
-def test_classifier_shapes(batch: dict[str, torch.Tensor]) -> None:
-    model = build("classifier").eval()
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_shapes(name: str, batch: dict[str, torch.Tensor]) -> None:
+    model = build(name).eval()
     with torch.no_grad():
         assert model(batch["input"]).shape == (len(batch["input"]), 10)
 
@@ -111,15 +107,8 @@ def fit_briefly(
 ) -> L.Trainer:
     """``epochs`` epochs of ``batches`` batches of 100 synthetic images, nothing written."""
     data = MNISTDataModule(root=str(root), batch_size=100, val_size=100, download=False)
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        limit_train_batches=batches,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback],
+    trainer = quiet_trainer(
+        max_epochs=epochs, limit_train_batches=batches, limit_val_batches=1, callbacks=[callback]
     )
     trainer.fit(model, datamodule=data)
     return trainer
@@ -147,8 +136,7 @@ class RecordLR(L.Callback):
 
 def test_default_schedule_is_one_cycle_over_the_whole_fit(synthetic_root) -> None:
     """Warm-up to optimizer.lr, then annealed to almost nothing by the fit's last step."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=["model.hidden=[16]"])
+    cfg = compose_cfg("model.hidden=[16]")
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
     model.scheduler_factory = instantiate(cfg.scheduler)
     record = RecordLR()

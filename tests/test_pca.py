@@ -1,4 +1,3 @@
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -7,14 +6,11 @@ from ae_lab.callbacks import PCABaseline
 from ae_lab.callbacks.pca import LinearReconstruction, fit_pca
 from ae_lab.data import GaussianNoise, MNISTDataModule
 from ae_lab.models import DenseAE, SparseAE
-
-
-class _Evaluating:
-    training = False
+from tests.conftest import evaluating, quiet_trainer
 
 
 def eval_batches(dm: MNISTDataModule, split: str) -> list[dict[str, torch.Tensor]]:
-    trainer, dm.trainer = dm.trainer, _Evaluating()
+    trainer, dm.trainer = dm.trainer, evaluating()
     loader = dm.val_dataloader() if split == "val" else dm.test_dataloader()
     batches = [dm.on_after_batch_transfer(b, 0) for b in loader]
     dm.trainer = trainer
@@ -33,16 +29,7 @@ def fitted(synthetic_root):
     )
     model = DenseAE(latent_dim=5, hidden=[16])
     pca = PCABaseline()
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[pca],
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(max_epochs=1, limit_train_batches=3, callbacks=[pca])
     trainer.fit(model, datamodule=dm)
     val = dict(trainer.callback_metrics)
     trainer.test(model, datamodule=dm)
@@ -96,14 +83,7 @@ def test_linear_reconstruction_matches_sklearn():
 def test_an_overcomplete_code_meets_the_full_rank_pca_and_says_so(synthetic_root, caplog):
     dm = MNISTDataModule(root=str(synthetic_root), download=False, val_size=100, batch_size=50)
     pca = PCABaseline()
-    trainer = L.Trainer(
-        limit_test_batches=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[pca],
-        accelerator="cpu",
-    )
+    trainer = quiet_trainer(limit_test_batches=1, callbacks=[pca])
     with caplog.at_level("WARNING", logger="ae_lab.callbacks.pca"):
         metrics = trainer.test(SparseAE(latent_dim=1000), datamodule=dm, verbose=False)[0]
     # 500 training images of 784 pixels: PCA has at most 500 components, and records that
@@ -120,6 +100,7 @@ def test_invalid_component_counts_are_refused(bad):
         PCABaseline(n_components=bad)
 
 
+@pytest.mark.integration
 def test_reproduces_the_reference_pca_figure_on_real_mnist(mnist_root):
     """PCA with 64 components on MNIST: test MSE 0.009047 (pixels in [0, 1])."""
     dm = MNISTDataModule(root=str(mnist_root), download=False)

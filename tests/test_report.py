@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
@@ -132,6 +133,7 @@ def test_experiment_configs_compose() -> None:
             assert cfg.trainer.max_epochs == 1
 
 
+@pytest.mark.integration
 def test_two_job_sweep_with_a_failing_job(tmp_path, mnist_root) -> None:
     """Through the entrypoint: a learning rate of -1 makes the second job fail; the sweep exits
     non-zero, yet its summary holds both jobs, the failed one marked failed."""

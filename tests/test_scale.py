@@ -12,9 +12,7 @@ import yaml
 
 from ae_lab.cli import hoist_multirun
 from ae_lab.data.loader import TensorBatchLoader
-from tests.conftest import REPO, TINY, run_ae_lab
-
-FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
+from tests.conftest import FAST, REPO, TINY, run_ae_lab
 
 
 def test_multirun_flag_moves_to_the_front_once() -> None:
@@ -42,6 +40,7 @@ def test_ddp_processes_split_the_data_into_equal_shards(shuffle: bool) -> None:
     assert len(set(first) & set(second)) == 1  # one image padded in, as DistributedSampler does
 
 
+@pytest.mark.integration
 def test_help_lists_every_group_and_three_examples(tmp_path: Path) -> None:
     out = run_ae_lab("--help", cwd=tmp_path, data_root=tmp_path).stdout
     groups = {line.split(":")[0]: line for line in out.splitlines() if ": " in line}

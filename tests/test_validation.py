@@ -10,9 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from ae_lab import hydra_errors, resolvers, run_dir, validation
 from ae_lab.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
@@ -20,7 +18,7 @@ from ae_lab.data.definition import definition
 from ae_lab.errors import AeLabError, ConfigError
 from ae_lab.train import CONFIG_DIR
 from ae_lab.validation import check_config, problems, settings, trainer_problems
-from tests.conftest import run_ae_lab
+from tests.conftest import compose_cfg, run_ae_lab
 
 resolvers.register()
 
@@ -36,22 +34,6 @@ EXEMPT = {
     "_partial_": "Hydra's instantiate: build a factory (the optimizer and scheduler need one)",
     "_recursive_": "Hydra's instantiate: build nested configs or pass them on as they are",
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_hydra_run_left():
-    yield
-    HydraConfig.instance().cfg = None
-
-
-def compose_cfg(*overrides: str):
-    """The config a run sees: ``${hydra:runtime.output_dir}`` and the group choices resolve."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg.hydra.runtime):
-        cfg.hydra.runtime.output_dir = "/tmp/ae_lab_run"
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 @pytest.mark.parametrize("choice", OPTIONS)
@@ -79,7 +61,9 @@ def test_a_new_key_without_a_rule_is_found():
     "overrides, key",
     [
         (["latent=0"], "latent"),
+        (["latent=-4"], "latent"),
         (["latent=2.5"], "latent"),
+        (["latent=abc"], "latent"),
         (["data.eval_batch_size=0"], "data.eval_batch_size"),
         (["data.val_size=0"], "data.val_size"),
         (["data=kmnist", "data.val_size=60000"], "data.val_size"),

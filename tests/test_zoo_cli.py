@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import AUTOENCODERS, TINY, run_ae_lab, scalars
+from tests.conftest import AUTOENCODERS, CLASSIFIERS, MODELS, TINY, run_ae_lab, scalars
 
 pytestmark = pytest.mark.integration
 
@@ -45,10 +45,9 @@ def check_common(run: Path) -> dict[str, float]:
 
 def test_every_model_trains_through_the_entrypoint(tmp_path: Path, mnist_root: Path) -> None:
     sweep = tmp_path / "zoo"
-    models = (*AUTOENCODERS, "classifier")
     run_ae_lab(
         "-m",
-        f"model={','.join(models)}",
+        f"model={','.join(MODELS)}",
         "latent=4",
         *QUIET,
         f"hydra.sweep.dir={sweep}",
@@ -56,7 +55,7 @@ def test_every_model_trains_through_the_entrypoint(tmp_path: Path, mnist_root: P
         data_root=mnist_root,
     )
     jobs = job_dirs(sweep)
-    assert sorted(jobs) == sorted(models)
+    assert sorted(jobs) == sorted(MODELS)
 
     n_params = {}
     for name in AUTOENCODERS:
@@ -77,10 +76,11 @@ def test_every_model_trains_through_the_entrypoint(tmp_path: Path, mnist_root: P
     assert n_params["deep_ae"] > n_params["ae"]
     assert n_params["conv_ae"] != n_params["conv_vae"]
 
-    metrics = check_common(jobs["classifier"])
-    assert 0 <= metrics["test/acc"] <= 1
-    assert {"train/acc", "val/acc"} <= scalars(jobs["classifier"]).keys()
-    assert "pca/test_mse" not in metrics
+    for name in CLASSIFIERS:
+        metrics = check_common(jobs[name])
+        assert 0 <= metrics["test/acc"] <= 1
+        assert {"train/acc", "val/acc"} <= scalars(jobs[name]).keys()
+        assert "pca/test_mse" not in metrics
 
 
 def test_overcomplete_sparse_denoising_autoencoder(tmp_path: Path, mnist_root: Path) -> None:
