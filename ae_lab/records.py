@@ -216,6 +216,14 @@ def identity(config: DictConfig, run_dir: str | Path) -> tuple[str, dict[str, An
     return hashlib.sha256(text.encode()).hexdigest()[:16], resolved
 
 
+def resolved_identity(config: DictConfig, run_dir: str | Path) -> tuple[str, dict[str, Any]] | None:
+    """``identity``, or None when the config does not resolve (the run itself then says why)."""
+    try:
+        return identity(config, run_dir)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict) and value:
         out: dict[str, Any] = {}
