@@ -105,7 +105,7 @@ class JobRecord:
     status: str  # running | completed | failed
     identity: str | None = None  # hash of ``config``; None in records of older versions
     overrides: list[str] = field(default_factory=list)
-    latent: Any = None
+    latent: int | None = None  # the model's bottleneck size; None: it has none (a classifier)
     model: str | None = None
     transform: str | None = None
     wall_s: float | None = None  # every attempt's time, summed
@@ -306,6 +306,15 @@ def record_fit(run_dir: Path, metrics: Mapping[str, float], checkpoint: Path) ->
     rel = os.path.relpath(checkpoint, run_dir)
     record.fit = Fit({k: float(v) for k, v in metrics.items()}, rel)
     write(run_dir, record)
+
+
+def record_latent(run_dir: Path, latent: int | None) -> None:
+    """The bottleneck of the model the run built (None: it has none), which the config's
+    ``latent`` the record began with only suggests."""
+    record = read(run_dir)
+    if record is not None and record.latent != latent:
+        record.latent = latent
+        write(run_dir, record)
 
 
 def fit_to_test(run_dir: Path) -> tuple[dict[str, float], Path] | None:

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ae_lab import records, report
+from ae_lab import metrics, records, report
 from ae_lab.hardware import cpu_name
 
 FIGURE_WIDTH = 720  # pixels; copied run figures are shrunk to this so docs/figures stays small
-JOB_COLUMNS = ("report_job", "status", "latent", "pca/n_components", *report.MD_COLUMNS)
+JOB_COLUMNS = ("report_job", "status", "latent", *metrics.shown_in(metrics.RESULTS))
 
 
 @dataclass
@@ -240,13 +240,6 @@ def plot_latent(sweep: Sweep, jobs: Sequence[str]) -> Callable[[Path], bool]:
     return lambda path: report.plot_mse_vs_latent([r for r in rows if r], path)
 
 
-def _better(metric: str, ours: float, published: float) -> str:
-    if metric == "pca/n_components":
-        return "same" if round(ours) == round(published) else "differs"
-    higher = "acc" in metric
-    return "yes" if (ours > published if higher else ours < published) else "no"
-
-
 def comparison_table(sweep: Sweep) -> str:
     lines = [
         "| figure | published | ae_lab | ae_lab / published | beaten | job |",
@@ -259,7 +252,7 @@ def comparison_table(sweep: Sweep) -> str:
         else:
             ours = report.fmt(c["ours"], metric)
             ratio = f"{c['ratio']:.3f}"
-            beaten = _better(metric, c["ours"], c["published"])
+            beaten = metrics.beaten(metric, c["ours"], c["published"])
         lines.append(
             f"| {c['what']} (`{metric}`) | {report.fmt(c['published'], metric)} | {ours} | "
             f"{ratio} | {beaten} | {c['run']} |"
