@@ -10,7 +10,8 @@ Left out of the identity, because they cannot change a run's results:
 
 - ``ckpt_path``: where training continues from; a resumed run ends with the metrics of an unbroken
   one (``ae_lab.resume``), so the run that is continued and its continuation are the same job;
-- ``DISPLAY_ONLY``: how much a run prints (progress bar, model summary, logging interval);
+- ``DISPLAY_ONLY``: how much a run prints (progress bar, model summary, logging interval) and
+  what a report preset shows beside it (``report``);
 - the run directory's own path, written as ``<run dir>`` (checkpoint and logger folders), so a
   sweep folder that was moved or renamed still matches its jobs.
 
@@ -42,6 +43,7 @@ METRICS_FILE = "metrics.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 # Keys that change only what a run shows, never what it computes.
 DISPLAY_ONLY = (
+    "report",  # what a report preset's summary and results page show
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",

@@ -205,14 +205,21 @@ def plot_mse_vs_latent(rows: Sequence[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def declared(config: dict[str, Any] | None) -> dict[str, Any]:
+    """What a sweep's config declares for its reports (``report``: reference figures, and the
+    results page's title and figures); a sweep of an older ae_lab named its reference figures in
+    ``hydra.callbacks.<callback>.reference``."""
+    config = config or {}
+    if config.get("report"):
+        return dict(config["report"])
+    callbacks = (config.get("hydra") or {}).get("callbacks") or {}
+    old = [c["reference"] for c in callbacks.values() if isinstance(c, dict) and c.get("reference")]
+    return {"reference": list(old[0])} if old else {}
+
+
 def sweep_reference(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Reference figures a sweep's config names (``hydra.callbacks.*.reference``)."""
-    cfg = load_yaml(sweep_dir / "multirun.yaml") or {}
-    callbacks = (cfg.get("hydra") or {}).get("callbacks") or {}
-    for cb in callbacks.values():
-        if isinstance(cb, dict) and cb.get("reference"):
-            return list(cb["reference"])
-    return []
+    """Reference figures the config of the sweep in ``sweep_dir`` names."""
+    return list(declared(load_yaml(sweep_dir / "multirun.yaml")).get("reference") or [])
 
 
 def summarize(

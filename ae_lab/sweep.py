@@ -59,12 +59,11 @@ def completed_metrics() -> dict[str, float] | None:
 
 class SweepSummary(Callback):
     """``job.json`` in every job dir; ``summary.csv``, ``summary.md`` and ``mse_vs_latent.png``
-    in the sweep dir. ``reference`` lists published figures (``metric``, ``value``, ``what``)
-    that ``summary.md`` shows beside this sweep's. A single run's start and end are
-    ``ae_lab.single_run``'s."""
+    in the sweep dir, with the published figures the sweep's config names (``report.reference``:
+    ``metric``, ``value``, ``what``, ``job``) beside this sweep's. A single run's start and end
+    are ``ae_lab.single_run``'s."""
 
-    def __init__(self, reference: list[dict[str, Any]] | None = None) -> None:
-        self.reference = [dict(r) for r in reference or []]
+    def __init__(self) -> None:
         self.record: records.JobRecord | None = None
         self.skipped = False
         self.lock: IO[str] | None = None
@@ -147,7 +146,7 @@ class SweepSummary(Callback):
         if not records.rank_zero():
             return
         if self.skipped:
-            self._summarize(Path(config.hydra.sweep.dir), announce=False)
+            self._summarize(config, announce=False)
             return
         if self.record is None:  # another process of a multi-process run keeps the record
             return
@@ -162,18 +161,21 @@ class SweepSummary(Callback):
                 log.error("ae_lab: job %s failed: %s", out.name, error, exc_info=bug)
         records.finish(out, self.record, completed, error)
         if multirun:
-            self._summarize(Path(config.hydra.sweep.dir))
+            self._summarize(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._summarize(Path(config.hydra.sweep.dir), announce=not self.skipped)
+        self._summarize(config, announce=not self.skipped)
         if self.lock is not None:
             self.lock.close()
             self.lock = None
 
-    def _summarize(self, sweep_dir: Path, announce: bool = True) -> None:
+    def _summarize(self, config: DictConfig, announce: bool = True) -> None:
         """``announce``: log where it went; not for a skipped job, whose train.log the log is."""
+        sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            rows = report.summarize(sweep_dir, self.reference)
+            found = _select(config, "report.reference")
+            reference = OmegaConf.to_container(found, resolve=True) if found else []
+            rows = report.summarize(sweep_dir, reference)
         except Exception:  # a summary must never turn a finished job into a failed sweep
             log.exception("could not summarise the sweep in %s", sweep_dir)
             return

@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
@@ -60,14 +61,24 @@ def test_summary_has_a_row_per_job_with_status_ratio_and_plot(tmp_path) -> None:
     assert (sweep / "mse_vs_latent.png").stat().st_size > 5000
 
 
-def test_report_cli_rebuilds_a_summary_and_reads_the_reference(tmp_path, capsys) -> None:
+REFERENCE = [{"metric": "test/mse", "value": 0.5, "what": "published"}]
+
+
+# a report preset's declaration, and where a sweep of an older ae_lab recorded its reference
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"report": {"reference": REFERENCE}},
+        {"hydra": {"callbacks": {"s": {"reference": REFERENCE}}}},
+    ],
+)
+def test_report_cli_rebuilds_a_summary_and_reads_the_reference(tmp_path, capsys, cfg) -> None:
     sweep = tmp_path / "sweep"
     fake_job(sweep, "a", ["model=ae"], {"test/mse": 0.01}, latent=4)
-    cfg = {"hydra": {"callbacks": {"s": {"reference": [{"metric": "test/mse", "value": 0.5}]}}}}
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(cfg))
     report.main([str(sweep)])
     out = capsys.readouterr().out
-    assert "model=ae" in out and "Next to the reference figures" in out
+    assert "model=ae" in out and "Next to the reference figures" in out and "published" in out
     assert len(read_csv(sweep / "summary.csv")) == 1
 
 
