@@ -10,7 +10,8 @@ Left out of the identity, because they cannot change a run's results:
 
 - ``ckpt_path``: where training continues from; a resumed run ends with the metrics of an unbroken
   one (``ae_lab.resume``), so the run that is continued and its continuation are the same job;
-- ``DISPLAY_ONLY``: how much a run prints (progress bar, model summary, logging interval);
+- ``DISPLAY_ONLY``: how much a run prints (progress bar, model summary, logging interval) and
+  what a report preset shows beside it (``report``);
 - the run directory's own path, written as ``<run dir>`` (checkpoint and logger folders), so a
   sweep folder that was moved or renamed still matches its jobs.
 
@@ -42,6 +43,7 @@ METRICS_FILE = "metrics.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 # Keys that change only what a run shows, never what it computes.
 DISPLAY_ONLY = (
+    "report",  # what a report preset's summary and results page show
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
@@ -105,7 +107,7 @@ class JobRecord:
     status: str  # running | completed | failed
     identity: str | None = None  # hash of ``config``; None in records of older versions
     overrides: list[str] = field(default_factory=list)
-    latent: Any = None
+    latent: int | None = None  # the model's bottleneck size; None: it has none (a classifier)
     model: str | None = None
     transform: str | None = None
     wall_s: float | None = None  # every attempt's time, summed
@@ -216,6 +218,14 @@ def identity(config: DictConfig, run_dir: str | Path) -> tuple[str, dict[str, An
     return hashlib.sha256(text.encode()).hexdigest()[:16], resolved
 
 
+def resolved_identity(config: DictConfig, run_dir: str | Path) -> tuple[str, dict[str, Any]] | None:
+    """``identity``, or None when the config does not resolve (the run itself then says why)."""
+    try:
+        return identity(config, run_dir)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict) and value:
         out: dict[str, Any] = {}
@@ -298,6 +308,15 @@ def record_fit(run_dir: Path, metrics: Mapping[str, float], checkpoint: Path) ->
     rel = os.path.relpath(checkpoint, run_dir)
     record.fit = Fit({k: float(v) for k, v in metrics.items()}, rel)
     write(run_dir, record)
+
+
+def record_latent(run_dir: Path, latent: int | None) -> None:
+    """The bottleneck of the model the run built (None: it has none), which the config's
+    ``latent`` the record began with only suggests."""
+    record = read(run_dir)
+    if record is not None and record.latent != latent:
+        record.latent = latent
+        write(run_dir, record)
 
 
 def fit_to_test(run_dir: Path) -> tuple[dict[str, float], Path] | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,25 +15,10 @@ from typing import Any
 
 import yaml
 
+from ae_lab import metrics as headline
 from ae_lab import records
+from ae_lab.metrics import fmt
 from ae_lab.records import atomic_write
-
-# Columns of summary.md, in order; a column is shown when any job has it. summary.csv has every
-# metric of every job.
-MD_COLUMNS = (
-    "test/mse",
-    "pca/test_mse",
-    "mse_ratio",
-    "test/nll",
-    "test/acc",
-    "downstream/acc_original",
-    "downstream/acc_recon",
-    "downstream/acc_pca",
-    "time/epoch_s",
-    "time/samples_per_s",
-    "n_params",
-    "time/wall_s",
-)
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -49,20 +33,16 @@ def load_yaml(path: Path) -> Any:
         return None
 
 
-def _bottleneck_free(metrics: dict[str, Any]) -> bool:
-    return bool(metrics) and "test/mse" not in metrics
-
-
 def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     """What one job did: overrides, status (completed / failed / incomplete), settings, metrics."""
-    metrics = records.read_metrics(job_dir)
+    metrics = headline.with_ratio(records.read_metrics(job_dir))
+    found = records.read(job_dir)
     # no record: a job of an older version, or one stopped before it began
-    record = records.read(job_dir) or records.JobRecord("completed" if metrics else "incomplete")
+    record = found or records.JobRecord("completed" if metrics else "incomplete")
     overrides = load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
     hydra_cfg = (load_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
     config = load_yaml(job_dir / ".hydra" / "config.yaml") or {}
     choices = hydra_cfg.get("runtime", {}).get("choices", {})
-    latent = record.latent if record.latent is not None else config.get("latent")
     row: dict[str, Any] = {
         "job": str(job_dir.relative_to(sweep_dir)),
         "overrides": " ".join(record.overrides or overrides),
@@ -72,15 +52,12 @@ def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
         "transform": record.transform or choices.get("transform"),
         # the preset's job (experiment=report_course: course/deep_ae_64, ...), if any
         "report_job": choices.get("report_job"),
-        # a model without a bottleneck (the classifier) has no latent to report
-        "latent": latent if isinstance(latent, int) and not _bottleneck_free(metrics) else None,
+        # the model's bottleneck as its record says (None: it has none, as the classifier)
+        "latent": found.latent if found is not None else config.get("latent"),
     }
     row.update(metrics)
     if "time/wall_s" not in metrics and record.wall_s is not None:
         row["time/wall_s"] = record.wall_s
-    mse, pca = metrics.get("test/mse"), metrics.get("pca/test_mse")
-    if mse is not None and pca:
-        row["mse_ratio"] = mse / pca
     if record.error:
         row["error"] = record.error
     return row
@@ -89,18 +66,6 @@ def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
 def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
     sweep_dir = Path(sweep_dir)
     return [job_row(d, sweep_dir) for d in job_dirs(sweep_dir)]
-
-
-def fmt(value: Any, key: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, float):
-        if "acc" in key:
-            return f"{100 * value:.2f}%"
-        if key in ("n_params",):
-            return f"{value:,.0f}"
-        return f"{value:.4g}"
-    return str(value).replace("|", "\\|")
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
@@ -177,7 +142,8 @@ def _split_common(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[
 def write_markdown(
     rows: Sequence[dict[str, Any]], path: Path, reference: Sequence[dict[str, Any]] = ()
 ) -> None:
-    metrics = [c for c in MD_COLUMNS if any(r.get(c) is not None for r in rows)]
+    shown = headline.shown_in(headline.SUMMARY)
+    metrics = [c for c in shown if any(r.get(c) is not None for r in rows)]
     columns = ["overrides", "status", "latent", *metrics]
     done = sum(r["status"] == "completed" for r in rows)
     common, rows = _split_common(rows)
@@ -185,8 +151,7 @@ def write_markdown(
         f"# Sweep summary: {path.parent}",
         "",
         f"{len(rows)} jobs: {done} completed, {len(rows) - done} failed or incomplete. "
-        "mse_ratio = test/mse / pca/test_mse (PCA with as many components as the latent size; "
-        "below 1: the model beats PCA).",
+        f"{headline.RATIO} = {headline.find(headline.RATIO).label}.",
         "",
     ]
     if common:
@@ -240,14 +205,21 @@ def plot_mse_vs_latent(rows: Sequence[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def declared(config: dict[str, Any] | None) -> dict[str, Any]:
+    """What a sweep's config declares for its reports (``report``: reference figures, and the
+    results page's title and figures); a sweep of an older ae_lab named its reference figures in
+    ``hydra.callbacks.<callback>.reference``."""
+    config = config or {}
+    if config.get("report"):
+        return dict(config["report"])
+    callbacks = (config.get("hydra") or {}).get("callbacks") or {}
+    old = [c["reference"] for c in callbacks.values() if isinstance(c, dict) and c.get("reference")]
+    return {"reference": list(old[0])} if old else {}
+
+
 def sweep_reference(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Reference figures a sweep's config names (``hydra.callbacks.*.reference``)."""
-    cfg = load_yaml(sweep_dir / "multirun.yaml") or {}
-    callbacks = (cfg.get("hydra") or {}).get("callbacks") or {}
-    for cb in callbacks.values():
-        if isinstance(cb, dict) and cb.get("reference"):
-            return list(cb["reference"])
-    return []
+    """Reference figures the config of the sweep in ``sweep_dir`` names."""
+    return list(declared(load_yaml(sweep_dir / "multirun.yaml")).get("reference") or [])
 
 
 def summarize(

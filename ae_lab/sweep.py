@@ -15,16 +15,12 @@ default, an edited preset) has that run set aside to ``<job>.superseded-<n>`` an
 other job resumes from its ``last.ckpt`` (``ae_lab.resume``) or starts afresh. A sweep folder is
 run by one sweep at a time (``SWEEP_LOCK``).
 
-A single run continued with ``ckpt_path=last`` is checked the same way before Hydra writes
-anything into its folder: a completed run is left as it is, and a run of another configuration
-is not continued.
+A single run continued with ``ckpt_path=last`` is checked the same way, by ``ae_lab.single_run``.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,10 +28,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from ae_lab import locks, records, report, run_dir
-from ae_lab.errors import AeLabError, exit_with, full_error_wanted, one_line
+from ae_lab.errors import AeLabError, exit_with, one_line
 
 log = logging.getLogger(__name__)
 # in the sweep dir; held by the process that drives the sweep, for as long as it runs
@@ -61,26 +57,16 @@ def completed_metrics() -> dict[str, float] | None:
     return records.read_metrics(job_dir)
 
 
-def _identity(config: DictConfig, run_dir: str) -> tuple[str, dict[str, Any]] | None:
-    """``records.identity`` of a job with Hydra's config current; None when the config does
-    not resolve (the run itself then reports why)."""
-    try:
-        return records.identity(config, run_dir)
-    except Exception:  # noqa: BLE001
-        return None
-
-
 class SweepSummary(Callback):
     """``job.json`` in every job dir; ``summary.csv``, ``summary.md`` and ``mse_vs_latent.png``
-    in the sweep dir. ``reference`` lists published figures (``metric``, ``value``, ``what``)
-    that ``summary.md`` shows beside this sweep's."""
+    in the sweep dir, with the published figures the sweep's config names (``report.reference``:
+    ``metric``, ``value``, ``what``, ``job``) beside this sweep's. A single run's start and end
+    are ``ae_lab.single_run``'s."""
 
-    def __init__(self, reference: list[dict[str, Any]] | None = None) -> None:
-        self.reference = [dict(r) for r in reference or []]
+    def __init__(self) -> None:
         self.record: records.JobRecord | None = None
         self.skipped = False
         self.lock: IO[str] | None = None
-        self.made: Path | None = None  # the outermost folder this single run made
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Holds the sweep dir for this sweep, so that a second sweep started into it stops
@@ -97,53 +83,13 @@ class SweepSummary(Callback):
                 1,
             )
 
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """``ckpt_path=last`` on a run dir whose record says completed: one line and exit 0 with
-        every file as it was (Hydra has not written into the folder yet); on a run of another
-        configuration: one line and exit 2."""
-        if config.get("ckpt_path") == "last" and records.rank_zero():
-            self._refuse_to_resume_another(config)
-        self.made = run_dir.make(config.hydra.run.dir, "hydra.run.dir")
-
-    def _refuse_to_resume_another(self, config: DictConfig) -> None:
-        folder = os.path.abspath(str(config.hydra.run.dir))
-        earlier = records.read(Path(folder))
-        if earlier is None or earlier.identity is None:  # nothing to check against
-            return
-        current = copy.deepcopy(config)
-        with read_write(current.hydra.runtime), open_dict(current.hydra.runtime):
-            current.hydra.runtime.output_dir = folder
-        saved = HydraConfig.instance().cfg
-        HydraConfig.instance().set_config(current)
-        try:
-            identity = _identity(current, folder)
-        finally:
-            HydraConfig.instance().cfg = saved
-        if identity is None:
-            return
-        if earlier.matches(identity[0]) and earlier.status == records.COMPLETED:
-            print(
-                f"ae_lab: {folder} is a completed run, nothing to resume; its metrics are in "
-                f"{Path(folder) / records.METRICS_FILE}",
-                flush=True,
-            )
-            raise SystemExit(0)
-        if not earlier.matches(identity[0]):
-            what = "a completed run" if earlier.status == records.COMPLETED else "a run"
-            exit_with(
-                f"ckpt_path=last: {folder} holds {what} of another configuration "
-                f"({records.changes(earlier.config, identity[1])}). Continue it with the "
-                "settings it ran with, or give a new hydra.run.dir",
-                2,
-            )
-
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         out = Path(config.hydra.runtime.output_dir)
         multirun = config.hydra.mode == RunMode.MULTIRUN
         self.skipped, self.record = False, None
         if not records.rank_zero():
             return
-        identity = _identity(config, str(out))
+        identity = records.resolved_identity(config, out)
         ident = identity[0] if identity else None
         earlier = records.read(out)
         hydra_dir = config.hydra.get("output_subdir") or ""
@@ -200,7 +146,7 @@ class SweepSummary(Callback):
         if not records.rank_zero():
             return
         if self.skipped:
-            self._summarize(Path(config.hydra.sweep.dir), announce=False)
+            self._summarize(config, announce=False)
             return
         if self.record is None:  # another process of a multi-process run keeps the record
             return
@@ -215,28 +161,21 @@ class SweepSummary(Callback):
                 log.error("ae_lab: job %s failed: %s", out.name, error, exc_info=bug)
         records.finish(out, self.record, completed, error)
         if multirun:
-            self._summarize(Path(config.hydra.sweep.dir))
-
-    def on_run_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        """A single run that failed with an ``AeLabError`` ends with its message alone; one that
-        a config error stopped leaves no folder behind."""
-        err = job_return._return_value
-        failed = job_return.status == JobStatus.FAILED
-        if failed:
-            run_dir.remove_after_config_error(config, self.made, err)
-        if failed and isinstance(err, AeLabError) and not full_error_wanted():
-            exit_with(str(err), err.exit_code)
+            self._summarize(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._summarize(Path(config.hydra.sweep.dir), announce=not self.skipped)
+        self._summarize(config, announce=not self.skipped)
         if self.lock is not None:
             self.lock.close()
             self.lock = None
 
-    def _summarize(self, sweep_dir: Path, announce: bool = True) -> None:
+    def _summarize(self, config: DictConfig, announce: bool = True) -> None:
         """``announce``: log where it went; not for a skipped job, whose train.log the log is."""
+        sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            rows = report.summarize(sweep_dir, self.reference)
+            found = _select(config, "report.reference")
+            reference = OmegaConf.to_container(found, resolve=True) if found else []
+            rows = report.summarize(sweep_dir, reference)
         except Exception:  # a summary must never turn a finished job into a failed sweep
             log.exception("could not summarise the sweep in %s", sweep_dir)
             return

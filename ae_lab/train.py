@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from ae_lab import metrics as headline
 from ae_lab import records, resolvers, sweep, validation
 
 if TYPE_CHECKING:
@@ -168,12 +169,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if isinstance(trainer.accelerator, CPUAccelerator):
         use_default_cuda_check()
     log.info(
-        "%s: latent=%d, transform=%s, %s",
+        "%s: latent=%s, transform=%s, %s",
         type(model).__name__,
-        cfg.latent,
+        model.latent_dim,
         datamodule.corruption,
         trainer.accelerator.__class__.__name__,
     )
+    if out is not None and trainer.is_global_zero:  # the model says whether it has a bottleneck
+        records.record_latent(out, model.latent_dim)
     record = records.read(out) if out is not None else None
     fitted = records.fit_to_test(out) if out is not None else None
     fit_model = torch.compile(model) if cfg.get("compile") else model
@@ -190,15 +193,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     earlier = record.earlier_wall_s() if record is not None else 0.0
     metrics["time/wall_s"] = earlier + time.perf_counter() - start
     metrics["n_params"] = float(model.n_params)
+    metrics = headline.with_ratio(metrics)
 
     if out is not None and trainer.is_global_zero:  # one file for all DDP processes
         log.info("metrics written to %s", records.write_metrics(out, metrics))
-    summary = {
-        k: v
-        for k, v in metrics.items()
-        if k.startswith(("test/", "pca/test", "downstream/")) and "_digit/" not in k
-    }
-    log.info("test: %s", ", ".join(f"{k}={v:.6g}" for k, v in sorted(summary.items())))
+    log.info("test: %s", headline.run_end_line(metrics))
     return metrics
 
 

@@ -173,6 +173,13 @@ RULES = (
     choice("matmul_precision", "highest", "high", "medium", nullable=True),
     Rule("ckpt_path", "null, last or a checkpoint's path", text, nullable=True),
     Rule("optimized_metric", "a logged metric's name such as val/mse", text, nullable=True),
+    Rule(
+        "report",
+        "a report's declaration: title, reference and figures (conf/experiment/report_*.yaml)",
+        mapping,
+        nullable=True,
+        whole=True,
+    ),
     # the groups that may be empty (callbacks=none, logger=none, scheduler=none)
     *(
         Rule(g, f"a {g} group", mapping, nullable=True)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from ae_lab.callbacks.hparams import hyperparameters
 from ae_lab.data import MNISTDataModule
 from ae_lab.models import (
     AutoencoderModule,
@@ -86,12 +87,13 @@ def test_a_few_steps_on_one_batch_lower_the_loss(name: str, batch: dict[str, tor
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_parameter_count_reaches_the_hyperparameters(name: str) -> None:
-    model = build(name)
-    model.setup("fit")
+def test_parameter_count_and_bottleneck_reach_the_records(name: str) -> None:
+    model = build(name, "latent=6")
     expected = sum(p.numel() for p in model.parameters())
     assert model.n_params == expected > 0
-    assert model.hparams["n_params"] == expected
+    assert hyperparameters({"model": name}, model) == {"model": name, "n_params": expected}
+    # the model, not the config's latent, says whether it has a bottleneck
+    assert model.latent_dim == (None if name == "classifier" else 6)
 
 
 def test_deep_ae_has_the_configured_stack() -> None:

@@ -13,7 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from ae_lab import report
+from ae_lab import records, report
 from ae_lab.sweep import SweepSummary
 from tests.conftest import TINY, run_ae_lab
 
@@ -53,7 +53,7 @@ def test_summary_has_a_row_per_job_with_status_ratio_and_plot(tmp_path) -> None:
     assert by["latent=16"]["status"] == "failed" and by["latent=16"]["error"] == "boom"
     assert by["latent=32"]["status"] == "incomplete"
     assert by["latent=2"]["status"] == "completed"
-    assert float(by["latent=2"]["mse_ratio"]) == 0.04 / 0.05
+    assert float(by["latent=2"]["test/mse_ratio"]) == 0.04 / 0.05
     assert float(by["latent=8"]["pca/test_mse"]) == 0.03
     md = (sweep / "summary.md").read_text()
     assert "| latent=16 | failed |" in md
@@ -61,15 +61,38 @@ def test_summary_has_a_row_per_job_with_status_ratio_and_plot(tmp_path) -> None:
     assert (sweep / "mse_vs_latent.png").stat().st_size > 5000
 
 
-def test_report_cli_rebuilds_a_summary_and_reads_the_reference(tmp_path, capsys) -> None:
+REFERENCE = [{"metric": "test/mse", "value": 0.5, "what": "published"}]
+
+
+# a report preset's declaration, and where a sweep of an older ae_lab recorded its reference
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"report": {"reference": REFERENCE}},
+        {"hydra": {"callbacks": {"s": {"reference": REFERENCE}}}},
+    ],
+)
+def test_report_cli_rebuilds_a_summary_and_reads_the_reference(tmp_path, capsys, cfg) -> None:
     sweep = tmp_path / "sweep"
     fake_job(sweep, "a", ["model=ae"], {"test/mse": 0.01}, latent=4)
-    cfg = {"hydra": {"callbacks": {"s": {"reference": [{"metric": "test/mse", "value": 0.5}]}}}}
     (sweep / "multirun.yaml").write_text(yaml.safe_dump(cfg))
     report.main([str(sweep)])
     out = capsys.readouterr().out
-    assert "model=ae" in out and "Next to the reference figures" in out
+    assert "model=ae" in out and "Next to the reference figures" in out and "published" in out
     assert len(read_csv(sweep / "summary.csv")) == 1
+
+
+def test_the_latent_column_is_the_models_bottleneck_as_recorded(tmp_path) -> None:
+    """The classifier's record says it has no bottleneck, whatever the config's latent was and
+    whether or not it got as far as a metric; a job of an older ae_lab, without a record, shows
+    the config's."""
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, "cnn", ["model=classifier"], None, latent=32, status="failed", error="x")
+    fake_job(sweep, "ae", ["model=ae"], {"test/mse": 0.01}, latent=8, status="completed")
+    records.record_latent(sweep / "ae", 8)
+    fake_job(sweep, "old", ["model=ae"], {"test/mse": 0.02}, latent=4)
+    rows = {r["job"]: r for r in report.collect(sweep)}
+    assert (rows["cnn"]["latent"], rows["ae"]["latent"], rows["old"]["latent"]) == (None, 8, 4)
 
 
 def hydra_job_config(out: Path, sweep: Path, overrides: list[str]):
@@ -97,6 +120,7 @@ def test_sweep_callback_records_a_failed_job_as_failed(tmp_path) -> None:
     cb.on_job_start(config)
     cb.on_job_end(config, ret)
     status = json.loads((job / "job.json").read_text())
+    assert "Next to the reference figures" not in (sweep / "summary.md").read_text()
     assert status["status"] == "failed" and "Invalid learning rate" in status["error"]
     assert status["latent"] == 8 and status["model"] == "vae"
     rows = read_csv(sweep / "summary.csv")

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ae_lab import report, results
+from ae_lab import records, report
+from scripts import results
 from tests.conftest import TINY, run_ae_lab
 
 pytestmark = pytest.mark.integration
@@ -59,6 +60,10 @@ def test_course_preset_runs_every_job_and_writes_its_table(sweeps) -> None:
     assert "not measured" not in table
     rows = [ln for ln in table.splitlines() if ln.startswith("| ") and "published" not in ln]
     assert len(rows) == 7
+    # the classifier, built from a config with latent: 32, has no bottleneck and says so
+    classifier = next(sweep.glob("report_job=course_classifier*"))
+    assert records.read(classifier).latent is None
+    assert next(r for r in report.collect(sweep) if r["model"] == "classifier")["latent"] is None
 
 
 def test_auth_preset_runs_every_job_and_writes_its_table(sweeps) -> None:
@@ -74,7 +79,7 @@ def test_auth_preset_runs_every_job_and_writes_its_table(sweeps) -> None:
 
 
 def test_results_page_from_both_sweeps(sweeps, tmp_path) -> None:
-    page = results.write_page(sweeps["report_course"], sweeps["report_auth"], tmp_path)
+    page = results.write_page([sweeps["report_course"], sweeps["report_auth"]], tmp_path)
     text = page.read_text()
     assert "python -m ae_lab experiment=report_course" in text
     assert "python -m ae_lab experiment=report_auth" in text
@@ -105,8 +110,8 @@ def test_results_page_names_what_is_missing(sweeps, tmp_path) -> None:
     running = next(course.glob("report_job=course_dense_ae_64*"))  # no status or metrics yet
     (running / "job.json").unlink()
     (running / "metrics.json").unlink()
-    assert results.Sweep.load("course", "course", course).run_dir("course/dense_ae_64") is None
-    page = results.write_page(course, None, tmp_path / "docs").read_text()
+    assert results.Sweep.load(course).run_dir("course/dense_ae_64") is None
+    page = results.write_page([course], tmp_path / "docs").read_text()
     assert "missing (job not finished)" in page  # deeper AE's published figures
     assert "course/deep_ae_64 has no reconstructions.png" in page
     assert "The university report: no sweep given" in page

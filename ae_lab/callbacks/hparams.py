@@ -1,4 +1,4 @@
-"""TensorBoard's HPARAMS tab for a whole sweep: one set of hyperparameter keys, final metrics."""
+"""The run's hyperparameters, assembled and logged in one place, with its headline metrics."""
 
 from __future__ import annotations
 
@@ -9,21 +9,19 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-# final metrics shown beside the hyperparameters (those a run has; the downstream accuracies too)
-METRICS = ("val/mse", "test/mse", "pca/test_mse", "test/nll", "val/acc", "test/acc")
-RATIO = "test/mse_ratio"
+from ae_lab import metrics as headline
 
 
 class HParamsSummary(L.Callback):
-    """Writes the run's hyperparameters with its final metrics to TensorBoard once testing ends.
+    """Logs the run's hyperparameters to every logger as the run starts, and to TensorBoard's
+    HPARAMS tab with its final headline metrics once testing ends.
 
-    Each model saves its own constructor arguments, so their keys differ between models and the
-    HPARAMS table of a sweep falls apart into columns that only some runs fill. ``params`` is one
-    flat mapping for every model (from the run's config), plus ``n_params``; the metrics are
-    ``val/mse``, ``test/mse``, ``pca/test_mse``, ``test/mse_ratio`` (model over PCA, below 1
-    when the model wins), and ``test/nll``, ``downstream/*`` and the classifier's accuracies
-    where the run has them. The table and its parallel-coordinates view then line up every run
-    of a sweep.
+    Each model saves its own constructor arguments (Lightning logs them and keeps them in its
+    checkpoints), so their keys differ between models and an HPARAMS table of those falls apart
+    into columns that only some runs fill. ``hyperparameters`` is one flat mapping for every model
+    (``params``, from the run's config) plus ``n_params``; the metrics are those ``ae_lab.metrics``
+    shows beside hyperparameters that the run has (``test/mse_ratio``: model over PCA, below 1 when
+    the model wins). The table and its parallel-coordinates view then line up every run of a sweep.
     """
 
     def __init__(self, params: Mapping[str, Any]) -> None:
@@ -32,19 +30,27 @@ class HParamsSummary(L.Callback):
         self.params = _settings(params)
         self.fit_metrics: dict[str, float] = {}
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # before Lightning's own hyperparameters, so hparams.yaml has these too
+        for lg in trainer.loggers:
+            lg.log_hyperparams(hyperparameters(self.params, pl_module))
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # testing replaces the callback metrics, and val/mse with them
         self.fit_metrics = _current(trainer)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         final = {**self.fit_metrics, **_current(trainer)}
-        metrics = {k: v for k, v in final.items() if k in METRICS or k.startswith("downstream/")}
-        if final.get("pca/test_mse"):
-            metrics[RATIO] = final["test/mse"] / final["pca/test_mse"]
-        params = {**self.params, "n_params": getattr(pl_module, "n_params", None)}
+        metrics = headline.select(final, headline.HPARAMS)
+        params = hyperparameters(self.params, pl_module)
         for lg in trainer.loggers:
             if isinstance(lg, TensorBoardLogger) and metrics:
                 lg.log_hyperparams(params, metrics, step=trainer.global_step)
+
+
+def hyperparameters(params: Mapping[str, Any], pl_module: L.LightningModule) -> dict[str, Any]:
+    """What every logger gets as the run's hyperparameters: ``params`` and the model's size."""
+    return {**params, "n_params": getattr(pl_module, "n_params", None)}
 
 
 def _current(trainer: L.Trainer) -> dict[str, float]:

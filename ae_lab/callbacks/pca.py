@@ -99,8 +99,6 @@ class PCABaseline(L.Callback):
                 len(images),
                 self.fit_seconds,
             )
-        for lg in trainer.loggers:
-            lg.log_hyperparams({"pca/n_components": int(self.pca.n_components_)})
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit(trainer, pl_module)

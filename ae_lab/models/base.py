@@ -29,10 +29,12 @@ Batch = dict[str, torch.Tensor]
 
 
 class LabModule(L.LightningModule):
-    """Optimizer and learning-rate schedule from config (``_partial_`` objects) and a logged
-    parameter count. The entrypoint sets ``scheduler_factory`` from the ``scheduler`` group."""
+    """Optimizer and learning-rate schedule from config (``_partial_`` objects), parameter count
+    and bottleneck size. The entrypoint sets ``scheduler_factory`` from the ``scheduler`` group."""
 
     scheduler_factory: SchedulerFactory | None = None
+    # the code size; None: the model has no bottleneck (the classifier). Runs record it.
+    latent_dim: int | None = None
 
     def __init__(self, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__()
@@ -43,11 +45,7 @@ class LabModule(L.LightningModule):
         return sum(p.numel() for p in self.parameters())
 
     def setup(self, stage: str) -> None:
-        self.hparams["n_params"] = self.n_params
-        # Lightning logs ``hparams_initial``, a copy taken in __init__, so the count is sent
-        # to the loggers here (they merge it with the rest, e.g. into hparams.yaml)
-        for logger in self.loggers:
-            logger.log_hyperparams({"n_params": self.n_params})
+        # the count reaches the loggers with the run's other hyperparameters (HParamsSummary)
         if stage == "fit":
             log.info("model %s: %s parameters", type(self).__name__, f"{self.n_params:,}")
 

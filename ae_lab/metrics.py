@@ -1,0 +1,117 @@
+"""The headline metrics: which final metrics a run is judged by, and where each is shown.
+
+One list for the line a run ends with, the columns of a sweep's ``summary.md``, the metrics of
+TensorBoard's HPARAMS tab and the job tables of the results page. Adding a metric to all of them
+is one line in ``HEADLINE``; every other metric a run logs is still in its ``metrics.json``,
+``summary.csv`` and logger. Each metric says how its values are written and which way is better,
+which is what the tables that put ae_lab's figures next to published ones need.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# where a headline metric is shown
+RUN_END = "run_end"  # the "test: ..." line a run ends with
+SUMMARY = "summary"  # the table of a sweep's summary.md
+HPARAMS = "hparams"  # beside the hyperparameters (TensorBoard's HPARAMS tab)
+RESULTS = "results"  # the job tables of the results page
+EVERYWHERE = frozenset({RUN_END, SUMMARY, HPARAMS, RESULTS})
+TABLES = frozenset({SUMMARY, RESULTS})
+
+LOWER, HIGHER = "lower", "higher"
+NUMBER, SHARE, COUNT = "{:.4g}", "{:.2%}", "{:,.0f}"
+
+# the model against PCA with as many components as its latent size: below 1, the model wins
+RATIO = "test/mse_ratio"
+
+
+@dataclass(frozen=True)
+class HeadlineMetric:
+    name: str  # as logged
+    label: str  # what it measures, in words
+    form: str = NUMBER  # how a value is written (a format string)
+    better: str | None = LOWER  # None: a count to match, not to beat
+    shown: frozenset[str] = EVERYWHERE
+
+    def format(self, value: float) -> str:
+        return self.form.format(value)
+
+
+def _only(*places: str) -> frozenset[str]:
+    return frozenset(places)
+
+
+HEADLINE = (
+    HeadlineMetric("val/mse", "validation MSE", shown=_only(HPARAMS)),
+    HeadlineMetric("val/acc", "validation accuracy", SHARE, HIGHER, _only(HPARAMS)),
+    HeadlineMetric("pca/n_components", "PCA components", better=None, shown=_only(RESULTS)),
+    HeadlineMetric("test/loss", "the model's objective on the test set", shown=_only(RUN_END)),
+    HeadlineMetric("test/mse", "test MSE against the clean image"),
+    HeadlineMetric("pca/test_mse", "PCA's test MSE, as many components as the latent size"),
+    HeadlineMetric(
+        RATIO,
+        "test/mse / pca/test_mse (PCA with as many components as the latent size; below 1: "
+        "the model beats PCA)",
+    ),
+    HeadlineMetric("test/nll", "a VAE's test negative log-likelihood, nats"),
+    HeadlineMetric("test/acc", "the classifier's test accuracy", SHARE, HIGHER),
+    HeadlineMetric("downstream/acc_original", "a classifier on the test images", SHARE, HIGHER),
+    HeadlineMetric("downstream/acc_recon", "on the model's reconstructions", SHARE, HIGHER),
+    HeadlineMetric("downstream/acc_pca", "on PCA's reconstructions", SHARE, HIGHER),
+    HeadlineMetric("time/epoch_s", "seconds per epoch, validation included", shown=TABLES),
+    HeadlineMetric("time/samples_per_s", "training images per second", NUMBER, HIGHER, TABLES),
+    HeadlineMetric("n_params", "trainable parameters", COUNT, None, TABLES),
+    HeadlineMetric("time/wall_s", "seconds the job took, every attempt", shown=TABLES),
+)
+
+
+def find(name: str) -> HeadlineMetric | None:
+    return next((m for m in HEADLINE if m.name == name), None)
+
+
+def shown_in(place: str) -> tuple[str, ...]:
+    """The names of the headline metrics shown in ``place``, in table order."""
+    return tuple(m.name for m in HEADLINE if place in m.shown)
+
+
+def with_ratio(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with ``RATIO`` added where they have both MSEs."""
+    out = dict(values)
+    mse, pca = values.get("test/mse"), values.get("pca/test_mse")
+    if mse is not None and pca:
+        out[RATIO] = mse / pca
+    return out
+
+
+def select(values: Mapping[str, Any], place: str) -> dict[str, Any]:
+    """The headline metrics of ``values`` (``RATIO`` included) that ``place`` shows."""
+    values = with_ratio(values)
+    return {k: values[k] for k in shown_in(place) if k in values}
+
+
+def run_end_line(values: Mapping[str, float]) -> str:
+    """``test/mse=0.0123, pca/test_mse=...``: what a run ends with."""
+    return ", ".join(f"{k}={v:.6g}" for k, v in select(values, RUN_END).items())
+
+
+def fmt(value: Any, name: str = "") -> str:
+    """A table cell: a headline metric as it says, another number to 4 digits, text as is."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        metric = find(name)
+        return metric.format(value) if metric else NUMBER.format(value)
+    return str(value).replace("|", "\\|")
+
+
+def beaten(name: str, ours: float, published: float) -> str:
+    """yes / no for a figure to beat (lower or higher is better), same / differs for a count."""
+    metric = find(name)
+    better = metric.better if metric else LOWER
+    if better is None:
+        return "same" if round(ours) == round(published) else "differs"
+    return "yes" if (ours > published if better == HIGHER else ours < published) else "no"

@@ -1,0 +1,226 @@
+"""The results page: the report presets reproduced, from their finished sweeps.
+
+``python -m scripts.results <sweep dir> [<sweep dir> ...]`` (``make results``) writes
+``docs/results.md`` and its figures under ``docs/figures/``. Each sweep is a run of a report preset
+(``experiment=report_course``, ...), and its section shows what the preset declares under
+``report`` (conf/experiment/report_*.yaml): its title, the published figures next to ae_lab's,
+and its figures (``scripts/results_figures.py``); then every job's headline metrics and timings
+(``ae_lab.metrics``). Every number and picture comes from the sweep directories; a figure whose
+jobs have not finished is listed as missing, and so is a report preset no sweep was given for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ae_lab import metrics, records, report
+from ae_lab.hardware import cpu_name
+from scripts import results_figures as figures
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "experiment"
+
+
+def presets() -> dict[str, dict[str, Any]]:
+    """The report presets of ``conf/experiment/``, by name: those that declare a ``report``."""
+    found = {p.stem: report.load_yaml(p) or {} for p in sorted(PRESETS_DIR.glob("*.yaml"))}
+    return {name: cfg["report"] for name, cfg in found.items() if cfg.get("report")}
+
+
+@dataclass
+class Sweep:
+    """One report's finished (or partly finished) sweep, as the page reads it."""
+
+    path: Path
+    preset: str | None  # the experiment it ran
+    declared: dict[str, Any]  # what its preset declares under ``report``
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> Sweep:
+        """The sweep's own declaration; a sweep of an older ae_lab, which recorded only its
+        reference figures, gets the rest from its preset as it is now."""
+        cfg = report.load_yaml(path / "multirun.yaml") or {}
+        runtime = (cfg.get("hydra") or {}).get("runtime") or {}
+        preset = (runtime.get("choices") or {}).get("experiment")
+        declared = {**presets().get(preset, {}), **report.declared(cfg)}
+        return cls(path, preset, declared, report.collect(path))
+
+    @property
+    def title(self) -> str:
+        return self.declared.get("title") or f"Sweep {self.path.name}"
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        """The row of preset job ``name`` (``course/deep_ae_64``), if it finished: a running or
+        failed job's curves and figures stay off the page."""
+        return next(
+            (r for r in self.rows if r.get("report_job") == name and r["status"] == "completed"),
+            None,
+        )
+
+    def run_dir(self, name: str) -> Path | None:
+        row = self.job(name)
+        return self.path / row["job"] if row else None
+
+    def command(self) -> str:
+        """The command line that ran the sweep, from Hydra's record of it."""
+        cfg = report.load_yaml(self.path / "multirun.yaml") or {}
+        task = ((cfg.get("hydra") or {}).get("overrides") or {}).get("task") or []
+        return " ".join(["python -m ae_lab", *task])
+
+    def wall_minutes(self) -> float | None:
+        """Minutes from the first job's start to the last job's end (file times: Hydra writes a
+        job's ``.hydra/`` as it starts, ae_lab its record as it ends)."""
+        starts = [p.stat().st_mtime for p in self.path.glob("*/.hydra/config.yaml")]
+        ends = [p.stat().st_mtime for p in self.path.glob(f"*/{records.JOB_FILE}")]
+        if not starts or not ends:
+            return None
+        return (max(ends) - min(starts)) / 60
+
+
+class Page:
+    """Collects the markdown and writes the figures next to it; records what is missing."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.fig_dir = out_dir / "figures"
+        self.fig_dir.mkdir(parents=True, exist_ok=True)
+        self.parts: list[str] = []
+        self.missing: list[str] = []
+
+    def add(self, *lines: str) -> None:
+        self.parts.extend(lines)
+
+    def figure(self, spec: Mapping[str, Any], sweep: Sweep) -> None:
+        """A declared figure, drawn from ``sweep``, or a line that says why it is missing."""
+        path, caption = self.fig_dir / spec["file"], spec["caption"]
+        if figures.draw(spec, sweep, path):
+            self.add(f"![{caption}](figures/{spec['file']})", "", f"*{caption}*", "")
+        else:
+            path.unlink(missing_ok=True)
+            why = figures.why_missing(spec)
+            self.missing.append(f"{caption}: {why}")
+            self.add(f"*Missing: {caption} ({why}).*", "")
+
+
+def comparison_table(sweep: Sweep) -> str:
+    lines = [
+        "| figure | published | ae_lab | ae_lab / published | beaten | job |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in report.compare(sweep.rows, sweep.declared.get("reference") or []):
+        name, published = c["metric"], c["published"]
+        if c["ours"] is None:
+            ours, ratio, beaten = "missing (job not finished)", "", ""
+        else:
+            ours, ratio = metrics.fmt(c["ours"], name), f"{c['ratio']:.3f}"
+            beaten = metrics.beaten(name, c["ours"], published)
+        lines.append(
+            f"| {c['what']} (`{name}`) | {metrics.fmt(published, name)} | {ours} | "
+            f"{ratio} | {beaten} | {c['run']} |"
+        )
+    return "\n".join(lines)
+
+
+def sweep_section(page: Page, sweep: Sweep) -> None:
+    done = sum(r["status"] == "completed" for r in sweep.rows)
+    minutes = sweep.wall_minutes()
+    took = ""
+    if minutes is not None:
+        took = f", {minutes:.1f} min from the first job's start to the last job's end"
+    shown = ("report_job", "status", "latent", *metrics.shown_in(metrics.RESULTS))
+    columns = [c for c in shown if any(c in r for r in sweep.rows)]
+    page.add(
+        f"## {sweep.title}",
+        "",
+        f"Command: `{sweep.command()}` (sweep `{sweep.path.name}`, {done} of {len(sweep.rows)} "
+        "jobs completed" + took + ").",
+        "",
+        comparison_table(sweep),
+        "",
+        "Every job (times in seconds; `time/epoch_s` includes validation):",
+        "",
+        report.markdown_table(sweep.rows, columns),
+        "",
+    )
+    if sweep.declared.get("figures"):
+        page.add("### Figures", "")
+        for spec in sweep.declared["figures"]:
+            page.figure(spec, sweep)
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    versions = f"Python {platform.python_version()}, torch {torch.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {gpu}; {versions}"
+
+
+def write_page(sweep_dirs: Sequence[Path], out_dir: Path) -> Path:
+    """Writes ``<out_dir>/results.md`` and ``<out_dir>/figures/*.png``; returns the page's path."""
+    sweeps = [Sweep.load(p) for p in sweep_dirs]
+    absent = {k: v for k, v in presets().items() if k not in {s.preset for s in sweeps}}
+    wrong = [
+        f"{s.path}: figure {i + 1} ({spec.get('file')}): {problem}"
+        for s in sweeps
+        for i, spec in enumerate(s.declared.get("figures") or [])
+        if (problem := figures.check(spec))
+    ]
+    if wrong:
+        raise ValueError("report.figures: " + "; ".join(wrong))
+    page = Page(out_dir)
+    for declared in (*(s.declared for s in sweeps), *absent.values()):
+        for spec in declared.get("figures") or []:
+            (page.fig_dir / spec["file"]).unlink(missing_ok=True)
+    page.add(
+        "# Results: the reference reports, reproduced",
+        "",
+        f"Generated by `python -m scripts.results {' '.join(map(str, sweep_dirs))}` from the "
+        f"sweeps named below on {dt.date.today().isoformat()}; do not edit by hand (`make "
+        "results` reruns every report and regenerates this page).",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "Every figure is per-pixel MSE on the official 10k test set with pixels in [0, 1], or "
+        "accuracy on the same images, unless it says otherwise.",
+        "",
+    )
+    for sweep in sweeps:
+        sweep_section(page, sweep)
+    for declared in absent.values():
+        page.missing.append(f"{declared['title']}: no sweep given")
+        page.add(f"## {declared['title']}", "", "*Missing: no sweep was given for this report.*")
+        page.add("")
+    if page.missing:
+        page.add("## Missing", "", *[f"- {m}" for m in page.missing], "")
+    out = out_dir / "results.md"
+    out.write_text("\n".join(page.parts).rstrip() + "\n")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.results",
+        description="Write docs/results.md and docs/figures/ from report presets' sweeps.",
+    )
+    parser.add_argument("sweeps", nargs="*", type=Path, help="sweep dirs of experiment=report_*")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="default: docs")
+    args = parser.parse_args(argv)
+    for path in args.sweeps:
+        if not path.is_dir():
+            parser.error(f"{path} is not a directory")
+    try:
+        print(f"wrote {write_page(args.sweeps, args.out)}")
+    except ValueError as err:
+        parser.error(str(err))
+
+
+if __name__ == "__main__":
+    main()
