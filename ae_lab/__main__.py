@@ -1,3 +1,3 @@
-from ae_lab.cli import main
+from ae_lab.run.cli import main
 
 main()

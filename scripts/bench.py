@@ -329,7 +329,7 @@ def sweep(args: argparse.Namespace, work: Path, parallel: bool) -> dict[str, Any
 
 
 def hardware() -> str:
-    from ae_lab.hardware import cpu_name
+    from ae_lab.run.hardware import cpu_name
 
     gpu = f"GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
     versions = f"torch {torch.__version__}, lightning {version('lightning')}"

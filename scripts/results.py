@@ -2,11 +2,11 @@
 
 ``python -m scripts.results <sweep dir> [<sweep dir> ...]`` (``make results``) writes
 ``docs/results.md`` and its figures under ``docs/figures/``. Each sweep is a run of a report preset
-(``experiment=report_course``, ...), and its section shows what the preset declares under
-``report`` (conf/experiment/report_*.yaml): its title, the published figures next to ae_lab's,
-and its figures (``scripts/results_figures.py``); then every job's headline metrics and timings
-(``ae_lab.metrics``). Every number and picture comes from the sweep directories; a figure whose
-jobs have not finished is listed as missing, and so is a report preset no sweep was given for.
+(``experiment=report_course``, ...), and its section shows what the preset declares under ``report``
+(conf/experiment/report_*.yaml): its title, the published figures next to ae_lab's, and its figures
+(``scripts/results_figures.py``); then every job's headline metrics and timings
+(``ae_lab.reporting.metrics``). Every number and picture comes from the sweep directories; a figure
+whose jobs have not finished is listed as missing, and so is a report preset no sweep was given for.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ae_lab import metrics, records, report
-from ae_lab.hardware import cpu_name
+from ae_lab.reporting import metrics, records, report
+from ae_lab.run.hardware import cpu_name
 from scripts import results_figures as figures
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "experiment"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ae_lab import report
+from ae_lab.reporting import report
 
 if TYPE_CHECKING:
     from scripts.results import Sweep
@@ -150,7 +150,7 @@ def against(
 
 
 def latent_size(sweep: Sweep, path: Path, jobs: Sequence[str]) -> bool:
-    """Test MSE against latent size (``ae_lab.report``'s plot of a sweep) over ``jobs``."""
+    """Test MSE against latent size (``ae_lab.reporting.report``'s sweep plot) over ``jobs``."""
     return report.plot_mse_vs_latent([r for r in map(sweep.job, jobs) if r], path)
 
 

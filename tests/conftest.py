@@ -35,7 +35,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
-from ae_lab.train import CONFIG_DIR
+from ae_lab.run.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 # where the real MNIST is, read before the guard hides it from unit tests
@@ -224,8 +224,8 @@ def _no_hydra_config_left():
 
 # ------------------------------------------------- the guard that keeps unit tests unit tests
 # a command line that runs the entrypoint: ``python -m ae_lab``, the console script's code
-# (``ae_lab.cli``), or the ``ae-lab`` script itself
-ENTRYPOINT = re.compile(r"(^|\s)-m ae_lab(\s|$)|\bae_lab\.(cli|train)\b|(^|[\s/])ae-lab(\s|$)")
+# (``ae_lab.run.cli``), or the ``ae-lab`` script itself
+ENTRYPOINT = re.compile(r"(^|\s)-m ae_lab(\s|$)|\bae_lab\.run\.(cli|train)\b|(^|[\s/])ae-lab(\s|$)")
 LOOPBACK = re.compile(r"localhost|127\.\d+\.\d+\.\d+|::1")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 
-from ae_lab.errors import AeLabError
+from ae_lab.run.errors import AeLabError
 
 
 class CallbackProbe(L.Callback):

@@ -9,9 +9,9 @@ import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 
-from ae_lab import resolvers, validation
+from ae_lab.config import resolvers, validation
 from ae_lab.models import AutoencoderModule
-from ae_lab.train import CONFIG_DIR
+from ae_lab.run.train import CONFIG_DIR
 from tests.conftest import AUTOENCODERS, CLASSIFIERS, MODELS, compose_cfg
 
 resolvers.register()

@@ -29,8 +29,8 @@ from ae_lab.data import (
 )
 from ae_lab.data.definition import dataset_names, definition
 from ae_lab.data.files import check_raw_file, load_raw, torchvision_class
-from ae_lab.errors import AeLabError
 from ae_lab.models import CNNClassifier
+from ae_lab.run.errors import AeLabError
 from tests.conftest import DEVICES, RAW_NAMES, TINY, evaluating, run_ae_lab, write_idx, write_mnist
 
 SEED = 7

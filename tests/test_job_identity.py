@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ae_lab import locks, records, resolvers
-from ae_lab.sweep import SWEEP_LOCK
+from ae_lab.config import resolvers
+from ae_lab.reporting import records
+from ae_lab.run import locks
+from ae_lab.sweeps.sweep import SWEEP_LOCK
 from tests.conftest import REPO, ae_lab_command, compose_cfg, run_ae_lab
 
 resolvers.register()
@@ -134,7 +136,8 @@ def test_set_aside_moves_a_run_and_keeps_what_the_new_attempt_writes(tmp_path):
 def test_the_sweep_lock_is_released_when_its_holder_is_killed(tmp_path):
     lock = tmp_path / SWEEP_LOCK
     code = (
-        f"from pathlib import Path; from ae_lab import locks; h = locks.hold(Path({str(lock)!r}))"
+        "from pathlib import Path; from ae_lab.run import locks; "
+        f"h = locks.hold(Path({str(lock)!r}))"
         "; print('held', flush=True); import time; time.sleep(60)"
     )
     holder = subprocess.Popen(

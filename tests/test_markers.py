@@ -22,7 +22,7 @@ GUARDED = pytest.fail.Exception
 def test_a_unit_test_cannot_start_the_entrypoint(tmp_path: Path) -> None:
     with pytest.raises(GUARDED, match="starts the entrypoint in a subprocess"):
         run_ae_lab("--help", cwd=tmp_path, data_root=tmp_path)
-    console_script = "import sys; from ae_lab.cli import main; main()"
+    console_script = "import sys; from ae_lab.run.cli import main; main()"
     with pytest.raises(GUARDED, match="starts the entrypoint"):
         subprocess.run([sys.executable, "-c", console_script, "--help"], check=False)
     # any other subprocess is the test's business

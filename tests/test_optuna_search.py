@@ -15,10 +15,10 @@ import yaml
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from ae_lab import optuna_search
-from ae_lab.cli import sweeper_param
-from ae_lab.errors import ConfigError
-from ae_lab.optuna_search import (
+from ae_lab.run.cli import sweeper_param
+from ae_lab.run.errors import ConfigError
+from ae_lab.sweeps import optuna_search
+from ae_lab.sweeps.optuna_search import (
     OWNER,
     STALE_S,
     ContinuingSearch,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ae_lab import records
-from ae_lab.report import job_dirs, load_yaml
+from ae_lab.reporting import records
+from ae_lab.reporting.report import job_dirs, load_yaml
 from tests.conftest import REPO, TINY, ae_lab_command, run_ae_lab
 
 pytestmark = pytest.mark.integration

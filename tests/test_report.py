@@ -13,8 +13,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from ae_lab import records, report
-from ae_lab.sweep import SweepSummary
+from ae_lab.reporting import records, report
+from ae_lab.sweeps.sweep import SweepSummary
 from tests.conftest import TINY, run_ae_lab
 
 
@@ -130,7 +130,7 @@ def test_sweep_callback_records_a_failed_job_as_failed(tmp_path) -> None:
 def test_experiment_configs_compose() -> None:
     from hydra import compose, initialize_config_dir
 
-    from ae_lab.train import CONFIG_DIR
+    from ae_lab.run.train import CONFIG_DIR
 
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         for name, params in (

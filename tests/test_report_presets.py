@@ -1,6 +1,7 @@
 """What a run, a sweep summary and the results page show comes from declarations: the headline
-metrics of ``ae_lab.metrics``, and each report preset's ``report`` block (its reference figures
-and the page's figures), which the results generator renders without knowing any job's name."""
+metrics of ``ae_lab.reporting.metrics``, and each report preset's ``report`` block (its reference
+figures and the page's figures), which the results generator renders without knowing any job's
+name."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 from PIL import Image
 
-from ae_lab import metrics, report
-from ae_lab.train import CONFIG_DIR, train
+from ae_lab.reporting import metrics, report
+from ae_lab.run.train import CONFIG_DIR, train
 from scripts import results, results_figures
 from tests.conftest import TINY
 from tests.test_scale import hparams
@@ -146,7 +147,7 @@ def test_the_headline_list_drives_the_run_end_line_hparams_and_the_summary(
         cfg.hydra.runtime.output_dir = str(run)
     HydraConfig.instance().set_config(cfg)
     try:
-        with caplog.at_level(logging.INFO, logger="ae_lab.train"):
+        with caplog.at_level(logging.INFO, logger="ae_lab.run.train"):
             final = train(cfg)
     finally:
         HydraConfig.instance().cfg = None

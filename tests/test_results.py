@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ae_lab import records, report
+from ae_lab.reporting import records, report
 from scripts import results
 from tests.conftest import TINY, run_ae_lab
 

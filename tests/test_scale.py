@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from ae_lab.cli import hoist_multirun
 from ae_lab.data.loader import TensorBatchLoader
+from ae_lab.run.cli import hoist_multirun
 from tests.conftest import FAST, REPO, TINY, run_ae_lab
 
 

@@ -10,9 +10,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from ae_lab.errors import AeLabError, ConfigError
-from ae_lab.single_run import SingleRun
-from ae_lab.sweep import SweepSummary
+from ae_lab.run.errors import AeLabError, ConfigError
+from ae_lab.run.single_run import SingleRun
+from ae_lab.sweeps.sweep import SweepSummary
 from tests.conftest import run_ae_lab
 
 

@@ -12,12 +12,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ae_lab import hydra_errors, resolvers, run_dir, validation
 from ae_lab.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
+from ae_lab.config import hydra_errors, resolvers, validation
+from ae_lab.config.validation import check_config, problems, settings, trainer_problems
 from ae_lab.data.definition import definition
-from ae_lab.errors import AeLabError, ConfigError
-from ae_lab.train import CONFIG_DIR
-from ae_lab.validation import check_config, problems, settings, trainer_problems
+from ae_lab.run import run_dir
+from ae_lab.run.errors import AeLabError, ConfigError
+from ae_lab.run.train import CONFIG_DIR
 from tests.conftest import compose_cfg, run_ae_lab
 
 resolvers.register()
@@ -42,7 +43,7 @@ def test_every_shipped_config_is_valid_and_every_key_has_a_rule(choice):
     assert problems(cfg) == []
     assert trainer_problems(cfg) == []
     without = [k for k, _, rule in settings(cfg) if rule is None and k.split(".")[-1] not in EXEMPT]
-    assert without == [], f"add a rule to ae_lab/validation.py RULES for {without}"
+    assert without == [], f"add a rule to ae_lab/config/validation.py RULES for {without}"
 
 
 def test_options_cover_every_group():

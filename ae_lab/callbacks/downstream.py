@@ -23,9 +23,9 @@ from ae_lab.callbacks.common import TestStageCallback, all_finite, find_callback
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.data.contract import ImageData
 from ae_lab.data.datamodule import ImageDataModule
-from ae_lab.locks import file_lock
 from ae_lab.models.base import AutoencoderModule, SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
+from ae_lab.run.locks import file_lock
 
 log = logging.getLogger(__name__)
 

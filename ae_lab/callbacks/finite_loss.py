@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from ae_lab.errors import AeLabError
+from ae_lab.run.errors import AeLabError
 
 
 class NonFiniteLoss(AeLabError):

@@ -9,7 +9,7 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab import metrics as headline
+from ae_lab.reporting import metrics as headline
 
 
 class HParamsSummary(L.Callback):
@@ -17,11 +17,12 @@ class HParamsSummary(L.Callback):
     HPARAMS tab with its final headline metrics once testing ends.
 
     Each model saves its own constructor arguments (Lightning logs them and keeps them in its
-    checkpoints), so their keys differ between models and an HPARAMS table of those falls apart
-    into columns that only some runs fill. ``hyperparameters`` is one flat mapping for every model
-    (``params``, from the run's config) plus ``n_params``; the metrics are those ``ae_lab.metrics``
-    shows beside hyperparameters that the run has (``test/mse_ratio``: model over PCA, below 1 when
-    the model wins). The table and its parallel-coordinates view then line up every run of a sweep.
+    checkpoints), so their keys differ between models and an HPARAMS table of those falls apart into
+    columns that only some runs fill. ``hyperparameters`` is one flat mapping for every model
+    (``params``, from the run's config) plus ``n_params``; the metrics are those
+    ``ae_lab.reporting.metrics`` shows beside hyperparameters that the run has (``test/mse_ratio``:
+    model over PCA, below 1 when the model wins). The table and its parallel-coordinates view then
+    line up every run of a sweep.
     """
 
     def __init__(self, params: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ from ae_lab.data.definition import DatasetDefinition, definition
 from ae_lab.data.files import load_raw, torchvision_class
 from ae_lab.data.loader import Numbered, TensorBatchLoader, classic_loader
 from ae_lab.data.transforms import Corruption, NoCorruption
-from ae_lab.errors import AeLabError
+from ae_lab.run.errors import AeLabError
 
 log = logging.getLogger(__name__)
 

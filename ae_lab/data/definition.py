@@ -14,7 +14,7 @@ import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ae_lab.sizes import IMAGE_SHAPE
+from ae_lab.data.sizes import IMAGE_SHAPE
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from ae_lab.data.definition import DatasetDefinition, definition
-from ae_lab.errors import AeLabError
-from ae_lab.locks import file_lock
+from ae_lab.run.errors import AeLabError
+from ae_lab.run.locks import file_lock
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanSquaredError
 
-from ae_lab.errors import AeLabError
+from ae_lab.run.errors import AeLabError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ae_lab.sizes import IMAGE_SHAPE, N_PIXELS
+from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
 
 
 def mlp(sizes: Sequence[int], activate_last: bool = False, he_init: bool = False) -> nn.Sequential:

@@ -2,7 +2,7 @@
 
 Hydra instantiates a sweeper only from a class under ``hydra_plugins`` that its plugin scan
 has found, and the scan imports every module here on every start, so this module stays light:
-optuna and the search itself (``ae_lab.optuna_search``) load only when a search is made.
+optuna and the search itself (``ae_lab.sweeps.optuna_search``) load only when a search is made.
 """
 
 from __future__ import annotations
@@ -18,6 +18,6 @@ class ContinuingOptunaSweeper(OptunaSweeper):
     search left running, and goes on past failed trials within ``max_failure_rate``."""
 
     def __init__(self, **settings: Any) -> None:
-        from ae_lab.optuna_search import ContinuingSearch
+        from ae_lab.sweeps.optuna_search import ContinuingSearch
 
         self.sweeper = ContinuingSearch(**settings)

@@ -1,21 +1,22 @@
 """A Hydra callback that keeps each job's record and the sweep's summary current.
 
-Every job writes ``job.json`` (``ae_lab.records``) as it starts, with its resolved configuration
-and that configuration's hash, and completes it as it ends. A job that fails (a setting out of
-range, a NaN loss, a crash) raises; Hydra's launchers record it as failed, run the remaining jobs,
-and only then raise the first failure, so the sweep exits non-zero and ``on_multirun_end`` never
-runs. Each job therefore rebuilds the sweep summary in ``on_job_end``; ``on_multirun_end``
-rebuilds it once more. A job whose record still says running was stopped (Ctrl-C, SIGTERM, a
-kill) or is running, and shows as incomplete.
+Every job writes ``job.json`` (``ae_lab.reporting.records``) as it starts, with its resolved
+configuration and that configuration's hash, and completes it as it ends. A job that fails (a
+setting out of range, a NaN loss, a crash) raises; Hydra's launchers record it as failed, run the
+remaining jobs, and only then raise the first failure, so the sweep exits non-zero and
+``on_multirun_end`` never runs. Each job therefore rebuilds the sweep summary in ``on_job_end``;
+``on_multirun_end`` rebuilds it once more. A job whose record still says running was stopped
+(Ctrl-C, SIGTERM, a kill) or is running, and shows as incomplete.
 
 Running the same sweep again with ``hydra.sweep.dir=<that sweep>`` continues it. A job whose
 record says completed with the same configuration is skipped with its files untouched
 (``completed_metrics``). A job whose folder holds a run of another configuration (a changed
 default, an edited preset) has that run set aside to ``<job>.superseded-<n>`` and runs afresh; any
-other job resumes from its ``last.ckpt`` (``ae_lab.resume``) or starts afresh. A sweep folder is
+other job resumes from its ``last.ckpt`` (``ae_lab.run.resume``) or starts afresh. A sweep folder is
 run by one sweep at a time (``SWEEP_LOCK``).
 
-A single run continued with ``ckpt_path=last`` is checked the same way, by ``ae_lab.single_run``.
+A single run continued with ``ckpt_path=last`` is checked the same way, by
+``ae_lab.run.single_run``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab import locks, records, report, run_dir
-from ae_lab.errors import AeLabError, exit_with, one_line
+from ae_lab.reporting import records, report
+from ae_lab.run import locks, run_dir
+from ae_lab.run.errors import AeLabError, exit_with, one_line
 
 log = logging.getLogger(__name__)
 # in the sweep dir; held by the process that drives the sweep, for as long as it runs
@@ -61,7 +63,7 @@ class SweepSummary(Callback):
     """``job.json`` in every job dir; ``summary.csv``, ``summary.md`` and ``mse_vs_latent.png``
     in the sweep dir, with the published figures the sweep's config names (``report.reference``:
     ``metric``, ``value``, ``what``, ``job``) beside this sweep's. A single run's start and end
-    are ``ae_lab.single_run``'s."""
+    are ``ae_lab.run.single_run``'s."""
 
     def __init__(self) -> None:
         self.record: records.JobRecord | None = None

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ae_lab import checkpoints
-from ae_lab.errors import AeLabError, exit_with
-from ae_lab.records import in_sweep
-from ae_lab.stopping import how_to_continue
+from ae_lab.reporting.records import in_sweep
+from ae_lab.run import checkpoints
+from ae_lab.run.errors import AeLabError, exit_with
+from ae_lab.run.stopping import how_to_continue
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "ae_lab"

@@ -23,7 +23,7 @@ from hydra.errors import (
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from ae_lab.errors import (
+from ae_lab.run.errors import (
     ConfigError,
     closest,
     did_you_mean,

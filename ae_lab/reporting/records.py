@@ -4,12 +4,12 @@ final metrics). This module owns their names, their schema and how they are writ
 A job's identity is its whole resolved configuration, not its folder name: ``job.json`` holds
 that configuration and its hash (``identity``), written when the job starts (status ``running``)
 and completed when it ends. A sweep run again trusts a folder's results only when its record says
-completed *and* the identity is the new job's; otherwise the job runs (see ``ae_lab.sweep``).
+completed *and* the identity is the new job's; otherwise the job runs (see ``ae_lab.sweeps.sweep``).
 
 Left out of the identity, because they cannot change a run's results:
 
 - ``ckpt_path``: where training continues from; a resumed run ends with the metrics of an unbroken
-  one (``ae_lab.resume``), so the run that is continued and its continuation are the same job;
+  one (``ae_lab.run.resume``), so the run that is continued and its continuation are the same job;
 - ``DISPLAY_ONLY``: how much a run prints (progress bar, model summary, logging interval) and
   what a report preset shows beside it (``report``);
 - the run directory's own path, written as ``<run dir>`` (checkpoint and logger folders), so a

@@ -49,7 +49,7 @@ class LastCheckpoint(ModelCheckpoint):
             save_top_k=1,
             save_last=False,
             # at the very end of each epoch, after its validation; never mid-epoch, which exact
-            # resume cannot continue from (ae_lab.resume.ExactResume)
+            # resume cannot continue from (ae_lab.run.resume.ExactResume)
             save_on_train_epoch_end=True,
             enable_version_counter=False,  # one file, the run directory's latest
         )

@@ -45,7 +45,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from ae_lab.errors import AeLabError, ConfigError, exit_with, full_error_wanted, one_line
+from ae_lab.run.errors import AeLabError, ConfigError, exit_with, full_error_wanted, one_line
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class ContinuingSearch(OptunaSweeperImpl):
         self.host = socket.gethostname()
 
     def sweep(self, arguments: list[str]) -> None:
-        """The search; a problem the user can fix ends it with one line (ae_lab.errors)."""
+        """The search; a problem the user can fix ends it with one line (ae_lab.run.errors)."""
         try:
             self._check_settings()
             self._search(arguments)

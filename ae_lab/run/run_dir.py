@@ -16,8 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ae_lab import records
-from ae_lab.errors import ConfigError, exit_with
+from ae_lab.reporting import records
+from ae_lab.run.errors import ConfigError, exit_with
 
 
 def make(path: str, key: str) -> Path | None:

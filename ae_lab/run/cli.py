@@ -5,7 +5,7 @@ Hydra's parser takes the overrides as one positional list, so a flag between two
 (``model=conv_vae -m latent=2,8``) splits that list and argparse rejects the rest as
 "unrecognized arguments". Moving ``-m``/``--multirun`` to the front first lets a user add it
 wherever it comes to mind, as the README's examples do. Hydra's own errors about the command
-line (an unknown key or option) end in one line too (``ae_lab.hydra_errors``).
+line (an unknown key or option) end in one line too (``ae_lab.config.hydra_errors``).
 
 A sweeper's search space (``hydra.sweeper.params.<key>=<expression>``) is text for the sweeper
 to parse, but Hydra reads ``choice(8,16,32)`` or ``2,4,8`` there as a sweep of Hydra's own
@@ -50,8 +50,8 @@ def sweeper_param(arg: str) -> str:
 
 def main() -> None:
     sys.argv[1:] = [sweeper_param(a) for a in hoist_multirun(sys.argv[1:])]
-    from ae_lab import hydra_errors
-    from ae_lab.train import main as run
+    from ae_lab.config import hydra_errors
+    from ae_lab.run.train import main as run
 
     hydra_errors.install()
 

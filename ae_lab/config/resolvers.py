@@ -1,4 +1,4 @@
-"""OmegaConf resolvers the configs use; registered on import of ``ae_lab.train``."""
+"""OmegaConf resolvers the configs use; registered on import of ``ae_lab.run.train``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from omegaconf import OmegaConf
 
-from ae_lab.records import DISPLAY_ONLY, override_key, under
+from ae_lab.reporting.records import DISPLAY_ONLY, override_key, under
 
 # Overrides that say where a run reads or how much of it to show, not what it trains: kept out of
 # run names so names stay short and readable.

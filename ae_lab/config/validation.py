@@ -25,8 +25,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ae_lab.data.definition import dataset_names, definition
-from ae_lab.errors import AeLabError, ConfigError, did_you_mean
-from ae_lab.sizes import IMAGE_SHAPE, N_PIXELS
+from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
+from ae_lab.run.errors import AeLabError, ConfigError, did_you_mean
 
 # what lightning.seed_everything accepts (lightning.fabric.utilities.seed: a uint32)
 SEED_RANGE = (0, 2**32 - 1)
@@ -480,7 +480,7 @@ def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
 
 def _dataset_fits(cfg: DictConfig) -> str | None:
     """The validation images come from the chosen dataset's training images, and the models
-    take images of one shape (``ae_lab/sizes.py``)."""
+    take images of one shape (``ae_lab/data/sizes.py``)."""
     name, val_size = _select(cfg, "data.dataset"), _select(cfg, "data.val_size")
     if name not in dataset_names():
         return None

@@ -6,7 +6,7 @@ script asks SLURM for submitit's requeue signal (``#SBATCH --signal=USR2@<signal
 set up so, at preemption. Submitit owns what happens then: its handler in the job resubmits the
 same job (``BaseSubmititLauncher.checkpoint``), calls ``scontrol requeue`` and exits; the requeued
 job runs in the same run dir and, as every sweep job does, continues from its
-``checkpoints/last.ckpt``, the end of its last finished epoch (``ae_lab.resume``).
+``checkpoints/last.ckpt``, the end of its last finished epoch (``ae_lab.run.resume``).
 
 Lightning has its own SLURM requeue (SIGUSR1: an ``hpc_ckpt_<n>.ckpt`` written mid-epoch, then
 ``scontrol requeue``), which Lightning prefers over any other checkpoint when the job restarts.
@@ -23,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.errors import AeLabError, exit_with, full_error_wanted
+from ae_lab.run.errors import AeLabError, exit_with, full_error_wanted
 
 SLURM_COMMANDS = ("sbatch", "srun")
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"

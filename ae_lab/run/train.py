@@ -14,8 +14,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ae_lab import metrics as headline
-from ae_lab import records, resolvers, sweep, validation
+from ae_lab.config import resolvers, validation
+from ae_lab.reporting import metrics as headline
+from ae_lab.reporting import records
+from ae_lab.sweeps import sweep
 
 if TYPE_CHECKING:
     import lightning as L
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # read before anything imports Lightning, which sets it (see use_default_cuda_check)
 _USER_CUDA_CHECK = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 resolvers.register()
 # Lightning's own use of a deprecated torch API; nothing a user can act on.
@@ -98,7 +100,7 @@ def _fit(
 ) -> tuple[dict[str, float], str | None]:
     """Trains (resuming where ``ckpt_path`` says) and returns what training logged and the
     checkpoint to test, which the run's record keeps until the test has been recorded too."""
-    from ae_lab import checkpoints, resume
+    from ae_lab.run import checkpoints, resume
 
     ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
     if ckpt_path:
@@ -127,9 +129,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from lightning.pytorch.accelerators import CPUAccelerator
     from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 
-    from ae_lab import checkpoints, resume, slurm
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
+    from ae_lab.run import checkpoints, resume
+    from ae_lab.sweeps import slurm
 
     validation.check_trainer(cfg)  # before any data is read: Lightning would refuse it only then
     validation.check_environment(cfg)

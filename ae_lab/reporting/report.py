@@ -1,7 +1,8 @@
 """Sweep summaries: one row per job with its overrides, status and final metrics, beside PCA at
 the same bottleneck size, plus test MSE against latent size for every model.
 
-Rebuild them for any finished or partly finished sweep with ``python -m ae_lab.report <sweep dir>``.
+Rebuild them for any finished or partly finished sweep with
+``python -m ae_lab.reporting.report <sweep dir>``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from ae_lab import metrics as headline
-from ae_lab import records
-from ae_lab.metrics import fmt
-from ae_lab.records import atomic_write
+from ae_lab.reporting import metrics as headline
+from ae_lab.reporting import records
+from ae_lab.reporting.metrics import fmt
+from ae_lab.reporting.records import atomic_write
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -238,7 +239,7 @@ def summarize(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m ae_lab.report",
+        prog="python -m ae_lab.reporting.report",
         description="Rebuild summary.csv, summary.md and mse_vs_latent.png of a sweep directory.",
     )
     parser.add_argument(

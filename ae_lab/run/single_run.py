@@ -1,9 +1,9 @@
 """A Hydra callback for a single run (no ``-m``): how it starts and how it fails.
 
-Kept apart from the sweep summary (``ae_lab.sweep``) so that replacing or removing
+Kept apart from the sweep summary (``ae_lab.sweeps.sweep``) so that replacing or removing
 ``hydra.callbacks.sweep_summary`` leaves a plain run as it was:
 
-- its folder is made up front, so one that cannot be made ends in one line (``ae_lab.run_dir``);
+- its folder is made up front, so one that cannot be made ends in one line (``ae_lab.run.run_dir``);
 - ``ckpt_path=last`` into a folder whose record says completed ends with one line and exit 0,
   every file as it was; into a run of another configuration, one line and exit 2. Both are
   decided before Hydra writes anything into the folder;
@@ -23,12 +23,13 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
-from ae_lab import records, run_dir
-from ae_lab.errors import AeLabError, exit_with, full_error_wanted
+from ae_lab.reporting import records
+from ae_lab.run import run_dir
+from ae_lab.run.errors import AeLabError, exit_with, full_error_wanted
 
 
 class SingleRun(Callback):
-    """The start and the end of a single run; a sweep's jobs are ``ae_lab.sweep``'s."""
+    """The start and the end of a single run; a sweep's jobs are ``ae_lab.sweeps.sweep``'s."""
 
     def __init__(self) -> None:
         self.made: Path | None = None  # the outermost folder this run made

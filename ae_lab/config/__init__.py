@@ -1,0 +1,1 @@
+"""Reading the user's configuration: every key's rule, Hydra's own errors in one line, resolvers."""

@@ -1,0 +1,1 @@
+"""Recording and reporting runs: job and metrics records, headline metrics, sweep summaries."""

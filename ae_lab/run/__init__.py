@@ -1,0 +1,1 @@
+"""Running one job: the entrypoint, its errors, its folder, checkpoints, exact resume, stopping."""

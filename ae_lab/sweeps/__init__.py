@@ -1,0 +1,1 @@
+"""Sweeps through the engines researchers use: the sweep callback, Optuna, SLURM."""
