@@ -31,10 +31,9 @@ class ReconstructionGrid(L.Callback):
             or not writes_files(trainer)
         ):
             return
-        n = self.n_images
-        with torch.no_grad():
-            recon = pl_module(batch["input"][:n])
-        self.rows = torch.cat([batch["target"][:n], batch["input"][:n], recon]).float().cpu()
+        n = self.n_images  # the reconstructions the validation step computed
+        rows = (batch["target"][:n], batch["input"][:n], outputs["recon"][:n])
+        self.rows = torch.cat([r.float() for r in rows]).cpu()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         rows, self.rows = self.rows, None
