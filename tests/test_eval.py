@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from ae_lab.callbacks import (
     DownstreamClassification,
@@ -33,6 +35,7 @@ from ae_lab.callbacks.downstream import FiniteAccuracy
 from ae_lab.callbacks.generation import interpolations, prior_samples
 from ae_lab.callbacks.latent_map import embed_2d
 from ae_lab.callbacks.likelihood import importance_sampled_nll, log_likelihood
+from ae_lab.callbacks.loggers import log_figure, log_hyperparams
 from ae_lab.data import GaussianNoise, MNISTDataModule
 from ae_lab.models import DenseAE, DenseVAE
 from ae_lab.models.base import AutoencoderModule
@@ -559,3 +562,128 @@ def test_a_model_with_a_constant_code_finishes_or_fails_with_a_message(tmp_path,
         log = (run / "train.log").read_text()
         assert "latent map skipped: all 500 codes are identical" in log
         assert "test/mse" in json.loads((run / "metrics.json").read_text())
+
+
+# --- figures and hyperparameters reach every logger; PNGs in the run dir whatever the loggers ---
+
+
+class RecordingMLflow(MLFlowLogger):
+    """MLflow's logger with a client that records the artifacts it is given (mlflow itself is
+    not installed here, and its logger needs it only to make that client)."""
+
+    def __init__(self) -> None:
+        self.artifacts: list[tuple[str, str, str | None]] = []
+
+    @property
+    def experiment(self) -> SimpleNamespace:
+        def log_artifact(run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+            self.artifacts.append((run_id, local_path, artifact_path))
+
+        return SimpleNamespace(log_artifact=log_artifact)
+
+    @property
+    def run_id(self) -> str:
+        return "run-1"
+
+
+class RecordingWandb(WandbLogger):
+    """W&B's logger with what its ``log_image`` is given recorded instead of uploaded."""
+
+    def __init__(self) -> None:
+        self.images: list[tuple[str, list, int | None]] = []
+
+    def log_image(self, key: str, images: list, step: int | None = None, **kwargs) -> None:
+        self.images.append((key, images, step))
+
+
+def announced(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "ae_lab.callbacks.loggers"]
+
+
+def test_figures_reach_every_logger_that_shows_images(tmp_path, caplog) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ae_lab.callbacks.latent_map import plot_map
+
+    tb = TensorBoardLogger(tmp_path, name="", version="")
+    mlflow, wandb = RecordingMLflow(), RecordingWandb()
+    tr = stub_trainer(tmp_path)
+    tr.loggers, tr.global_step = [tb, CSVLogger(tmp_path, name="csv"), mlflow, wandb], 7
+    figure = plot_map(np.random.default_rng(0).random((20, 2)), np.arange(20) % 10, "codes")
+    with caplog.at_level(logging.INFO):
+        grid = log_figure(tr, "val/reconstructions", torch.rand(3, 10, 12))
+        latent_map = log_figure(tr, "test/latent_map", figure)
+    figures = tmp_path / "figures"
+    assert (grid, latent_map) == (figures / "reconstructions.png", figures / "latent_map.png")
+    assert mlflow.artifacts == [("run-1", str(p), "figures") for p in (grid, latent_map)]
+    assert wandb.images == [
+        ("val/reconstructions", [str(grid)], 7),
+        ("test/latent_map", [str(latent_map)], 7),
+    ]
+    tb.experiment.flush()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert set(events.Tags()["images"]) == {"val/reconstructions", "test/latent_map"}
+    shown = events.Images("val/reconstructions")[0]
+    assert (shown.step, shown.width, shown.height) == (7, 12, 10)
+    assert announced(caplog) == []  # the loggers show them
+
+
+def test_without_a_logger_that_shows_images_one_line_says_where_the_pngs_are(tmp_path, caplog):
+    tr = stub_trainer(tmp_path)
+    tr.loggers = [CSVLogger(tmp_path, name="csv")]
+    with caplog.at_level(logging.INFO):
+        for tag in ("val/reconstructions", "val/reconstructions", "test/interpolations"):
+            log_figure(tr, tag, torch.rand(3, 8, 8))
+    pngs = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert pngs == {"reconstructions.png", "interpolations.png"}
+    [line] = announced(caplog)
+    assert str(tmp_path / "figures") in line and "CSVLogger" in line
+
+
+def test_hyperparameters_reach_every_logger_with_the_final_metrics(tmp_path) -> None:
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb, table = TensorBoardLogger(tmp_path, name="", version=""), CSVLogger(tmp_path, name="csv")
+    tr = stub_trainer(tmp_path)
+    tr.loggers, tr.global_step = [tb, table], 5
+    params = {"model": "ae", "latent": 8, "transform_params": {"p": 0.25}}
+    log_hyperparams(tr, params, {"test/mse": 0.02, "test/mse_ratio": 0.9})
+    for logger in (tb, table):
+        logger.save()
+    assert yaml.safe_load((Path(table.log_dir) / "hparams.yaml").read_text()) == params
+    with open(Path(table.log_dir) / "metrics.csv") as f:
+        [row] = list(csv.DictReader(f))
+    assert (row["step"], float(row["test/mse_ratio"])) == ("5", pytest.approx(0.9))
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    hparams = events.PluginTagToContent("hparams")  # what the HPARAMS tab reads
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert b"transform_params/p" in hparams["_hparams_/session_start_info"]
+    assert events.Scalars("test/mse_ratio")[0].value == pytest.approx(0.9)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("logger", ["csv", "none"])
+def test_a_run_without_an_image_logger_writes_its_figures_and_says_where(
+    tmp_path, mnist_root, logger
+) -> None:
+    """``logger=csv`` or ``none``: no logger shows images, so the PNGs are all there is, and one
+    line of the run's log says where; the CSV logger gets the hyperparameters and final metrics
+    (and no logger at all is no reason to refuse the learning-rate monitor's run)."""
+    import yaml
+
+    run = tmp_path / "run"
+    overrides = (f"logger={logger}", "threads=1", "callbacks.latent_map.n_points=100")
+    run_ae_lab(*overrides, *TINY, f"hydra.run.dir={run}", cwd=tmp_path, data_root=mnist_root)
+    figures = {p.name for p in (run / "figures").glob("*.png")}
+    assert figures == {"reconstructions.png", "interpolations.png", "latent_map.png"}
+    log = (run / "train.log").read_text()
+    assert log.count("figures are written as PNG files to") == 1
+    assert f"to {run / 'figures'} (" in log
+    assert not list(run.rglob("events.out.tfevents.*"))
+    if logger == "csv":
+        hparams = yaml.safe_load((run / "csv" / "hparams.yaml").read_text())
+        assert (hparams["model"], hparams["latent"]) == ("ae", 32)
+        assert "test/mse_ratio" in (run / "csv" / "metrics.csv").read_text().splitlines()[0]

@@ -1,4 +1,5 @@
-"""TensorBoard's HPARAMS tab for a whole sweep: one set of hyperparameter keys, final metrics."""
+"""Hyperparameters with final metrics for a whole sweep, in every logger: one set of keys (in
+TensorBoard, its HPARAMS tab)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
+
+from ae_lab.callbacks.loggers import log_hyperparams
 
 # final metrics shown beside the hyperparameters (those a run has; the downstream accuracies too)
 METRICS = ("val/mse", "test/mse", "pca/test_mse", "test/nll", "val/acc", "test/acc")
@@ -15,7 +17,9 @@ RATIO = "test/mse_ratio"
 
 
 class HParamsSummary(L.Callback):
-    """Writes the run's hyperparameters with its final metrics to TensorBoard once testing ends.
+    """Sends the run's hyperparameters with its final metrics to every logger once testing ends
+    (``ae_lab.callbacks.loggers.log_hyperparams``: TensorBoard's HPARAMS tab, the CSV logger's
+    ``hparams.yaml``, MLflow's params, W&B's config).
 
     Each model saves its own constructor arguments, so their keys differ between models and the
     HPARAMS table of a sweep falls apart into columns that only some runs fill. ``params`` is one
@@ -42,9 +46,7 @@ class HParamsSummary(L.Callback):
         if final.get("pca/test_mse"):
             metrics[RATIO] = final["test/mse"] / final["pca/test_mse"]
         params = {**self.params, "n_params": getattr(pl_module, "n_params", None)}
-        for lg in trainer.loggers:
-            if isinstance(lg, TensorBoardLogger) and metrics:
-                lg.log_hyperparams(params, metrics, step=trainer.global_step)
+        log_hyperparams(trainer, params, metrics)
 
 
 def _current(trainer: L.Trainer) -> dict[str, float]:
