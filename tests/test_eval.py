@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
 from ae_lab.callbacks import (
     DownstreamClassification,
@@ -28,12 +30,15 @@ from ae_lab.callbacks import (
     ReconstructionGrid,
 )
 from ae_lab.callbacks import downstream as downstream_mod
-from ae_lab.callbacks.digits import squared_error_by_class
+from ae_lab.callbacks.digits import PerClassMSE
+from ae_lab.callbacks.downstream import FiniteAccuracy
 from ae_lab.callbacks.generation import interpolations, prior_samples
 from ae_lab.callbacks.latent_map import embed_2d
 from ae_lab.callbacks.likelihood import importance_sampled_nll, log_likelihood
-from ae_lab.data import MNISTDataModule
+from ae_lab.callbacks.loggers import log_figure, log_hyperparams
+from ae_lab.data import GaussianNoise, MNISTDataModule
 from ae_lab.models import DenseAE, DenseVAE
+from ae_lab.models.base import AutoencoderModule
 from tests.conftest import (
     RAW_NAMES,
     REPO,
@@ -63,12 +68,34 @@ def datamodule(root: Path, **kwargs) -> MNISTDataModule:
     )
 
 
-def test_squared_error_by_class_sums_and_counts() -> None:
-    recon = torch.zeros(3, 1, 2, 2)
-    target = torch.stack([torch.full((1, 2, 2), v) for v in (1.0, 0.5, 0.0)])
-    sums, counts = squared_error_by_class(recon, target, torch.tensor([2, 2, 0]), n_classes=3)
-    assert counts.tolist() == [1, 0, 2]
-    assert sums.tolist() == pytest.approx([0.0, 0.0, 1.25])
+def test_per_class_mse_metric_matches_numpy() -> None:
+    """Batch by batch, as the test loop feeds it; a class without images has a count of 0."""
+    rng = np.random.default_rng(0)
+    recon, target = rng.random((90, 1, 4, 4)), rng.random((90, 1, 4, 4))
+    labels = rng.choice([0, 1, 3], 90)  # class 2 never occurs
+    metric = PerClassMSE(n_classes=4)
+    for part in np.array_split(np.arange(90), 4):
+        metric.update(*(torch.from_numpy(a[part]) for a in (recon, target, labels)))
+    means, counts = metric.compute()
+    per_image = ((recon - target) ** 2).reshape(90, -1).mean(1)
+    for k in range(4):
+        assert counts[k] == (labels == k).sum()
+        if counts[k]:
+            assert means[k].item() == pytest.approx(per_image[labels == k].mean(), rel=1e-6)
+    assert math.isnan(means[2])
+
+
+def test_finite_accuracy_matches_numpy_and_is_nan_for_scores_that_are_not() -> None:
+    rng = np.random.default_rng(1)
+    scores, labels = rng.normal(size=(100, 10)), rng.integers(0, 10, 100)
+    metric = FiniteAccuracy(10)
+    for part in np.array_split(np.arange(100), 3):
+        metric.update(torch.from_numpy(scores[part]), torch.from_numpy(labels[part]))
+    expected = (scores.argmax(1) == labels).mean()
+    assert metric.compute().item() == pytest.approx(expected)
+    scores[17, 3] = np.nan  # one image a diverged model made NaN
+    metric.update(torch.from_numpy(scores[10:20]), torch.from_numpy(labels[10:20]))
+    assert math.isnan(metric.compute())
 
 
 def test_per_digit_mse_averages_back_to_the_overall_mse(tmp_path, synthetic_root) -> None:
@@ -85,6 +112,70 @@ def test_per_digit_mse_averages_back_to_the_overall_mse(tmp_path, synthetic_root
         assert len(set(per_digit.tolist())) > 1  # the digits really differ
         weighted = float((per_digit * counts).sum() / counts.sum())
         assert weighted == pytest.approx(metrics[overall], rel=1e-4)
+
+
+class KeepBatches(L.Callback):
+    """Keeps each test batch as the model and the callbacks saw it."""
+
+    def __init__(self) -> None:
+        self.batches: list[dict[str, torch.Tensor]] = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
+        self.batches.append({k: v.clone() for k, v in batch.items()})
+
+
+def count_calls(module: torch.nn.Module) -> list[int]:
+    """A one-item list that counts the module's forward calls from now on."""
+    calls = [0]
+    module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def test_evaluations_share_the_test_steps_outputs_and_give_the_same_numbers(
+    tmp_path, synthetic_root, classifier_cache
+) -> None:
+    """Per-digit MSE, downstream accuracy, the latent map and PCA's MSE take the test step's
+    reconstructions and codes and one PCA reconstruction per batch, and give the numbers of
+    running the model, PCA and the classifier again on every test batch, as they used to."""
+    L.seed_everything(0)
+    data = datamodule(synthetic_root, corruption=GaussianNoise(0.2))  # inputs are not targets
+    model = DenseAE(latent_dim=2, hidden=[32])  # 2-D codes: the map's points are the codes
+    pca, kept = PCABaseline(), KeepBatches()
+    downstream = DownstreamClassification(cache_dir=classifier_cache, epochs=1)
+    callbacks = [pca, PerDigitMSE(), downstream, LatentMap(n_points=150), kept]
+    tr = trainer(tmp_path, callbacks, limit_train_batches=3)
+    tr.fit(model, datamodule=data)
+    model_runs, pca_runs = count_calls(model.encoder), count_calls(pca.reconstruct)
+    metrics = tr.test(model, datamodule=data, verbose=False)[0]
+    assert len(kept.batches) == 4  # 200 test images in batches of 64
+    assert model_runs == pca_runs == [4]  # once per batch: the test step, the PCA baseline
+
+    classify = downstream.classifier
+    model.eval()
+    with torch.no_grad():  # the old way: each evaluation runs what it needs on each batch
+        old = []
+        for b in kept.batches:
+            x, y = b["input"], b["label"]
+            o = {"original": b["target"], "recon": model(x), "pca": pca.reconstruct(x)}
+            for name in ("original", "recon", "pca"):
+                o[f"hit_{name}"] = classify(o[name]).argmax(1) == y
+            o["code"] = model.encode(x)
+            old.append(o)
+    joined = {k: torch.cat([o[k] for o in old]) for k in old[0]}
+    target = torch.cat([b["target"] for b in kept.batches])
+    labels = torch.cat([b["label"] for b in kept.batches])
+    for prefix, name in (("test/mse_digit", "recon"), ("pca/test_mse_digit", "pca")):
+        per_image = (joined[name] - target).pow(2).flatten(1).mean(1)
+        for k in range(10):
+            expected = per_image[labels == k].mean().item()
+            assert metrics[f"{prefix}/{k}"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["test/mse"] == pytest.approx((joined["recon"] - target).pow(2).mean().item())
+    assert metrics["pca/test_mse"] == pytest.approx((joined["pca"] - target).pow(2).mean().item())
+    for name in ("original", "recon", "pca"):
+        expected = joined[f"hit_{name}"].float().mean().item()
+        assert metrics[f"downstream/acc_{name}"] == pytest.approx(expected, abs=1e-6)
+    points = np.load(tmp_path / "figures" / "latent_map.npz")["points"]
+    np.testing.assert_allclose(points, joined["code"][:150].numpy(), rtol=1e-6)
 
 
 def test_downstream_accuracy_on_originals_is_the_classifier_accuracy(
@@ -357,6 +448,12 @@ def batch_of(n: int, label: int | None = None) -> dict[str, torch.Tensor]:
     return {"input": x, "target": x.clone(), "label": y}
 
 
+def outputs_of(model: AutoencoderModule, batch: dict[str, torch.Tensor]) -> dict:
+    """What the model's test step hands the callbacks for ``batch``."""
+    with torch.no_grad():
+        return model.eval().shared_step(batch).outputs()
+
+
 @pytest.mark.parametrize(
     "n_images, value, reason",
     [
@@ -370,7 +467,8 @@ def test_latent_map_skips_codes_no_map_can_show(tmp_path, caplog, n_images, valu
     collapse(model, value)
     cb, tr = LatentMap(n_points=100, max_iter=250), stub_trainer(tmp_path)
     cb.on_test_epoch_start(tr, model)
-    cb.on_test_batch_end(tr, model, None, batch_of(n_images), 0)
+    batch = batch_of(n_images)
+    cb.on_test_batch_end(tr, model, outputs_of(model, batch), batch, 0)
     with caplog.at_level(logging.WARNING):
         cb.on_test_epoch_end(tr, model)
     warnings = [r.getMessage() for r in caplog.records]
@@ -383,7 +481,8 @@ def test_reconstruction_grid_skips_reconstructions_that_are_not_finite(tmp_path,
     model = DenseAE(latent_dim=4, hidden=[16]).eval()
     collapse(model, math.nan)
     cb, tr = ReconstructionGrid(n_images=4), stub_trainer(tmp_path)
-    cb.on_validation_batch_end(tr, model, None, batch_of(8), 0)
+    batch = batch_of(8)
+    cb.on_validation_batch_end(tr, model, outputs_of(model, batch), batch, 0)
     with caplog.at_level(logging.WARNING):
         cb.on_validation_epoch_end(tr, model)
     assert skipped(caplog) == ["reconstruction grid"]
@@ -424,11 +523,12 @@ def test_only_the_first_process_writes_figures(tmp_path, rank_zero) -> None:
     model = DenseVAE(latent_dim=3, hidden=[16]).eval()
     tr = stub_trainer(tmp_path, rank_zero=rank_zero)
     grid, gen, latent = ReconstructionGrid(4), Generation(4, 2, 3), LatentMap(40, max_iter=250)
-    grid.on_validation_batch_end(tr, model, None, batch_of(8), 0)
+    eight, forty = batch_of(8), batch_of(40)
+    grid.on_validation_batch_end(tr, model, outputs_of(model, eight), eight, 0)
     grid.on_validation_epoch_end(tr, model)
     for cb in (gen, latent):
         cb.on_test_epoch_start(tr, model)
-        cb.on_test_batch_end(tr, model, None, batch_of(40), 0)
+        cb.on_test_batch_end(tr, model, outputs_of(model, forty), forty, 0)
         cb.on_test_epoch_end(tr, model)
     written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     expected = {"reconstructions.png", "prior_samples.png", "interpolations.png", "latent_map.png"}
@@ -458,3 +558,128 @@ def test_a_model_with_a_constant_code_finishes_or_fails_with_a_message(tmp_path,
         log = (run / "train.log").read_text()
         assert "latent map skipped: all 500 codes are identical" in log
         assert "test/mse" in json.loads((run / "metrics.json").read_text())
+
+
+# --- figures and hyperparameters reach every logger; PNGs in the run dir whatever the loggers ---
+
+
+class RecordingMLflow(MLFlowLogger):
+    """MLflow's logger with a client that records the artifacts it is given (mlflow itself is
+    not installed here, and its logger needs it only to make that client)."""
+
+    def __init__(self) -> None:
+        self.artifacts: list[tuple[str, str, str | None]] = []
+
+    @property
+    def experiment(self) -> SimpleNamespace:
+        def log_artifact(run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+            self.artifacts.append((run_id, local_path, artifact_path))
+
+        return SimpleNamespace(log_artifact=log_artifact)
+
+    @property
+    def run_id(self) -> str:
+        return "run-1"
+
+
+class RecordingWandb(WandbLogger):
+    """W&B's logger with what its ``log_image`` is given recorded instead of uploaded."""
+
+    def __init__(self) -> None:
+        self.images: list[tuple[str, list, int | None]] = []
+
+    def log_image(self, key: str, images: list, step: int | None = None, **kwargs) -> None:
+        self.images.append((key, images, step))
+
+
+def announced(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "ae_lab.callbacks.loggers"]
+
+
+def test_figures_reach_every_logger_that_shows_images(tmp_path, caplog) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ae_lab.callbacks.latent_map import plot_map
+
+    tb = TensorBoardLogger(tmp_path, name="", version="")
+    mlflow, wandb = RecordingMLflow(), RecordingWandb()
+    tr = stub_trainer(tmp_path)
+    tr.loggers, tr.global_step = [tb, CSVLogger(tmp_path, name="csv"), mlflow, wandb], 7
+    figure = plot_map(np.random.default_rng(0).random((20, 2)), np.arange(20) % 10, "codes")
+    with caplog.at_level(logging.INFO):
+        grid = log_figure(tr, "val/reconstructions", torch.rand(3, 10, 12))
+        latent_map = log_figure(tr, "test/latent_map", figure)
+    figures = tmp_path / "figures"
+    assert (grid, latent_map) == (figures / "reconstructions.png", figures / "latent_map.png")
+    assert mlflow.artifacts == [("run-1", str(p), "figures") for p in (grid, latent_map)]
+    assert wandb.images == [
+        ("val/reconstructions", [str(grid)], 7),
+        ("test/latent_map", [str(latent_map)], 7),
+    ]
+    tb.experiment.flush()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert set(events.Tags()["images"]) == {"val/reconstructions", "test/latent_map"}
+    shown = events.Images("val/reconstructions")[0]
+    assert (shown.step, shown.width, shown.height) == (7, 12, 10)
+    assert announced(caplog) == []  # the loggers show them
+
+
+def test_without_a_logger_that_shows_images_one_line_says_where_the_pngs_are(tmp_path, caplog):
+    tr = stub_trainer(tmp_path)
+    tr.loggers = [CSVLogger(tmp_path, name="csv")]
+    with caplog.at_level(logging.INFO):
+        for tag in ("val/reconstructions", "val/reconstructions", "test/interpolations"):
+            log_figure(tr, tag, torch.rand(3, 8, 8))
+    pngs = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert pngs == {"reconstructions.png", "interpolations.png"}
+    [line] = announced(caplog)
+    assert str(tmp_path / "figures") in line and "CSVLogger" in line
+
+
+def test_hyperparameters_reach_every_logger_with_the_final_metrics(tmp_path) -> None:
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb, table = TensorBoardLogger(tmp_path, name="", version=""), CSVLogger(tmp_path, name="csv")
+    tr = stub_trainer(tmp_path)
+    tr.loggers, tr.global_step = [tb, table], 5
+    params = {"model": "ae", "latent": 8, "transform_params": {"p": 0.25}}
+    log_hyperparams(tr, params, {"test/mse": 0.02, "test/mse_ratio": 0.9})
+    for logger in (tb, table):
+        logger.save()
+    assert yaml.safe_load((Path(table.log_dir) / "hparams.yaml").read_text()) == params
+    with open(Path(table.log_dir) / "metrics.csv") as f:
+        [row] = list(csv.DictReader(f))
+    assert (row["step"], float(row["test/mse_ratio"])) == ("5", pytest.approx(0.9))
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    hparams = events.PluginTagToContent("hparams")  # what the HPARAMS tab reads
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert b"transform_params/p" in hparams["_hparams_/session_start_info"]
+    assert events.Scalars("test/mse_ratio")[0].value == pytest.approx(0.9)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("logger", ["csv", "none"])
+def test_a_run_without_an_image_logger_writes_its_figures_and_says_where(
+    tmp_path, mnist_root, logger
+) -> None:
+    """``logger=csv`` or ``none``: no logger shows images, so the PNGs are all there is, and one
+    line of the run's log says where; the CSV logger gets the hyperparameters and final metrics
+    (and no logger at all is no reason to refuse the learning-rate monitor's run)."""
+    import yaml
+
+    run = tmp_path / "run"
+    overrides = (f"logger={logger}", "threads=1", "callbacks.latent_map.n_points=100")
+    run_ae_lab(*overrides, *TINY, f"hydra.run.dir={run}", cwd=tmp_path, data_root=mnist_root)
+    figures = {p.name for p in (run / "figures").glob("*.png")}
+    assert figures == {"reconstructions.png", "interpolations.png", "latent_map.png"}
+    log = (run / "train.log").read_text()
+    assert log.count("figures are written as PNG files to") == 1
+    assert f"to {run / 'figures'} (" in log
+    assert not list(run.rglob("events.out.tfevents.*"))
+    if logger == "csv":
+        hparams = yaml.safe_load((run / "csv" / "hparams.yaml").read_text())
+        assert (hparams["model"], hparams["latent"]) == ("ae", 32)
+        assert "test/mse_ratio" in (run / "csv" / "metrics.csv").read_text().splitlines()[0]

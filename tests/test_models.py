@@ -257,7 +257,7 @@ def test_sparsity_penalties_match_hand_computation() -> None:
 @pytest.mark.parametrize(("sparsity", "threshold"), [("kl", 0.5), ("l1", 0.0)])
 def test_sparse_ae_loss_terms(sparsity: str, threshold: float, batch) -> None:
     model = SparseAE(latent_dim=10, sparsity=sparsity, rho=0.1, weight=0.3)
-    terms, recon = model.shared_step(batch)
+    terms, recon, _ = model.shared_step(batch)
     code = model.encode(batch["input"])
     penalty = kl_sparsity_penalty(code, 0.1) if sparsity == "kl" else l1_penalty(code)
     mse = torch.nn.functional.mse_loss(recon, batch["target"])
@@ -315,7 +315,7 @@ def test_contractive_penalty_trains_the_encoder(hidden, batch) -> None:
 
 def test_contractive_loss_terms(batch) -> None:
     model = ContractiveAE(latent_dim=4, weight=0.5)
-    terms, recon = model.shared_step(batch)
+    terms, recon, _ = model.shared_step(batch)
     x = batch["input"]
     penalty = brute_force_frobenius_sq(model.encoder, x).mean()
     torch.testing.assert_close(terms["contractive_penalty"], penalty)

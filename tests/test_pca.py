@@ -1,9 +1,11 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from ae_lab.callbacks import PCABaseline
-from ae_lab.callbacks.pca import LinearReconstruction, fit_pca
+from ae_lab.callbacks.pca import PCA_RECON, LinearReconstruction, fit_pca, pca_reconstruction
 from ae_lab.data import GaussianNoise, MNISTDataModule
 from ae_lab.models import DenseAE, SparseAE
 from tests.conftest import evaluating, quiet_trainer
@@ -61,6 +63,23 @@ def test_model_mse_is_the_same_quantity_for_its_own_reconstructions(fitted):
     with torch.no_grad():
         errors = [(model(b["input"]) - b["target"]) ** 2 for b in batches]
     assert test["test/mse"].item() == pytest.approx(torch.cat(errors).mean().item(), rel=1e-4)
+
+
+def test_a_batch_is_reconstructed_once_for_every_callback_that_asks(fitted):
+    """The first callback to ask keeps PCA's reconstruction in the test step's outputs; the
+    others (PCA's own MSE, per-digit MSE, downstream accuracy) get that one."""
+    _, model, pca, _, _ = fitted
+    batch = {"input": torch.rand(5, 1, 28, 28)}
+    outputs = model.shared_step(batch | {"target": batch["input"]}).outputs()
+    runs = []
+    hook = pca.reconstruct.register_forward_hook(lambda *_: runs.append(1))
+    trainer = SimpleNamespace(callbacks=[pca])
+    first, again = pca_reconstruction(trainer, outputs, batch), pca.reconstruction(outputs, batch)
+    hook.remove()
+    assert again is first and outputs[PCA_RECON] is first and len(runs) == 1
+    expected = pca.pca.inverse_transform(pca.pca.transform(batch["input"].flatten(1).numpy()))
+    np.testing.assert_allclose(first.flatten(1).numpy(), expected, atol=1e-5)
+    assert pca_reconstruction(SimpleNamespace(callbacks=[]), outputs, batch) is None  # no PCA
 
 
 def test_variance_ratio_picks_enough_components():

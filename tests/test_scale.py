@@ -192,3 +192,10 @@ def test_two_process_ddp_run_on_cpu(tmp_path: Path, mnist_root: Path, monkeypatc
     expected = float(((recon(test) - test) ** 2).mean())
     assert metrics["pca/test_mse"] == pytest.approx(expected, rel=1e-4)
     assert 0 < metrics["test/mse"] < 1
+    # the per-digit sums and counts (torchmetrics states) are added up over both processes: the
+    # count-weighted mean of the per-digit MSEs is the MSE of the whole test set
+    counts = torch.bincount(dm.labels("test").long(), minlength=10).double()
+    for prefix, overall in (("test/mse_digit", "test/mse"), ("pca/test_mse_digit", "pca/test_mse")):
+        per_digit = torch.tensor([metrics[f"{prefix}/{k}"] for k in range(10)], dtype=torch.float64)
+        weighted = float((per_digit * counts).sum() / counts.sum())
+        assert weighted == pytest.approx(metrics[overall], rel=1e-4)

@@ -1,10 +1,11 @@
-"""What the evaluation callbacks share: where a run's figures go, how they reach TensorBoard, which
-process writes them, and how an evaluation that cannot run says so."""
+"""What the evaluation callbacks share: which process writes files, how one callback finds another,
+and how an evaluation that cannot run says so. Figures and hyperparameters reach the loggers
+through ``ae_lab.callbacks.loggers``; what a test step computes reaches every callback as its
+``outputs`` (``ae_lab.models.base.EvalOutputs``)."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -43,27 +44,3 @@ def skip(what: str, reason: str) -> None:
 
 def all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor).all())
-
-
-def figure_dir(trainer: L.Trainer, output_dir: str | None = None) -> Path:
-    """``<run dir>/figures``: the run dir is the trainer's ``default_root_dir`` (Hydra's output
-    dir in ae_lab runs), so figures sit beside the run's metrics and event files."""
-    path = Path(output_dir or trainer.default_root_dir) / "figures"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def log_figure(trainer: L.Trainer, tag: str, figure: Any) -> None:
-    """Sends a matplotlib figure to every logger that takes figures (TensorBoard does)."""
-    for lg in trainer.loggers:
-        add_figure = getattr(getattr(lg, "experiment", None), "add_figure", None)
-        if add_figure is not None:
-            add_figure(tag, figure, global_step=trainer.global_step, close=False)
-
-
-def log_image(trainer: L.Trainer, tag: str, image: torch.Tensor, step: int) -> None:
-    """Sends a (C, H, W) image to every logger that takes images (TensorBoard does)."""
-    for lg in trainer.loggers:
-        add_image = getattr(getattr(lg, "experiment", None), "add_image", None)
-        if add_image is not None:
-            add_image(tag, image, global_step=step)

@@ -10,30 +10,45 @@ import logging
 
 import lightning as L
 import torch
+from torchmetrics import Metric
 
-from ae_lab.callbacks.common import TestStageCallback, find_callback, writes_files
-from ae_lab.callbacks.pca import PCABaseline
+from ae_lab.callbacks.common import TestStageCallback, writes_files
+from ae_lab.callbacks.pca import pca_reconstruction
 from ae_lab.data.contract import label_names
 from ae_lab.models.base import AutoencoderModule
 
 log = logging.getLogger(__name__)
 
 
-def squared_error_by_class(
-    recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, n_classes: int = 10
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per class: the sum over its images of each image's pixel-mean squared error; its count."""
-    per_image = (recon - target).pow(2).flatten(1).mean(1).double()
-    sums = torch.zeros(n_classes, dtype=torch.float64, device=recon.device)
-    counts = torch.zeros(n_classes, dtype=torch.float64, device=recon.device)
-    sums.index_add_(0, labels.long(), per_image)
-    counts.index_add_(0, labels.long(), torch.ones_like(per_image))
-    return sums, counts
+class PerClassMSE(Metric):
+    """Per class, the mean over its images of each image's pixel-mean squared error, and the
+    number of its images: ``compute()`` gives ``(means, counts)``, a mean of 0/0 (NaN) for a
+    class with no image. Sums and counts are the states, so under DDP torchmetrics adds up every
+    process's share before the division."""
+
+    full_state_update = False
+    higher_is_better = False
+
+    def __init__(self, n_classes: int = 10, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n_classes = n_classes
+        zeros = torch.zeros(n_classes, dtype=torch.float64)
+        self.add_state("sums", default=zeros.clone(), dist_reduce_fx="sum")
+        self.add_state("counts", default=zeros.clone(), dist_reduce_fx="sum")
+
+    def update(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
+        per_image = (recon.float() - target.float()).pow(2).flatten(1).mean(1).double()
+        self.sums.index_add_(0, labels.long(), per_image)
+        self.counts.index_add_(0, labels.long(), torch.ones_like(per_image))
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.sums / self.counts, self.counts
 
 
 class PerDigitMSE(TestStageCallback):
     """Logs ``test/mse_digit/<k>`` and, when the PCA baseline runs, ``pca/test_mse_digit/<k>``
-    for each class index ``k`` (the names keep "digit" on every dataset), and a table of them by
+    for each class index ``k`` (the names keep "digit" on every dataset), from the reconstructions
+    the test step and the PCA baseline computed (no model run of its own), and a table of them by
     the dataset's class names in the run's log.
 
     Every test image counts equally, so the count-weighted mean of the per-class values is
@@ -44,41 +59,38 @@ class PerDigitMSE(TestStageCallback):
     def __init__(self, n_classes: int | None = None) -> None:
         self.n_classes = n_classes
         self.names: list[str] = []
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: torch.Tensor | None = None
+        self.metrics: dict[str, PerClassMSE] = {}
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.sums, self.counts = {}, None
+        self.metrics = {}
         self.names = label_names(getattr(trainer, "datamodule", None), self.n_classes)
+
+    def _update(self, prefix: str, recon: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        metric = self.metrics.get(prefix)
+        if metric is None:
+            metric = self.metrics[prefix] = PerClassMSE(len(self.names)).to(recon.device)
+        metric.update(recon, batch["target"], batch["label"])
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if not isinstance(pl_module, AutoencoderModule):
             return
-        recons = {"test/mse_digit": pl_module(batch["input"])}
-        pca = find_callback(trainer, PCABaseline)
-        if pca is not None and pca.reconstruct is not None:
-            recons["pca/test_mse_digit"] = pca.reconstruct(batch["input"])
-        for prefix, recon in recons.items():
-            sums, counts = squared_error_by_class(
-                recon, batch["target"], batch["label"], len(self.names)
-            )
-            self.sums[prefix] = self.sums.get(prefix, 0) + sums
-        self.counts = counts if self.counts is None else self.counts + counts
+        self._update("test/mse_digit", outputs["recon"], batch)
+        pca = pca_reconstruction(trainer, outputs, batch)
+        if pca is not None:
+            self._update("pca/test_mse_digit", pca, batch)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.counts is None:
-            return
-        # every process's share of the test set (DDP); unchanged on one device
-        counts = trainer.strategy.reduce(self.counts, reduce_op="sum")
         table: dict[str, list[float]] = {}
-        for prefix, sums in self.sums.items():
-            sums = trainer.strategy.reduce(sums, reduce_op="sum")
+        counts = None
+        for prefix, metric in self.metrics.items():
+            means, counts = metric.compute()  # every process's share of the test set (DDP)
             for k in range(len(self.names)):
                 if counts[k] > 0:
-                    value = (sums[k] / counts[k]).float()
+                    value = means[k].float()
                     pl_module.log(f"{prefix}/{k}", value, sync_dist=True)  # equal on all
                     table.setdefault(prefix, []).append(float(value))
-        if writes_files(trainer):
+        self.metrics = {}
+        if counts is not None and writes_files(trainer):
             present = [name for name, n in zip(self.names, counts, strict=True) if n > 0]
             log.info("test MSE per class:\n%s", format_table(present, table))
 

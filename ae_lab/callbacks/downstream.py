@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities.seed import isolate_rng
+from torchmetrics.classification import MulticlassAccuracy
 
-from ae_lab.callbacks.common import TestStageCallback, all_finite, find_callback, writes_files
-from ae_lab.callbacks.pca import PCABaseline
+from ae_lab.callbacks.common import TestStageCallback, writes_files
+from ae_lab.callbacks.pca import pca_reconstruction
 from ae_lab.data.contract import ImageData
 from ae_lab.data.datamodule import ImageDataModule
 from ae_lab.models.base import AutoencoderModule, SchedulerFactory
@@ -79,10 +79,32 @@ def train_classifier(
     return model
 
 
+class FiniteAccuracy(MulticlassAccuracy):
+    """Accuracy of class scores, NaN when any image's scores are not finite: an image that is not
+    finite (a diverged model's reconstruction) has no class, and the class its NaN scores happen
+    to pick is no result. The count of such images is a state, reduced across DDP processes
+    like the hits, so every process computes the same value."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes, average="micro")
+        self.add_state("nonfinite", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        self.nonfinite += (~torch.isfinite(preds)).flatten(1).any(1).sum()
+        super().update(preds, target)
+
+    def compute(self) -> torch.Tensor:
+        if self.nonfinite > 0:
+            return torch.tensor(float("nan"), device=self.nonfinite.device)
+        return super().compute()
+
+
 class DownstreamClassification(TestStageCallback):
     """Logs ``downstream/acc_original``, ``downstream/acc_recon`` and ``downstream/acc_pca``:
     the accuracy of a fixed classifier on the clean test images, on the model's reconstructions
     (of the corrupted inputs, if a ``transform`` is set) and on PCA's, over the same test batches.
+    The reconstructions are those the test step and the PCA baseline computed; the accuracies are
+    ``FiniteAccuracy`` metrics, reduced across DDP processes by torchmetrics.
 
     ``checkpoint`` names a trained ``model=classifier`` checkpoint. Without one, a classifier is
     trained once with ``seed`` for ``epochs`` epochs on the run's dataset and split and cached in
@@ -113,9 +135,7 @@ class DownstreamClassification(TestStageCallback):
         self.lr = lr
         self.scheduler = scheduler or None  # the ``scheduler`` group's none is an empty node
         self.classifier: CNNClassifier | None = None
-        self.correct: dict[str, int] = {}
-        self.nonfinite: set[str] = set()
-        self.total = 0
+        self.accuracy: dict[str, FiniteAccuracy] = {}
 
     def cache_path(self, datamodule: ImageData) -> Path:
         """The cached checkpoint for these settings and this data (dataset, root, split)."""
@@ -187,31 +207,31 @@ class DownstreamClassification(TestStageCallback):
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.classifier is not None:
             self.classifier.to(pl_module.device)
-        self.correct, self.nonfinite, self.total = {}, set(), 0
+        self.accuracy = {}
 
     @torch.no_grad()
     def _count(self, name: str, images: torch.Tensor, labels: torch.Tensor) -> None:
         assert self.classifier is not None
-        if not all_finite(images):
-            self.nonfinite.add(name)
-        hits = (self.classifier(images).argmax(1) == labels).sum().item()
-        self.correct[name] = self.correct.get(name, 0) + int(hits)
+        metric = self.accuracy.get(name)
+        if metric is None:
+            n_classes = int(self.classifier.hparams.get("n_classes", 10))
+            metric = self.accuracy[name] = FiniteAccuracy(n_classes).to(labels.device)
+        metric.update(self.classifier(images.float()), labels)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if self.classifier is None or not isinstance(pl_module, AutoencoderModule):
             return
         labels = batch["label"]
         self._count("acc_original", batch["target"], labels)
-        self._count("acc_recon", pl_module(batch["input"]), labels)
-        pca = find_callback(trainer, PCABaseline)
-        if pca is not None and pca.reconstruct is not None:
-            self._count("acc_pca", pca.reconstruct(batch["input"]), labels)
-        self.total += len(labels)
+        self._count("acc_recon", outputs["recon"], labels)
+        pca = pca_reconstruction(trainer, outputs, batch)
+        if pca is not None:
+            self._count("acc_pca", pca, labels)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        for name, hits in self.correct.items():
-            value = hits / max(1, self.total)
-            if name in self.nonfinite:  # NaN on one process makes the mean over all NaN
+        for name, metric in self.accuracy.items():
+            value = metric.compute()  # every process's share (DDP)
+            if value.isnan():
                 log.warning("downstream/%s is NaN: some of its images are not finite", name)
-                value = math.nan
-            pl_module.log(f"downstream/{name}", value, sync_dist=True)
+            pl_module.log(f"downstream/{name}", value.float(), sync_dist=True)
+        self.accuracy = {}

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
-from ae_lab.callbacks.common import (
-    TestStageCallback,
-    all_finite,
-    figure_dir,
-    log_image,
-    skip,
-    writes_files,
-)
+from ae_lab.callbacks.common import TestStageCallback, all_finite, skip, writes_files
+from ae_lab.callbacks.loggers import log_figure
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import VariationalAutoencoder
 
@@ -41,8 +35,9 @@ def interpolations(model: AutoencoderModule, a: torch.Tensor, b: torch.Tensor, s
 class Generation(TestStageCallback):
     """After testing: ``figures/prior_samples.png`` (VAEs) and ``figures/interpolations.png``
     (every autoencoder; each row goes from one test digit to another of a different class), also
-    in TensorBoard as ``test/prior_samples`` and ``test/interpolations``. Images that are not
-    finite, or a first test batch without two different digits, give one warning, no figure."""
+    in the loggers that show images as ``test/prior_samples`` and ``test/interpolations``.
+    Images that are not finite, or a first test batch without two different digits, give one
+    warning, no figure."""
 
     def __init__(
         self,
@@ -94,11 +89,10 @@ class Generation(TestStageCallback):
             self._write(trainer, "interpolations", images, nrow=self.steps)
 
     def _write(self, trainer: L.Trainer, name: str, images: torch.Tensor, nrow: int) -> None:
-        """``figures/<name>.png`` and ``test/<name>`` in TensorBoard, unless the images are not
+        """``figures/<name>.png`` and ``test/<name>`` in the loggers, unless the images are not
         finite (a diverged decoder), which no picture shows."""
         if not all_finite(images):
             skip(name.replace("_", " "), "the decoded images are not finite (NaN or infinite)")
             return
         grid = make_grid(images, nrow=nrow, padding=2, pad_value=0.5)
-        save_image(grid, figure_dir(trainer, self.output_dir) / f"{name}.png")
-        log_image(trainer, f"test/{name}", grid, trainer.global_step)
+        log_figure(trainer, f"test/{name}", grid, self.output_dir)

@@ -6,15 +6,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ae_lab.callbacks.loggers import log_hyperparams
 from ae_lab.reporting import metrics as headline
 
 
 class HParamsSummary(L.Callback):
-    """Logs the run's hyperparameters to every logger as the run starts, and to TensorBoard's
-    HPARAMS tab with its final headline metrics once testing ends.
+    """Logs the run's hyperparameters to every logger as the run starts, and sends them with its
+    final headline metrics to every logger once testing ends
+    (``ae_lab.callbacks.loggers.log_hyperparams``: TensorBoard's HPARAMS tab, the CSV logger's
+    ``hparams.yaml``, MLflow's params, W&B's config).
 
     Each model saves its own constructor arguments (Lightning logs them and keeps them in its
     checkpoints), so their keys differ between models and an HPARAMS table of those falls apart into
@@ -43,10 +45,7 @@ class HParamsSummary(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         final = {**self.fit_metrics, **_current(trainer)}
         metrics = headline.select(final, headline.HPARAMS)
-        params = hyperparameters(self.params, pl_module)
-        for lg in trainer.loggers:
-            if isinstance(lg, TensorBoardLogger) and metrics:
-                lg.log_hyperparams(params, metrics, step=trainer.global_step)
+        log_hyperparams(trainer, hyperparameters(self.params, pl_module), metrics)
 
 
 def hyperparameters(params: Mapping[str, Any], pl_module: L.LightningModule) -> dict[str, Any]:

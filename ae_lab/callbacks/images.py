@@ -1,4 +1,4 @@
-"""Reconstruction grids in TensorBoard and the run's figures, so a glance shows what the numbers
+"""Reconstruction grids in the run's figures and its loggers, so a glance shows what the numbers
 mean."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
-from ae_lab.callbacks.common import all_finite, figure_dir, log_image, skip, writes_files
+from ae_lab.callbacks.common import all_finite, skip, writes_files
+from ae_lab.callbacks.loggers import log_figure
 from ae_lab.models.base import AutoencoderModule
 
 
@@ -31,10 +32,9 @@ class ReconstructionGrid(L.Callback):
             or not writes_files(trainer)
         ):
             return
-        n = self.n_images
-        with torch.no_grad():
-            recon = pl_module(batch["input"][:n])
-        self.rows = torch.cat([batch["target"][:n], batch["input"][:n], recon]).float().cpu()
+        n = self.n_images  # the reconstructions the validation step computed
+        rows = (batch["target"][:n], batch["input"][:n], outputs["recon"][:n])
+        self.rows = torch.cat([r.float() for r in rows]).cpu()
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         rows, self.rows = self.rows, None
@@ -44,5 +44,4 @@ class ReconstructionGrid(L.Callback):
             skip("reconstruction grid", "the reconstructions are not finite (NaN or infinite)")
             return
         grid = make_grid(rows, nrow=self.n_images, padding=2, pad_value=0.5)
-        log_image(trainer, "val/reconstructions", grid, trainer.global_step)
-        save_image(grid, figure_dir(trainer) / "reconstructions.png")
+        log_figure(trainer, "val/reconstructions", grid)

@@ -11,13 +11,8 @@ from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from ae_lab.callbacks.common import (
-    TestStageCallback,
-    figure_dir,
-    log_figure,
-    skip,
-    writes_files,
-)
+from ae_lab.callbacks.common import TestStageCallback, skip, writes_files
+from ae_lab.callbacks.loggers import log_figure
 from ae_lab.data.contract import label_names
 from ae_lab.models.base import AutoencoderModule
 
@@ -94,7 +89,8 @@ def plot_map(
 class LatentMap(TestStageCallback):
     """After testing: the codes of the first ``n_points`` test images, plotted directly when the
     latent is 2-D and through a seeded t-SNE otherwise; ``figures/latent_map.png`` in the run dir
-    and ``test/latent_map`` in TensorBoard. t-SNE costs grow with ``n_points``: a few hundred
+    and ``test/latent_map`` in the loggers that show images. The codes are those the test step
+    computed (a VAE's posterior means). t-SNE costs grow with ``n_points``: a few hundred
     points take seconds. Codes no map can show (see ``check_codes``) give one warning, no map.
     Under DDP the first process maps its own share of the test set."""
 
@@ -119,14 +115,13 @@ class LatentMap(TestStageCallback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.codes, self.labels = [], []
 
-    @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         have = sum(len(c) for c in self.codes)
         mapped = isinstance(pl_module, AutoencoderModule) and writes_files(trainer)
         if not mapped or have >= self.n_points:
             return
-        n = self.n_points - have
-        self.codes.append(pl_module.encode(batch["input"][:n]).flatten(1).float().cpu())
+        n = self.n_points - have  # the codes the test step computed
+        self.codes.append(outputs["code"][:n].flatten(1).float().cpu())
         self.labels.append(batch["label"][:n].cpu())
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -145,8 +140,7 @@ class LatentMap(TestStageCallback):
         if codes.shape[1] > 2:  # t-SNE axes have no units worth reading
             fig.axes[0].set_xticks([])
             fig.axes[0].set_yticks([])
-        path = figure_dir(trainer, self.output_dir) / "latent_map.png"
-        fig.savefig(path)
-        log_figure(trainer, "test/latent_map", fig)
-        np.savez_compressed(path.with_suffix(".npz"), points=points, labels=labels)
-        log.info("latent map written to %s", path)
+        path = log_figure(trainer, "test/latent_map", fig, self.output_dir)
+        if path is not None:
+            np.savez_compressed(path.with_suffix(".npz"), points=points, labels=labels)
+            log.info("latent map written to %s", path)

@@ -12,6 +12,7 @@ import math
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 
 from ae_lab.callbacks.common import TestStageCallback
 from ae_lab.models.vae import VariationalAutoencoder
@@ -63,18 +64,19 @@ def importance_sampled_nll(
 
 class ImportanceSampledNLL(TestStageCallback):
     """Logs ``test/nll`` (nats per image) for VAEs, from ``n_samples`` importance samples per
-    test image, drawn with a generator seeded per batch so the estimate is reproducible."""
+    test image, drawn with a generator seeded per batch so the estimate is reproducible. The mean
+    over images is a torchmetrics ``MeanMetric`` (in float64; under DDP over every process's
+    images), which keeps a NaN: a diverged model has no likelihood to report."""
 
     def __init__(self, n_samples: int = 100, seed: int = 0) -> None:
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         self.n_samples = n_samples
         self.seed = seed
-        self.total = 0.0
-        self.count = 0
+        self.mean: MeanMetric | None = None
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.total, self.count = 0.0, 0
+        self.mean = None
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if not isinstance(pl_module, VariationalAutoencoder):
@@ -84,9 +86,12 @@ class ImportanceSampledNLL(TestStageCallback):
         nll = importance_sampled_nll(
             pl_module, batch["input"], batch["target"], self.n_samples, gen
         )
-        self.total += float(nll.double().sum())
-        self.count += len(nll)
+        if self.mean is None:
+            self.mean = MeanMetric(nan_strategy="disable").set_dtype(torch.float64)
+            self.mean.to(nll.device)
+        self.mean.update(nll)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.count:
-            pl_module.log("test/nll", self.total / self.count, sync_dist=True)
+        if self.mean is not None:
+            pl_module.log("test/nll", self.mean.compute().float(), sync_dist=True)
+            self.mean = None

@@ -11,9 +11,13 @@ import torch
 from sklearn.decomposition import PCA
 from torchmetrics import MeanSquaredError
 
-from ae_lab.models.base import AutoencoderModule
+from ae_lab.callbacks.common import find_callback
+from ae_lab.models.base import AutoencoderModule, Batch
 
 log = logging.getLogger(__name__)
+
+# where a batch's PCA reconstruction is kept in the step's outputs (models.base.EvalOutputs)
+PCA_RECON = "pca_recon"
 
 
 class LinearReconstruction(torch.nn.Module):
@@ -106,14 +110,29 @@ class PCABaseline(L.Callback):
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._fit(trainer, pl_module)
 
-    def _update(self, stage: str, pl_module: L.LightningModule, batch: Any) -> None:
+    @torch.no_grad()
+    def reconstruction(self, outputs: dict[str, Any] | None, batch: Batch) -> torch.Tensor | None:
+        """PCA's reconstruction of the batch's inputs, computed once per batch: the first caller
+        keeps it in the step's ``outputs``, where the others (this baseline's own MSE, per-digit
+        MSE, downstream accuracy) find it. None before PCA is fitted (e.g. for a classifier)."""
         if self.reconstruct is None:
+            return None
+        if outputs is None:  # a model whose step returns nothing to share
+            return self.reconstruct(batch["input"])
+        if PCA_RECON not in outputs:
+            outputs[PCA_RECON] = self.reconstruct(batch["input"])
+        return outputs[PCA_RECON]
+
+    def _update(
+        self, stage: str, pl_module: L.LightningModule, outputs: dict[str, Any] | None, batch: Batch
+    ) -> None:
+        recon = self.reconstruction(outputs, batch)
+        if recon is None:
             return
         metric = self.metrics.get(stage)
         if metric is None:
             metric = self.metrics[stage] = MeanSquaredError().to(pl_module.device)
-        with torch.no_grad():
-            metric.update(self.reconstruct(batch["input"]), batch["target"])
+        metric.update(recon, batch["target"])
 
     def _log(self, stage: str, pl_module: L.LightningModule) -> None:
         metric = self.metrics.pop(stage, None)
@@ -123,13 +142,22 @@ class PCABaseline(L.Callback):
             pl_module.log("pca/n_components", float(self.pca.n_components_), sync_dist=True)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        self._update("val", pl_module, batch)
+        self._update("val", pl_module, outputs, batch)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log("val", pl_module)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        self._update("test", pl_module, batch)
+        self._update("test", pl_module, outputs, batch)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log("test", pl_module)
+
+
+def pca_reconstruction(
+    trainer: L.Trainer, outputs: dict[str, Any] | None, batch: Batch
+) -> torch.Tensor | None:
+    """The run's PCA reconstruction of this batch (see ``PCABaseline.reconstruction``), or None
+    when the run has no fitted PCA baseline."""
+    pca = find_callback(trainer, PCABaseline)
+    return pca.reconstruction(outputs, batch) if pca is not None else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple, TypedDict
 
 import lightning as L
 import torch
@@ -26,6 +26,31 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 # a ``_partial_`` scheduler from the ``scheduler`` config group: (optimizer, total_steps=N) -> it
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 Batch = dict[str, torch.Tensor]
+
+
+class EvalOutputs(TypedDict, total=False):
+    """What ``validation_step`` and ``test_step`` return for each batch: Lightning hands this dict
+    to every callback's ``on_validation_batch_end`` / ``on_test_batch_end`` as ``outputs``. It
+    holds what the step computed to score the model, so that no evaluation runs the model again.
+    A callback may add what it computes once for the others (the PCA baseline adds its own
+    reconstruction of the same inputs, ``ae_lab.callbacks.pca.pca_reconstruction``)."""
+
+    recon: torch.Tensor  # the model's reconstruction of batch["input"], scored against "target"
+    code: torch.Tensor  # the code of batch["input"]; for a VAE the posterior mean
+
+
+class Step(NamedTuple):
+    """One forward pass over a batch: the loss terms (``loss`` is optimised, the rest logged),
+    the reconstruction in [0, 1] and the code it was decoded from (a VAE's sample in training,
+    its posterior mean in evaluation)."""
+
+    terms: dict[str, torch.Tensor]
+    recon: torch.Tensor
+    code: torch.Tensor
+
+    def outputs(self) -> EvalOutputs:
+        """What an evaluation step hands the callbacks (see ``EvalOutputs``)."""
+        return {"recon": self.recon.detach(), "code": self.code.detach()}
 
 
 class LabModule(L.LightningModule):
@@ -105,12 +130,11 @@ class AutoencoderModule(LabModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def shared_step(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Loss terms (``loss`` is optimised, the rest are logged) and the reconstruction."""
+    def shared_step(self, batch: Batch) -> Step:
         code = self.encode(batch["input"])
         logits = self.decoder(code)
         recon = torch.sigmoid(logits)
-        return self.loss_terms(batch, code, logits, recon), recon
+        return Step(self.loss_terms(batch, code, logits, recon), recon, code)
 
     def loss_terms(
         self, batch: Batch, code: torch.Tensor, logits: torch.Tensor, recon: torch.Tensor
@@ -118,8 +142,8 @@ class AutoencoderModule(LabModule):
         return {"loss": F.mse_loss(recon, batch["target"])}
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        terms, _ = self.shared_step(batch)
-        return terms  # "loss" is optimised; Lightning hands the dict to on_train_batch_end
+        # "loss" is optimised; Lightning hands the dict to on_train_batch_end
+        return self.shared_step(batch).terms
 
     def on_train_batch_end(
         self, outputs: dict[str, torch.Tensor], batch: Batch, batch_idx: int
@@ -146,17 +170,18 @@ class AutoencoderModule(LabModule):
             self.log(f"train/{name}", total / self._train_count, sync_dist=True)
         self._train_sums, self._train_count = {}, 0
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step("val", batch, self.val_mse)
+    def validation_step(self, batch: Batch, batch_idx: int) -> EvalOutputs:
+        return self._eval_step("val", batch, self.val_mse)
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step("test", batch, self.test_mse)
+    def test_step(self, batch: Batch, batch_idx: int) -> EvalOutputs:
+        return self._eval_step("test", batch, self.test_mse)
 
-    def _eval_step(self, stage: str, batch: Batch, mse: MeanSquaredError) -> None:
-        terms, recon = self.shared_step(batch)
-        mse.update(recon, batch["target"])
-        self._log_terms(stage, terms)
+    def _eval_step(self, stage: str, batch: Batch, mse: MeanSquaredError) -> EvalOutputs:
+        step = self.shared_step(batch)
+        mse.update(step.recon, batch["target"])
+        self._log_terms(stage, step.terms)
         self.log(f"{stage}/mse", mse, prog_bar=True)
+        return step.outputs()
 
     def _log_terms(self, stage: str, terms: dict[str, torch.Tensor]) -> None:
         # Epoch means under the documented names (val/loss, test/kl, ...)

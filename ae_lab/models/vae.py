@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ae_lab.models.base import AutoencoderModule, Batch, OptimizerFactory
+from ae_lab.models.base import AutoencoderModule, Batch, OptimizerFactory, Step
 from ae_lab.models.components import conv_decoder, conv_encoder, dense_decoder, dense_encoder
 
 
@@ -57,7 +57,7 @@ class VariationalAutoencoder(AutoencoderModule):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(x)[0]
 
-    def shared_step(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def shared_step(self, batch: Batch) -> Step:
         mu, logvar = self.posterior(batch["input"])
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
         logits = self.decoder(z)
@@ -72,7 +72,7 @@ class VariationalAutoencoder(AutoencoderModule):
         terms = {"loss": recon_loss + beta * kl, "recon": recon_loss, "kl": kl}
         if self.kl_warmup_epochs > 0:
             terms["beta"] = torch.tensor(beta, device=kl.device)
-        return terms, torch.sigmoid(logits)
+        return Step(terms, torch.sigmoid(logits), z)
 
 
 class DenseVAE(VariationalAutoencoder):

@@ -127,7 +127,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
     import torch
     from lightning.pytorch.accelerators import CPUAccelerator
-    from lightning.pytorch.callbacks import Checkpoint, ProgressBar
+    from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ProgressBar
 
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
@@ -156,6 +156,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # and a learning-rate monitor with no logger to write to (logger=none)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not cfg.trainer.get("enable_checkpointing", True):  # and checkpoints it may not write
         callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
     elif out is not None:  # the checkpoint resume reads, whatever the callbacks group
@@ -165,7 +168,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = instantiate(
         cfg.trainer,
         callbacks=[c for c in callbacks if not isinstance(c, TestStageCallback)],
-        logger=instantiate_group(cfg.get("logger")) or False,
+        logger=loggers or False,
         **slurm.trainer_plugins(cfg.trainer),  # under submitit, SLURM requeues are submitit's
     )
     checkpoints.use_atomic_writes(trainer)
