@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ae_lab.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
-from ae_lab.config import hydra_errors, resolvers, validation
+from ae_lab.config import hydra_errors, resolvers, rule, validation
 from ae_lab.config.validation import check_config, problems, settings, trainer_problems
 from ae_lab.data.definition import definition
 from ae_lab.run import run_dir
@@ -194,10 +194,10 @@ def test_the_copied_lightning_facts_match_lightning():
     from lightning.pytorch.accelerators import AcceleratorRegistry
 
     flags = [a for arg in typing.get_args(_PRECISION_INPUT) for a in typing.get_args(arg)]
-    assert sorted(map(str, validation.PRECISIONS)) == sorted(map(str, flags))
-    assert (seed.min_seed_value, seed.max_seed_value) == validation.SEED_RANGE
+    assert sorted(map(str, rule.PRECISIONS)) == sorted(map(str, flags))
+    assert (seed.min_seed_value, seed.max_seed_value) == rule.SEED_RANGE
     registry = set(AcceleratorRegistry.available_accelerators()) | {"auto", "gpu"}
-    assert set(validation.ACCELERATORS) == registry
+    assert set(rule.ACCELERATORS) == registry
 
 
 def test_every_trainer_rule_names_a_trainer_argument():

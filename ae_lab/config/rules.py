@@ -1,0 +1,282 @@
+"""Every user-facing key's rule, one line each, grouped by the config file that sets it.
+
+A key added to ``conf/`` needs a line here (tests/test_validation.py fails on a key without one);
+``*`` in a key stands for any one name.
+"""
+
+from __future__ import annotations
+
+from ae_lab.config.rule import (
+    ACCELERATORS,
+    BATCHES,
+    BOOL,
+    CONV_STAGES,
+    FOLDER,
+    PRECISIONS,
+    PROFILERS,
+    SEED,
+    SEED_RANGE,
+    Rule,
+    at_least,
+    batches,
+    between,
+    built,
+    choice,
+    devices,
+    either,
+    flag,
+    mapping,
+    never,
+    number,
+    one_of,
+    text,
+    widths,
+)
+from ae_lab.data.definition import dataset_names
+from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
+
+RULES = (
+    # conf/config.yaml
+    Rule("latent", "a positive integer (the bottleneck size), e.g. latent=8", at_least(1)),
+    Rule("seed", SEED, between(*SEED_RANGE)),
+    Rule("compile", BOOL, flag),
+    Rule("threads", "an integer >= 1 (torch threads per run)", at_least(1), nullable=True),
+    choice("matmul_precision", "highest", "high", "medium", nullable=True),
+    Rule("ckpt_path", "null, last or a checkpoint's path", text, nullable=True),
+    Rule("optimized_metric", "a logged metric's name such as val/mse", text, nullable=True),
+    Rule(
+        "report",
+        "a report's declaration: title, reference and figures (conf/experiment/report_*.yaml)",
+        mapping,
+        nullable=True,
+        whole=True,
+    ),
+    # the groups that may be empty (callbacks=none, logger=none, scheduler=none)
+    *(
+        Rule(g, f"a {g} group", mapping, nullable=True)
+        for g in ("callbacks", "logger", "scheduler")
+    ),
+    # conf/data
+    choice("data.dataset", *dataset_names(), note="the modules in ae_lab/data/datasets/"),
+    Rule("data.root", f"{FOLDER} (the one holding MNIST/raw/, FashionMNIST/raw/, ...)", text),
+    Rule("data.download", BOOL, flag),
+    Rule("data.batch_size", "an integer >= 1", at_least(1)),
+    Rule("data.eval_batch_size", "an integer >= 1", at_least(1), nullable=True),
+    # below the dataset's number of training images: _dataset_fits
+    Rule(
+        "data.val_size",
+        "an integer >= 1 (validation images taken from the training set)",
+        at_least(1),
+    ),
+    Rule("data.split_seed", SEED, between(*SEED_RANGE)),
+    Rule("data.seed", SEED, between(*SEED_RANGE)),
+    Rule("data.fast", BOOL, flag),
+    Rule("data.on_device", BOOL, flag),
+    Rule("data.num_workers", "an integer >= 0 (DataLoader worker processes)", at_least(0)),
+    Rule("data.pin_memory", BOOL, flag),
+    choice("data.binarize_target", "threshold", "sample", nullable=True),
+    # conf/model
+    Rule("model.latent_dim", "a positive integer (the bottleneck size; set latent=N)", at_least(1)),
+    Rule(
+        "model.hidden",
+        "a list of layer widths, each an integer >= 1, e.g. [256,64] ([] for none)",
+        widths(0),
+    ),
+    Rule(
+        "model.channels",
+        f"a list of 1 to {CONV_STAGES} channel counts, each an integer >= 1, e.g. [32,64] "
+        f"(each stage halves the image's side of {IMAGE_SHAPE[1]} pixels)",
+        widths(1, CONV_STAGES),
+    ),
+    Rule("model.he_init", BOOL, flag),
+    Rule("model.beta", "a number >= 0 (the KL weight)", number(lambda v: v >= 0)),
+    Rule("model.kl_warmup_epochs", "an integer >= 0", at_least(0)),
+    choice("model.recon_loss", "bce", "mse"),
+    Rule("model.weight", "a number >= 0 (the penalty's weight)", number(lambda v: v >= 0)),
+    Rule("model.rho", "a number in (0, 1) (the target activation)", number(lambda v: 0 < v < 1)),
+    choice("model.sparsity", "kl", "l1"),
+    choice("model.activation", "relu", "sigmoid"),
+    Rule("model.dropout", "a number in [0, 1)", number(lambda v: 0 <= v < 1)),
+    Rule("model.n_classes", "an integer >= 10 (MNIST's digits are 0-9)", at_least(10)),
+    # conf/optimizer
+    Rule("optimizer.lr", "a number > 0 (the learning rate)", number(lambda v: v > 0)),
+    Rule("optimizer.weight_decay", "a number >= 0", number(lambda v: v >= 0)),
+    Rule("optimizer.momentum", "a number >= 0", number(lambda v: v >= 0)),
+    Rule("optimizer.nesterov", BOOL, flag),
+    # conf/scheduler
+    Rule("scheduler.max_lr", "a number > 0 (the peak learning rate)", number(lambda v: v > 0)),
+    Rule(
+        "scheduler.pct_start",
+        "a number in (0, 1) (the share of the steps spent warming up)",
+        number(lambda v: 0 < v < 1),
+    ),
+    # conf/transform
+    Rule(
+        "transform.std", "a number >= 0 (the noise's standard deviation)", number(lambda v: v >= 0)
+    ),
+    Rule(
+        "transform.p",
+        "a number in [0, 1) (the share of pixels dropped)",
+        number(lambda v: 0 <= v < 1),
+    ),
+    Rule("transform.threshold", "a number in (0, 1)", number(lambda v: 0 < v < 1)),
+    # conf/trainer and conf/accelerator: lightning.Trainer's arguments
+    Rule("trainer.max_epochs", "an integer >= 1", at_least(1)),
+    Rule("trainer.min_epochs", "an integer >= 0", at_least(0), nullable=True),
+    Rule("trainer.max_steps", "an integer >= -1 (-1: no limit)", at_least(-1)),
+    Rule("trainer.min_steps", "an integer >= 0", at_least(0), nullable=True),
+    Rule(
+        "trainer.max_time",
+        "a duration DD:HH:MM:SS or a mapping such as {hours: 4}",
+        either(text, mapping),
+        nullable=True,
+        whole=True,
+    ),
+    choice("trainer.accelerator", *ACCELERATORS, note="the accelerator group sets it"),
+    Rule(
+        "trainer.strategy",
+        "a Lightning strategy's name such as auto, ddp or ddp_spawn, or a config with _target_",
+        either(text, built),
+        whole=True,
+    ),
+    Rule(
+        "trainer.devices",
+        "a number of devices >= 1, -1 (all), auto, or device indices such as [0,1]",
+        devices,
+    ),
+    Rule("trainer.num_nodes", "an integer >= 1", at_least(1)),
+    Rule(
+        "trainer.precision",
+        "one of " + ", ".join(dict.fromkeys(map(str, PRECISIONS))),
+        one_of(*PRECISIONS),
+        choices=tuple(p for p in PRECISIONS if isinstance(p, str)),
+    ),
+    Rule("trainer.limit_*_batches", BATCHES, batches, nullable=True),
+    Rule("trainer.overfit_batches", BATCHES, batches),
+    Rule(
+        "trainer.fast_dev_run", "true, false or a number of batches >= 0", either(flag, at_least(0))
+    ),
+    Rule("trainer.check_val_every_n_epoch", "an integer >= 1", at_least(1), nullable=True),
+    Rule(
+        "trainer.val_check_interval",
+        "an integer >= 1 (batches), a number in (0, 1] (a share of an epoch) or a duration",
+        either(at_least(1), number(lambda v: 0 < v <= 1), text, mapping),
+        nullable=True,
+        whole=True,
+    ),
+    Rule("trainer.num_sanity_val_steps", "an integer >= -1 (-1: all)", at_least(-1), nullable=True),
+    Rule("trainer.log_every_n_steps", "an integer >= 0 (0: never)", at_least(0), nullable=True),
+    Rule("trainer.accumulate_grad_batches", "an integer >= 1", at_least(1)),
+    Rule("trainer.gradient_clip_val", "a number >= 0", number(lambda v: v >= 0), nullable=True),
+    choice("trainer.gradient_clip_algorithm", "norm", "value", nullable=True),
+    Rule(
+        "trainer.deterministic", "true, false or warn", either(flag, one_of("warn")), nullable=True
+    ),
+    *(
+        Rule(f"trainer.{k}", BOOL, flag, nullable=True)
+        for k in (
+            "benchmark",
+            "enable_progress_bar",
+            "enable_model_summary",
+            "enable_checkpointing",
+        )
+    ),
+    *(
+        Rule(f"trainer.{k}", BOOL, flag)
+        for k in (
+            "inference_mode",
+            "use_distributed_sampler",
+            "detect_anomaly",
+            "barebones",
+            "sync_batchnorm",
+            "enable_autolog_hparams",
+        )
+    ),
+    Rule("trainer.reload_dataloaders_every_n_epochs", "an integer >= 0", at_least(0)),
+    Rule(
+        "trainer.profiler",
+        f"one of {', '.join(PROFILERS)} or a profiler config with _target_",
+        either(one_of(*PROFILERS), built),
+        nullable=True,
+        choices=PROFILERS,
+        whole=True,
+    ),
+    Rule("trainer.default_root_dir", FOLDER, text, nullable=True),
+    Rule("trainer.logger", "set by the logger group (logger=csv, logger=none, ...)", never),
+    Rule(
+        "trainer.callbacks",
+        "set by the callbacks group (callbacks=full, ~callbacks.latent_map, ...)",
+        never,
+        whole=True,
+    ),
+    # conf/logger
+    Rule("logger.*", "a logger config with _target_ (null: off)", built, nullable=True),
+    Rule("logger.*.save_dir", FOLDER, text),
+    Rule("logger.*.name", 'a string (a subfolder of save_dir, "" for none)', text),
+    Rule(
+        "logger.*.version",
+        'a string or an integer (a subfolder, "" for none)',
+        either(text, at_least(0)),
+        nullable=True,
+    ),
+    Rule("logger.tensorboard.default_hp_metric", BOOL, flag),
+    # conf/callbacks
+    Rule("callbacks.*", "a callback config with _target_ (null: off)", built, nullable=True),
+    Rule("callbacks.*.seed", SEED, between(*SEED_RANGE)),
+    Rule("callbacks.model_checkpoint.dirpath", FOLDER, text, nullable=True),
+    Rule("callbacks.model_checkpoint.filename", "a file name without .ckpt", text, nullable=True),
+    Rule("callbacks.model_checkpoint.monitor", "a logged metric's name", text, nullable=True),
+    choice("callbacks.model_checkpoint.mode", "min", "max"),
+    Rule("callbacks.model_checkpoint.save_top_k", "an integer >= -1 (-1: all)", at_least(-1)),
+    Rule(
+        "callbacks.model_checkpoint.save_last",
+        "true, false or link",
+        either(flag, one_of("link")),
+        nullable=True,
+    ),
+    Rule("callbacks.model_checkpoint.auto_insert_metric_name", BOOL, flag),
+    Rule("callbacks.progress_bar.refresh_rate", "an integer >= 0 (0: no bar)", at_least(0)),
+    choice("callbacks.lr_monitor.logging_interval", "step", "epoch", nullable=True),
+    Rule(
+        "callbacks.hparams.params",
+        "a mapping of names to values (TensorBoard's HPARAMS tab)",
+        mapping,
+        whole=True,
+    ),
+    Rule(
+        "callbacks.pca.n_components",
+        f"an integer in [1, {N_PIXELS}] or a share of variance in (0, 1) (null: latent)",
+        either(between(1, N_PIXELS), lambda v: isinstance(v, float) and 0 < v < 1),
+        nullable=True,
+    ),
+    Rule("callbacks.reconstructions.n_images", "an integer >= 1", at_least(1)),
+    Rule("callbacks.generation.n_samples", "an integer >= 0 (prior samples; 0: none)", at_least(0)),
+    Rule("callbacks.generation.n_pairs", "an integer >= 0 (interpolations; 0: none)", at_least(0)),
+    Rule("callbacks.generation.steps", "an integer >= 2 (images per interpolation)", at_least(2)),
+    Rule("callbacks.latent_map.n_points", "an integer >= 2 (test codes mapped)", at_least(2)),
+    Rule("callbacks.latent_map.perplexity", "a number > 0", number(lambda v: v > 0)),
+    Rule(
+        "callbacks.latent_map.max_iter",
+        "an integer >= 250 (t-SNE's iterations; scikit-learn's minimum)",
+        at_least(250),
+    ),
+    Rule("callbacks.latent_map.threads", "an integer >= 1", at_least(1), nullable=True),
+    Rule(
+        "callbacks.downstream.checkpoint",
+        "a model=classifier checkpoint's path (null: train one)",
+        text,
+        nullable=True,
+    ),
+    Rule("callbacks.downstream.cache_dir", FOLDER, text),
+    Rule("callbacks.downstream.epochs", "an integer >= 1", at_least(1)),
+    Rule("callbacks.downstream.batch_size", "an integer >= 1", at_least(1)),
+    Rule("callbacks.downstream.lr", "a number > 0", number(lambda v: v > 0)),
+    Rule(
+        "callbacks.downstream.scheduler",
+        "a scheduler config like the scheduler group's",
+        mapping,
+        nullable=True,
+        whole=True,
+    ),
+    Rule("callbacks.nll.n_samples", "an integer >= 1 (importance samples per image)", at_least(1)),
+)
