@@ -4,8 +4,9 @@ One table (``ae_lab.config.rules``) instead of checks spread over constructors: 
 range stops the run with a message that names the key, the value and what is allowed, rather than
 failing deep inside Lightning or torch with a traceback (or, worse, running with a value that means
 something else). Every key of the shipped configs has a rule (tests/test_validation.py fails on a
-new key without one). A rule applies wherever its key exists in the composed config (``model.weight`` is the sparse
-and the contractive autoencoder's penalty weight); ``*`` in a rule's key stands for any one name.
+new key without one). A rule applies wherever its key exists in the composed config
+(``model.weight`` is the sparse and the contractive autoencoder's penalty weight); ``*`` in a
+rule's key stands for any one name.
 
 A key that only repeats another (``model.latent_dim: ${latent}``) is checked where its value is
 set, so one mistake is one line. What the value alone cannot decide, whether a key added with
