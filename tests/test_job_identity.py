@@ -18,6 +18,7 @@ import pytest
 
 from ae_lab.config import resolvers
 from ae_lab.reporting import records
+from ae_lab.reporting.identity import changes, identity
 from ae_lab.run import locks
 from ae_lab.sweeps.sweep import SWEEP_LOCK
 from tests.conftest import REPO, ae_lab_command, compose_cfg, run_ae_lab
@@ -94,7 +95,7 @@ def test_a_record_reads_back_as_written_and_old_records_still_read(tmp_path):
 
 
 def identity_of(run_dir: Path, *overrides: str) -> tuple[str, dict]:
-    return records.identity(compose_cfg(*overrides, run_dir=run_dir), run_dir)
+    return identity(compose_cfg(*overrides, run_dir=run_dir), run_dir)
 
 
 def test_identity_is_the_whole_config_but_how_it_is_shown_and_where_it_lives(tmp_path):
@@ -112,9 +113,7 @@ def test_identity_is_the_whole_config_but_how_it_is_shown_and_where_it_lives(tmp
         new, new_config = identity_of(tmp_path / "a", "latent=4", other)
         assert new != base
         key, value = other.split("=")
-        assert f"{key}: " in records.changes(config, new_config) and value in (
-            records.changes(config, new_config)
-        )
+        assert f"{key}: " in changes(config, new_config) and value in (changes(config, new_config))
 
 
 def test_set_aside_moves_a_run_and_keeps_what_the_new_attempt_writes(tmp_path):

@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from ae_lab.reporting import records
+from ae_lab.reporting.identity import changes, resolved_identity
 from ae_lab.run import run_dir
 from ae_lab.run.errors import AeLabError, exit_with, full_error_wanted
 
@@ -61,7 +62,7 @@ def refuse_to_resume_another(config: DictConfig) -> None:
     saved = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(current)
     try:
-        found = records.resolved_identity(current, folder)
+        found = resolved_identity(current, folder)
     finally:
         HydraConfig.instance().cfg = saved
     if found is None:
@@ -77,7 +78,7 @@ def refuse_to_resume_another(config: DictConfig) -> None:
         what = "a completed run" if earlier.status == records.COMPLETED else "a run"
         exit_with(
             f"ckpt_path=last: {folder} holds {what} of another configuration "
-            f"({records.changes(earlier.config, found[1])}). Continue it with the "
+            f"({changes(earlier.config, found[1])}). Continue it with the "
             "settings it ran with, or give a new hydra.run.dir",
             2,
         )

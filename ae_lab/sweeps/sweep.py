@@ -32,6 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.reporting import records, report
+from ae_lab.reporting.identity import changes, resolved_identity
 from ae_lab.run import locks, run_dir
 from ae_lab.run.errors import AeLabError, exit_with, one_line
 
@@ -91,7 +92,7 @@ class SweepSummary(Callback):
         self.skipped, self.record = False, None
         if not records.rank_zero():
             return
-        identity = records.resolved_identity(config, out)
+        identity = resolved_identity(config, out)
         ident = identity[0] if identity else None
         earlier = records.read(out)
         hydra_dir = config.hydra.get("output_subdir") or ""
@@ -131,7 +132,7 @@ class SweepSummary(Callback):
             if earlier.matches(identity[0]):
                 return False
             why = (
-                f"its configuration changed ({records.changes(earlier.config, identity[1])})"
+                f"its configuration changed ({changes(earlier.config, identity[1])})"
                 if earlier.identity
                 else "its record, of an earlier ae_lab, does not say which configuration it ran"
             )
