@@ -17,11 +17,11 @@ from optuna.trial import TrialState
 
 from ae_lab.run.cli import sweeper_param
 from ae_lab.run.errors import ConfigError
-from ae_lab.sweeps import optuna_search
-from ae_lab.sweeps.optuna_search import (
+from ae_lab.sweeps import optuna_trials
+from ae_lab.sweeps.optuna_search import ContinuingSearch
+from ae_lab.sweeps.optuna_trials import (
     OWNER,
     STALE_S,
-    ContinuingSearch,
     continued_sampler,
     fail_and_retry,
     latest_attempts,
@@ -121,10 +121,10 @@ def test_a_retried_trial_counts_once_with_its_parameters() -> None:
 
 
 def test_a_running_trial_keeps_its_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(optuna_search, "HEARTBEAT_S", 0.01)
+    monkeypatch.setattr(optuna_trials, "HEARTBEAT_S", 0.01)
     study = optuna.create_study()
     trial = study.ask()
-    with optuna_search._Heartbeat([trial], "here"):
+    with optuna_trials.Heartbeat([trial], "here"):
         time.sleep(0.2)
     owner = study.get_trials(deepcopy=False)[0].system_attrs[OWNER]
     assert owner["host"] == "here" and owner["pid"] == os.getpid() and owner["number"] == 0
