@@ -128,6 +128,8 @@ def test_a_new_key_without_a_rule_is_found():
         (["callbacks.model_checkpoint.mode=low"], "callbacks.model_checkpoint.mode"),
         (["callbacks=full", "callbacks.nll.n_samples=0"], "callbacks.nll.n_samples"),
         (["callbacks=full", "callbacks.downstream.epochs=0"], "callbacks.downstream.epochs"),
+        (["callbacks=full", "callbacks.probe.per_class=0"], "callbacks.probe.per_class"),
+        (["callbacks=full", "callbacks.samples.confidence=1.5"], "callbacks.samples.confidence"),
     ],
 )
 def test_a_value_out_of_range_is_named_with_what_is_allowed(overrides, key):

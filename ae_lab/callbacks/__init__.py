@@ -6,6 +6,8 @@ from ae_lab.callbacks.images import ReconstructionGrid
 from ae_lab.callbacks.latent_map import LatentMap
 from ae_lab.callbacks.likelihood import ImportanceSampledNLL
 from ae_lab.callbacks.pca import PCABaseline
+from ae_lab.callbacks.probe import LinearProbe
+from ae_lab.callbacks.samples import SampleQuality
 from ae_lab.callbacks.timing import EpochTimer
 
 __all__ = [
@@ -15,7 +17,9 @@ __all__ = [
     "HParamsSummary",
     "ImportanceSampledNLL",
     "LatentMap",
+    "LinearProbe",
     "PCABaseline",
     "PerDigitMSE",
     "ReconstructionGrid",
+    "SampleQuality",
 ]

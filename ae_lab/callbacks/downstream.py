@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.utilities.seed import isolate_rng
 from torchmetrics.classification import MulticlassAccuracy
 
-from ae_lab.callbacks.common import TestStageCallback, writes_files
+from ae_lab.callbacks.common import TestStageCallback, find_callback, writes_files
 from ae_lab.callbacks.pca import pca_reconstruction
 from ae_lab.data.contract import ImageData
 from ae_lab.data.datamodule import ImageDataModule
@@ -235,3 +235,12 @@ class DownstreamClassification(TestStageCallback):
                 log.warning("downstream/%s is NaN: some of its images are not finite", name)
             pl_module.log(f"downstream/{name}", value.float(), sync_dist=True)
         self.accuracy = {}
+
+
+def downstream_classifier(trainer: L.Trainer) -> CNNClassifier | None:
+    """The run's downstream classifier, loaded (or trained once and cached) by its
+    ``DownstreamClassification`` callback as the test starts, on the model's device; None
+    without that callback or for a model it does not evaluate. Every evaluation that needs a
+    classifier of the run's images takes this one, so there is one per dataset."""
+    callback = find_callback(trainer, DownstreamClassification)
+    return callback.classifier if callback is not None else None

@@ -279,4 +279,21 @@ RULES = (
         whole=True,
     ),
     Rule("callbacks.nll.n_samples", "an integer >= 1 (importance samples per image)", at_least(1)),
+    Rule(
+        "callbacks.probe.n_train",
+        "an integer >= 2 (training codes the probe is fitted on; null: all)",
+        at_least(2),
+        nullable=True,
+    ),
+    Rule("callbacks.probe.per_class", "an integer >= 1 (labels per class)", at_least(1)),
+    Rule("callbacks.probe.max_iter", "an integer >= 1 (lbfgs iterations)", at_least(1)),
+    Rule("callbacks.probe.threads", "an integer >= 1", at_least(1), nullable=True),
+    Rule("callbacks.probe.batch_size", "an integer >= 1 (images encoded at once)", at_least(1)),
+    Rule("callbacks.samples.n_samples", "an integer >= 2 (prior samples scored)", at_least(2)),
+    Rule(
+        "callbacks.samples.confidence",
+        "a probability in (0, 1] (top softmax probability of a confident sample)",
+        number(lambda v: 0 < v <= 1),
+    ),
+    Rule("callbacks.samples.batch_size", "an integer >= 1 (images per batch)", at_least(1)),
 )

@@ -51,6 +51,15 @@ class CNNClassifier(LabModule):
         """Class logits."""
         return self.net(x)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer (128 values after the last ReLU and dropout): what the sample
+        quality's Frechet distance compares. ``head(features(x))`` is ``forward(x)``."""
+        return self.net[:-1](x)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits from ``features``."""
+        return self.net[-1](features)
+
     def _step(self, stage: str, batch: Batch) -> torch.Tensor:
         logits = self(batch["input"])
         loss = F.cross_entropy(logits, batch["label"])

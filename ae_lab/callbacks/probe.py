@@ -1,0 +1,170 @@
+"""Linear probe: how much of the class a linear classifier reads off the codes.
+
+A standardised logistic regression (scikit-learn) is fitted from the codes of training images to
+their labels and scored on the test codes, once with every training label and once with a small
+seeded budget per class; PCA's codes at the same size get the same two probes. This is the
+representation measure of the autoencoder benchmarks (ae_bakeoff's linear probe).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from ae_lab.callbacks.common import TestStageCallback, find_callback
+from ae_lab.callbacks.downstream import FiniteAccuracy
+from ae_lab.callbacks.pca import PCABaseline
+from ae_lab.models.base import AutoencoderModule
+
+log = logging.getLogger(__name__)
+
+
+def fit_probe(codes: np.ndarray, labels: np.ndarray, max_iter: int = 1000) -> Pipeline:
+    """Standardised features, then multinomial logistic regression (L2, C=1, lbfgs)."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    return probe.fit(codes, labels)
+
+
+def label_budget(labels: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``per_class`` labels of each class (all of a class that has fewer), drawn with
+    a seeded generator, in increasing order."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == k))[:per_class] for k in np.unique(labels)]
+    return np.sort(np.concatenate(picks))
+
+
+def class_scores(probe: Pipeline | None, codes: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Class probabilities as (N, n_classes), a column per class index (0 for a class the probe
+    never saw); NaN rows for codes that are not finite and everywhere without a probe."""
+    scores = np.full((len(codes), n_classes), np.nan)
+    if probe is not None:
+        finite = np.isfinite(codes).all(1)
+        scores[finite] = 0.0
+        if finite.any():
+            scores[np.ix_(finite, probe.classes_)] = probe.predict_proba(codes[finite])
+    return torch.from_numpy(scores)
+
+
+@torch.no_grad()
+def encode_all(model: AutoencoderModule, images: torch.Tensor, batch_size: int) -> np.ndarray:
+    """The model's codes of ``images`` (a VAE's posterior means), flattened, in float64."""
+    was_training = model.training
+    model.eval()
+    codes = [
+        model.encode(images[i : i + batch_size].to(model.device)).flatten(1).double().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    model.train(was_training)
+    return torch.cat(codes).numpy()
+
+
+class LinearProbe(TestStageCallback):
+    """Logs ``probe/acc`` and ``probe/acc_<per_class>`` for every autoencoder, and
+    ``pca/probe_acc`` and ``pca/probe_acc_<per_class>`` for the run's PCA baseline (its fitted
+    PCA, not refitted): the test accuracy of logistic regression on standardised codes.
+
+    Training codes: the model's codes of ``n_train`` clean training images, a seeded random
+    subset of the training split (all of it when None), the images PCA is fitted on. Test codes:
+    those the test step computed (of ``batch["input"]``; a VAE's posterior means), as for the
+    PCA baseline's ``pca/test_mse``. ``per_class`` labels of each class, drawn with ``seed`` from
+    the training codes, make the small-budget probe. Codes that are not finite have no class:
+    their accuracy is NaN, with one warning. Under DDP every process fits the same probe and
+    scores its share of the test set; the accuracies are reduced like the downstream ones.
+    """
+
+    def __init__(
+        self,
+        n_train: int | None = 10_000,
+        per_class: int = 100,
+        max_iter: int = 1000,
+        threads: int | None = 1,
+        batch_size: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        self.n_train = n_train
+        self.per_class = per_class
+        self.max_iter = max_iter
+        self.threads = threads
+        self.batch_size = batch_size
+        self.seed = seed
+        self.codes: dict[str, list[np.ndarray]] = {}
+        self.labels: list[torch.Tensor] = []
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.codes, self.labels = {}, []
+
+    def _pca(self, trainer: L.Trainer) -> PCABaseline | None:
+        pca = find_callback(trainer, PCABaseline)
+        return pca if pca is not None and pca.pca is not None else None
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
+        if not isinstance(pl_module, AutoencoderModule):
+            return
+        self.codes.setdefault("probe", []).append(outputs["code"].flatten(1).double().cpu().numpy())
+        pca = self._pca(trainer)
+        if pca is not None:
+            inputs = batch["input"].flatten(1).double().cpu().numpy()
+            self.codes.setdefault("pca/probe", []).append(pca.pca.transform(inputs))
+        self.labels.append(batch["label"].cpu())
+
+    def training_codes(
+        self, trainer: L.Trainer, pl_module: AutoencoderModule
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The model's (and PCA's) codes of the seeded subset of training images, and its labels."""
+        data = trainer.datamodule
+        images, labels = data.images("train"), data.labels("train")
+        if self.n_train is not None and self.n_train < len(images):
+            gen = torch.Generator().manual_seed(self.seed)
+            keep = torch.randperm(len(images), generator=gen)[: self.n_train].sort().values
+            images, labels = images[keep.to(images.device)], labels[keep.to(labels.device)]
+        codes = {"probe": encode_all(pl_module, images, self.batch_size)}
+        pca = self._pca(trainer)
+        if pca is not None and "pca/probe" in self.codes:
+            codes["pca/probe"] = pca.pca.transform(images.flatten(1).double().cpu().numpy())
+        return codes, labels.cpu().numpy()
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.codes or not isinstance(pl_module, AutoencoderModule):
+            return
+        start = time.perf_counter()
+        test_labels = torch.cat(self.labels)
+        n_classes = len(trainer.datamodule.class_names)
+        train_codes, train_labels = self.training_codes(trainer, pl_module)
+        budget = label_budget(train_labels, self.per_class, self.seed)
+        for prefix, train in train_codes.items():
+            test = np.concatenate(self.codes[prefix])
+            fitted = None
+            if np.isfinite(train).all():
+                with threadpool_limits(limits=self.threads):
+                    fitted = {
+                        "acc": fit_probe(train, train_labels, self.max_iter),
+                        f"acc_{self.per_class}": fit_probe(
+                            train[budget], train_labels[budget], self.max_iter
+                        ),
+                    }
+            for suffix in ("acc", f"acc_{self.per_class}"):
+                name = f"{prefix}/{suffix}" if prefix == "probe" else f"{prefix}_{suffix}"
+                probe = fitted[suffix] if fitted is not None else None
+                metric = FiniteAccuracy(n_classes).to(pl_module.device)
+                scores = class_scores(probe, test, n_classes).to(pl_module.device)
+                metric.update(scores, test_labels.to(pl_module.device))
+                value = metric.compute()  # every process's share (DDP)
+                if math.isnan(value):
+                    log.warning("%s is NaN: some of its codes are not finite", name)
+                pl_module.log(name, value.float().to(pl_module.device), sync_dist=True)
+        log.info(
+            "linear probe: %d training codes (%s) in %.1f s",
+            len(train_labels),
+            " and ".join(train_codes),
+            time.perf_counter() - start,
+        )
+        self.codes, self.labels = {}, []

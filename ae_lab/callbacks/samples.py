@@ -1,0 +1,145 @@
+"""Sample quality of generative models: do prior samples read as digits, and as every digit?
+
+The run's downstream classifier (trained once per dataset on clean images) looks at decoded prior
+samples and at test images: the Frechet distance between its penultimate-layer features of the
+two sets (the FID recipe with a digit classifier in place of Inception), the share of samples it
+classifies confidently, and the entropy of the classes it gives them (coverage).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from ae_lab.callbacks.common import TestStageCallback, skip
+from ae_lab.callbacks.downstream import downstream_classifier
+from ae_lab.callbacks.generation import prior_samples
+from ae_lab.models.classifier import CNNClassifier
+from ae_lab.models.vae import VariationalAutoencoder
+
+log = logging.getLogger(__name__)
+
+NAMES = ("samples/fd", "samples/confident", "samples/class_entropy")
+
+
+class GivenFeatures(nn.Identity):
+    """Stands in for FID's feature network: the features are computed before ``update``."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+
+def frechet_distance(num_features: int) -> FrechetInceptionDistance:
+    """torchmetrics' Frechet distance (means and covariances accumulated in float64, summed over
+    DDP processes) of features given to ``update(features, real)``; no Inception network and no
+    torch-fidelity."""
+    return FrechetInceptionDistance(feature=GivenFeatures(num_features))
+
+
+def histogram_entropy(counts: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of the distribution ``counts / counts.sum()`` (0 log 0 = 0): log(k) when
+    k classes are equally frequent."""
+    p = counts.double() / counts.sum()
+    return -(p * p.log()).nan_to_num().sum()
+
+
+class PredictedClasses(Metric):
+    """Of a set of images' class logits: the share whose highest softmax probability is at least
+    ``confidence``, and the entropy (nats) of the histogram of their predicted classes. Both are
+    NaN when any logits are not finite (an image a diverged decoder made has no class)."""
+
+    def __init__(self, n_classes: int, confidence: float = 0.9) -> None:
+        super().__init__()
+        self.confidence = confidence
+        self.add_state("counts", torch.zeros(n_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("confident", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("nonfinite", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor) -> None:
+        finite = torch.isfinite(logits).all(1)
+        self.nonfinite += (~finite).sum()
+        logits = logits[finite]
+        self.counts += torch.bincount(logits.argmax(1), minlength=len(self.counts))
+        self.confident += (logits.softmax(1).amax(1) >= self.confidence).sum()
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.nonfinite > 0 or self.counts.sum() == 0:
+            nan = torch.tensor(math.nan, dtype=torch.float64)
+            return nan, nan
+        return self.confident.double() / self.counts.sum(), histogram_entropy(self.counts)
+
+
+@torch.no_grad()
+def features_and_logits(
+    classifier: CNNClassifier, images: torch.Tensor, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier's penultimate features and class logits of ``images``, in batches."""
+    feats = [
+        classifier.features(images[i : i + batch_size].float())
+        for i in range(0, len(images), batch_size)
+    ]
+    features = torch.cat(feats)
+    return features, classifier.head(features)
+
+
+class SampleQuality(TestStageCallback):
+    """Logs, for every VAE (any model with a prior to sample): ``samples/fd``, the Frechet
+    distance between the downstream classifier's penultimate-layer features (128 values) of
+    ``n_samples`` decoded prior samples and of as many clean test images (the first ones);
+    ``samples/confident``, the share of samples whose top softmax probability is at least
+    ``confidence``; ``samples/class_entropy``, the entropy in nats of the samples' predicted
+    classes (log 10 = 2.303 when all ten digits are equally common; 0 when all are one digit).
+
+    The samples are decoded Bernoulli means from z ~ N(0, I) drawn with ``seed``, as in the
+    ``generation`` grid (its images are the first of these). The classifier is the
+    ``downstream`` callback's (``downstream_classifier``): without that callback there is one
+    line saying so and no metric. Samples that are not finite give NaN, with one warning. Under
+    DDP each process scores an equal share of samples (its own seed) and of test images; the
+    metrics' states are summed over processes.
+    """
+
+    def __init__(
+        self, n_samples: int = 2000, confidence: float = 0.9, batch_size: int = 500, seed: int = 0
+    ) -> None:
+        self.n_samples = n_samples
+        self.confidence = confidence
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not isinstance(pl_module, VariationalAutoencoder):
+            return
+        classifier = downstream_classifier(trainer)
+        if classifier is None:
+            skip("sample quality", "it needs the downstream classifier (callbacks.downstream)")
+            return
+        start = time.perf_counter()
+        classifier.eval().to(pl_module.device)
+        rank, world = trainer.global_rank, trainer.world_size
+        n = math.ceil(self.n_samples / world)
+        real = trainer.datamodule.images("test")[rank::world][:n].to(pl_module.device)
+        fake = prior_samples(pl_module, n, self.seed + rank)
+        real_features, _ = features_and_logits(classifier, real, self.batch_size)
+        fake_features, fake_logits = features_and_logits(classifier, fake, self.batch_size)
+        classes = PredictedClasses(fake_logits.shape[1], self.confidence).to(pl_module.device)
+        classes.update(fake_logits)
+        confident, entropy = classes.compute()  # every process's share (DDP)
+        fd = torch.tensor(math.nan)
+        if not confident.isnan():  # no sample on any process was NaN: all processes agree
+            fid = frechet_distance(real_features.shape[1]).to(pl_module.device)
+            fid.update(real_features, real=True)
+            fid.update(fake_features, real=False)
+            fd = fid.compute()
+        else:
+            log.warning("%s are NaN: some prior samples are not finite", ", ".join(NAMES))
+        for name, value in zip(NAMES, (fd, confident, entropy), strict=True):
+            pl_module.log(name, value.float().to(pl_module.device), sync_dist=True)
+        log.info("sample quality: %d prior samples in %.1f s", n, time.perf_counter() - start)
