@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -363,14 +364,19 @@ def one_line_error(proc) -> str:
 
 @pytest.fixture(scope="module")
 def full_runs(root, tmp_path_factory) -> dict[str, Path]:
-    """Fashion-MNIST and KMNIST with every callback, their classifiers cached in one folder."""
+    """Fashion-MNIST (a dense AE) and KMNIST (a dense VAE) with every callback, their
+    classifiers cached in one folder."""
     out = tmp_path_factory.mktemp("full_runs")
     runs = {}
-    for dataset in ("fashion_mnist", "kmnist"):
+    for dataset, model in (("fashion_mnist", "ae"), ("kmnist", "vae")):
         runs[dataset] = out / dataset
         run_ae_lab(
             f"data={dataset}",
+            f"model={model}",
             "callbacks=full",
+            "callbacks.probe.n_train=2000",
+            "callbacks.samples.n_samples=300",
+            "callbacks.nll.n_samples=10",
             f"callbacks.downstream.cache_dir={out / 'cache'}",
             "callbacks.downstream.epochs=1",
             "callbacks.latent_map.max_iter=250",
@@ -398,6 +404,13 @@ def test_another_dataset_runs_end_to_end_with_every_callback(root, full_runs, da
     table = log.split("test MSE per class:\n", 1)[1].splitlines()[1:11]
     assert [row.split("  ")[0].strip() for row in table] == list(names)
     assert (run / "figures" / "latent_map.png").exists()
+    for key in ("probe/acc", "probe/acc_100", "pca/probe_acc", "pca/probe_acc_100"):
+        assert 0.1 < metrics[key] <= 1, key  # better than chance on the 10 classes
+    if dataset == "kmnist":  # the VAE: its prior samples through the same classifier
+        assert metrics["samples/fd"] > 0 and 0 <= metrics["samples/confident"] <= 1
+        assert 0 <= metrics["samples/class_entropy"] <= math.log(10) + 1e-6
+    else:
+        assert "samples/fd" not in metrics
     # one downstream classifier per dataset, each trained on its dataset's training images
     assert len(list((run.parent / "cache").glob("classifier-*.ckpt"))) == 2
 
