@@ -26,7 +26,7 @@ from pathlib import Path
 
 import hydra
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ae_lab.config import location, validation
 from ae_lab.reporting.identity import override_key, under
@@ -114,7 +114,7 @@ def with_run_overrides(argv: list[str]) -> list[str]:
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Tests the checkpoint ``cfg.ckpt_path`` as the run ``cfg`` describes, and returns (and
     records) every metric the test logged."""
-    if OmegaConf.is_missing(cfg, "ckpt_path"):
+    if not cfg.get("ckpt_path"):  # given on the command line: with_run_overrides says so
         raise AeLabError("ckpt_path is required: the checkpoint to evaluate")
     validation.check_config(cfg)
     start = time.perf_counter()
