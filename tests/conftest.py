@@ -225,7 +225,10 @@ def _no_hydra_config_left():
 # ------------------------------------------------- the guard that keeps unit tests unit tests
 # a command line that runs the entrypoint: ``python -m ae_lab``, the console script's code
 # (``ae_lab.run.cli``), or the ``ae-lab`` script itself
-ENTRYPOINT = re.compile(r"(^|\s)-m ae_lab(\s|$)|\bae_lab\.run\.(cli|train)\b|(^|[\s/])ae-lab(\s|$)")
+ENTRYPOINT = re.compile(
+    r"(^|\s)-m ae_lab(\.eval)?(\s|$)|\bae_lab\.run\.(cli|train|evaluate)\b"
+    r"|(^|[\s/])ae-lab(-eval)?(\s|$)"
+)
 LOOPBACK = re.compile(r"localhost|127\.\d+\.\d+\.\d+|::1")
 
 

@@ -25,6 +25,7 @@ from ae_lab.data.contract import ImageData
 from ae_lab.data.datamodule import ImageDataModule
 from ae_lab.models.base import AutoencoderModule, SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
+from ae_lab.run import checkpoints
 from ae_lab.run.locks import file_lock
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class DownstreamClassification(TestStageCallback):
     def load_classifier(self, datamodule: ImageData, device: torch.device) -> CNNClassifier:
         if self.checkpoint:
             path = Path(self.checkpoint).expanduser()
+            what = f"callbacks.downstream.checkpoint={path}"
         else:
             path = self.cache_path(datamodule)
             with file_lock(path.with_suffix(".lock")):
@@ -178,11 +180,13 @@ class DownstreamClassification(TestStageCallback):
                     state = {"state_dict": model.state_dict(), "hyper_parameters": hparams}
                     torch.save(state, tmp)
                     os.replace(tmp, path)
-        return self._load(path, device)
+            what = f"the cached downstream classifier {path}"
+        return self._load(path, device, what)
 
     @classmethod
-    def _load(cls, path: Path, device: torch.device) -> CNNClassifier:
-        state = torch.load(path, map_location=device, weights_only=False)
+    def _load(cls, path: Path, device: torch.device, what: str = "") -> CNNClassifier:
+        """The classifier in ``path``, read as weights only; ``what`` names it in errors."""
+        state = checkpoints.load(path, what or str(path), map_location=device)
         return cls._build(state.get("hyper_parameters", {}), state["state_dict"], device)
 
     @staticmethod

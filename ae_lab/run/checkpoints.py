@@ -13,12 +13,19 @@ on a network file system) the move is a copy, and a kill during it leaves a trun
 ``last.ckpt``, plus the temporary file. ``AtomicCheckpointIO`` writes beside the target instead,
 flushes the bytes to disk and renames the file over it, so a reader finds the old file or the
 new one, never part of one.
+
+Checkpoints are the files users pass around, so every one ae_lab reads (resume's, the one
+``ae-lab-eval`` tests, the downstream evaluation's classifier) is read by ``load``, which runs no
+code from the file (torch's ``weights_only``); ae_lab's own checkpoints hold only plain
+containers, tensors and numbers, which it accepts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from ae_lab.run.errors import AeLabError
 
 log = logging.getLogger(__name__)
 DIRNAME = "checkpoints"
@@ -54,6 +63,36 @@ class LastCheckpoint(ModelCheckpoint):
             enable_version_counter=False,  # one file, the run directory's latest
         )
         self.file = run_dir / DIRNAME / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+
+
+class UnsafeCheckpoint(AeLabError):
+    """A checkpoint that loading would have to run code from (a pickled object of some class)."""
+
+
+# what torch's refusal names: "Unsupported global: GLOBAL some.module.Class was not allowed"
+_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+)")
+
+
+def load(path: Path | str, what: str, map_location: Any = "cpu") -> Any:
+    """The checkpoint in ``path``, read without running code from it (``weights_only=True``).
+
+    A file that needs more (a pickled object other than tensors, containers and numbers) is
+    refused with ``UnsafeCheckpoint``, one line that names it as ``what`` says (the user's key
+    and the file) and the object it would have to build. Other errors (a missing or damaged
+    file) are the caller's to word.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" not in str(err).lower():
+            raise
+        found = _REFUSED_GLOBAL.search(str(err))
+        needs = f" ({found[1]})" if found else ""
+        raise UnsafeCheckpoint(
+            f"{what} holds an object that loading would have to run code for{needs}; ae_lab "
+            "reads checkpoints as weights only (torch.load weights_only=True). Use a checkpoint "
+            "ae_lab wrote, or save the model's state_dict alone"
+        ) from None
 
 
 def add_last_checkpoint(callbacks: list[L.Callback], run_dir: Path) -> None:

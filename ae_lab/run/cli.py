@@ -48,8 +48,13 @@ def sweeper_param(arg: str) -> str:
     return f"++hydra.sweeper.params={{{match['key']}:{value}}}"
 
 
+def prepare_argv(argv: list[str]) -> list[str]:
+    """The command line as Hydra's parser takes it (both fixes above); ``ae-lab-eval``'s too."""
+    return [sweeper_param(a) for a in hoist_multirun(argv)]
+
+
 def main() -> None:
-    sys.argv[1:] = [sweeper_param(a) for a in hoist_multirun(sys.argv[1:])]
+    sys.argv[1:] = prepare_argv(sys.argv[1:])
     from ae_lab.config import hydra_errors
     from ae_lab.run.train import main as run
 

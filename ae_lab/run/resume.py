@@ -140,7 +140,9 @@ class DamagedCheckpoint(AeLabError):
 def read_checkpoint(path: Path, what: str) -> dict[str, Any]:
     """The checkpoint in ``path``; ``what`` names it in messages, as the user knows it."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = checkpoints.load(path, what)
+    except checkpoints.UnsafeCheckpoint:
+        raise  # not damaged: refused, and never set aside as if it were
     except OSError as err:
         raise AeLabError(f"{what} cannot be read: {err.strerror}") from err
     except Exception as err:  # noqa: BLE001 - torch's reasons are many and long; the fix is one
@@ -169,7 +171,7 @@ def check_checkpoint(ckpt: dict[str, Any], model: L.LightningModule, what: str) 
     if latent is not None and latent != model.hparams.get("latent_dim"):
         raise AeLabError(
             f"{what} was saved with latent={latent}; this run has "
-            f"latent={model.hparams.get('latent_dim')}. Use latent={latent} to continue it."
+            f"latent={model.hparams.get('latent_dim')}. Use latent={latent} with it."
         )
     own = model.state_dict()
     for key, value in ckpt["state_dict"].items():

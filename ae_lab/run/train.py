@@ -6,6 +6,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ae_lab.config import resolvers, validation
+from ae_lab.config import location, resolvers, validation
 from ae_lab.reporting import metrics as headline
 from ae_lab.reporting import records
 from ae_lab.sweeps import sweep
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # read before anything imports Lightning, which sets it (see use_default_cuda_check)
 _USER_CUDA_CHECK = os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK")
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# the configs as a folder, for code and tests that read them (ae_lab.config.location)
+CONFIG_DIR = str(location.config_dir())
 
 resolvers.register()
 # Lightning's own use of a deprecated torch API; nothing a user can act on.
@@ -105,7 +107,8 @@ def _fit(
     ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-    trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path)
+    # read without running code from it: checkpoint_to_resume has read it the same way
+    trainer.fit(fit_model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = _floats(trainer.callback_metrics)
     best = best_checkpoint(trainer)
     own = checkpoints.last_checkpoint(trainer)
@@ -115,14 +118,43 @@ def _fit(
     return metrics, best
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """One run: fit on the training split, then test on the official test set.
+@dataclass
+class Run:
+    """What a run builds from its config, for training and testing (``train``) or testing alone
+    (``ae_lab.run.evaluate``)."""
 
-    Returns every logged metric's final value; they are also written to ``metrics.json`` in the
-    run directory, which is what sweep summaries read.
-    """
-    validation.check_config(cfg)
-    start = time.perf_counter()
+    datamodule: L.LightningDataModule
+    model: L.LightningModule
+    module: Any  # what the trainer runs: the model, or its torch.compile'd twin
+    trainer: L.Trainer
+    test_callbacks: list[L.Callback]  # joined for the test only (TestStageCallback)
+    out: Path | None  # the run directory, None outside a Hydra job
+
+    def test(self, ckpt_path: str | None) -> dict[str, float]:
+        """Tests the weights in ``ckpt_path`` (None: the module's own), with every test-time
+        callback, and returns what the test logged. The checkpoint is loaded without running
+        code from it (``weights_only``; ``ae_lab.run.checkpoints.load``)."""
+        add_callbacks(self.trainer, self.test_callbacks)
+        self.trainer.test(
+            self.module, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=True
+        )
+        return _floats(self.trainer.callback_metrics)
+
+    def finish(self, metrics: dict[str, float], wall_s: float) -> dict[str, float]:
+        """``metrics`` with the run's time, size and the model/PCA ratio, written to
+        ``metrics.json`` and summed up in the run's last line."""
+        metrics = {**metrics, "time/wall_s": wall_s, "n_params": float(self.model.n_params)}
+        metrics = headline.with_ratio(metrics)
+        if self.out is not None and self.trainer.is_global_zero:  # one file for all processes
+            log.info("metrics written to %s", records.write_metrics(self.out, metrics))
+        log.info("test: %s", headline.run_end_line(metrics))
+        return metrics
+
+
+def build(cfg: DictConfig, training: bool = True) -> Run:
+    """Everything a run is made of, built from ``cfg``: seeds and threads, data, model,
+    callbacks, loggers and the trainer. ``training=False`` (a test alone) leaves out what only
+    training needs: the checkpoints it writes."""
     # imported here so that config errors and --help answer without loading torch
     import lightning as L
     import torch
@@ -159,8 +191,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # and a learning-rate monitor with no logger to write to (logger=none)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    if not cfg.trainer.get("enable_checkpointing", True):  # and checkpoints it may not write
-        callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
+    if not (training and cfg.trainer.get("enable_checkpointing", True)):
+        callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]  # nothing to save
     elif out is not None:  # the checkpoint resume reads, whatever the callbacks group
         checkpoints.add_last_checkpoint(callbacks, out)
     # test-time evaluation joins for the test only, so training steps don't dispatch to it
@@ -169,6 +201,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer,
         callbacks=[c for c in callbacks if not isinstance(c, TestStageCallback)],
         logger=loggers or False,
+        **({} if training else {"enable_checkpointing": False}),
         **slurm.trainer_plugins(cfg.trainer),  # under submitit, SLURM requeues are submitit's
     )
     checkpoints.use_atomic_writes(trainer)
@@ -183,31 +216,37 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     if out is not None and trainer.is_global_zero:  # the model says whether it has a bottleneck
         records.record_latent(out, model.latent_dim)
+    module = torch.compile(model) if cfg.get("compile") else model
+    return Run(datamodule, model, module, trainer, test_callbacks, out)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """One run: fit on the training split, then test on the official test set.
+
+    Returns every logged metric's final value; they are also written to ``metrics.json`` in the
+    run directory, which is what sweep summaries read.
+    """
+    validation.check_config(cfg)
+    start = time.perf_counter()
+    from ae_lab.run import resume
+
+    run = build(cfg)
+    out = run.out
     record = records.read(out) if out is not None else None
     fitted = records.fit_to_test(out) if out is not None else None
-    fit_model = torch.compile(model) if cfg.get("compile") else model
-    with resume.stop_cleanly_on_interrupt(trainer):
+    with resume.stop_cleanly_on_interrupt(run.trainer):
         if fitted is None:
-            metrics, test_ckpt = _fit(cfg, trainer, model, fit_model, datamodule, out)
+            metrics, test_ckpt = _fit(cfg, run.trainer, run.model, run.module, run.datamodule, out)
         else:  # stopped after training in an earlier attempt: its training metrics are kept
             metrics, test_ckpt = fitted[0], str(fitted[1])
             log.info("training finished in an earlier attempt; testing %s", test_ckpt)
-        add_callbacks(trainer, test_callbacks)
-        trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_ckpt)
-    metrics.update(_floats(trainer.callback_metrics))
+        metrics.update(run.test(test_ckpt))
     # every attempt's time: a job continued after a stop took all of them
     earlier = record.earlier_wall_s() if record is not None else 0.0
-    metrics["time/wall_s"] = earlier + time.perf_counter() - start
-    metrics["n_params"] = float(model.n_params)
-    metrics = headline.with_ratio(metrics)
-
-    if out is not None and trainer.is_global_zero:  # one file for all DDP processes
-        log.info("metrics written to %s", records.write_metrics(out, metrics))
-    log.info("test: %s", headline.run_end_line(metrics))
-    return metrics
+    return run.finish(metrics, earlier + time.perf_counter() - start)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=location.config_path(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     metrics = sweep.completed_metrics()  # a sweep run again skips the jobs it completed
     if metrics is None:
