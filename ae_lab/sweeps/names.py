@@ -19,11 +19,14 @@ varies keeps whole names, since nothing else would tell its job apart.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
 
 EXCLUDE_KEYS = "hydra.job.config.override_dirname.exclude_keys"
 
@@ -47,7 +50,12 @@ class ShortJobNames(Callback):
     """Leaves the overrides every job of a sweep shares out of its job folder names."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        shared = shared_keys(config)
+        try:
+            shared = shared_keys(config)
+        except Exception:  # noqa: BLE001 - names in full rather than no sweep; the sweeper,
+            # which parses the same overrides, says what is wrong with them
+            log.debug("sweep overrides not parsed; job names keep them all", exc_info=True)
+            return
         if not shared:
             return
         # the user's own exclusions, if any, stay excluded
