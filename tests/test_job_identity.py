@@ -25,7 +25,8 @@ from tests.conftest import REPO, ae_lab_command, compose_cfg, run_ae_lab
 
 resolvers.register()
 
-# the sweep's jobs differ only in trainer.limit_train_batches, which their folder names leave out
+# the sweep's jobs differ only in trainer.limit_train_batches, which folder names leave out unless,
+# as here, nothing else tells the jobs apart (what every job shares is left out of the names)
 COMMON = (
     "model=ae",
     "latent=4",
@@ -209,7 +210,7 @@ def continued(workdir, mnist_root) -> tuple[Path, subprocess.CompletedProcess, r
 def test_jobs_that_differ_only_in_a_trainer_key_both_run(sweep):
     jobs = job_dirs(sweep)
     assert set(jobs) == {"trainer.limit_train_batches=2", "trainer.limit_train_batches=3"}
-    assert len({p.name for p in jobs.values()}) == 2
+    assert {p.name for p in jobs.values()} == set(jobs)  # named by the one key that differs
     two, three = (records.read(jobs[k]) for k in sorted(jobs))
     assert two.status == three.status == records.COMPLETED and two.identity != three.identity
     with open(sweep / "summary.csv") as f:

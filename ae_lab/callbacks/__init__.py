@@ -1,3 +1,4 @@
+from ae_lab.callbacks.comparison import ComparisonLayout
 from ae_lab.callbacks.digits import PerDigitMSE
 from ae_lab.callbacks.downstream import DownstreamClassification
 from ae_lab.callbacks.generation import Generation
@@ -11,6 +12,7 @@ from ae_lab.callbacks.samples import SampleQuality
 from ae_lab.callbacks.timing import EpochTimer
 
 __all__ = [
+    "ComparisonLayout",
     "DownstreamClassification",
     "EpochTimer",
     "Generation",

@@ -25,22 +25,28 @@ MAX_NAME_BYTES = 150
 HASH_CHARS = 8
 
 
-def run_name(overrides: Iterable[str]) -> str:
+def run_name(overrides: Iterable[str], shared: Iterable[str] = ()) -> str:
     """A job's overrides as typed, e.g. ``model=conv_vae,latent=8``, for its directory and its
-    TensorBoard legend entry. Hydra's ``override_dirname`` sorts them; users read them in the
+    TensorBoard run name. Hydra's ``override_dirname`` sorts them; users read them in the
     order they wrote them.
 
+    ``shared``: the keys every job of the sweep has the same value for
+    (``ae_lab.sweeps.names``), left out so that names show what tells the jobs apart. Of the
+    rest, ``NOT_IN_RUN_NAME`` is left out too unless nothing else is left.
+
     The name is the job's folder, so it must tell apart every two jobs whose overrides differ in
-    anything but how a run is shown: when an override that can change results is left out, the
-    name is shortened to ``MAX_NAME_BYTES``, or ``/`` and spaces are replaced, it ends in
-    ``@`` and a hash of those overrides. The same overrides give the same name, so a sweep run
-    again finds its jobs.
+    anything but how a run is shown: when an override that can change results (and that not
+    every job shares) is left out, the name is shortened to ``MAX_NAME_BYTES``, or ``/`` and
+    spaces are replaced, it ends in ``@`` and a hash of those overrides. The same overrides give
+    the same name, so a sweep run again finds its jobs.
     """
-    overrides = list(overrides)
-    kept = [o for o in overrides if not override_key(o).startswith(NOT_IN_RUN_NAME)]
+    shared = set(shared)
+    overrides = [o for o in overrides if override_key(o) not in shared]
+    telling = [o for o in overrides if not under(override_key(o), DISPLAY_ONLY)]
+    # a sweep over, say, trainer.limit_train_batches is told apart by it
+    kept = [o for o in overrides if not override_key(o).startswith(NOT_IN_RUN_NAME)] or telling
     typed = ",".join(kept)
     name = typed.replace("/", "_").replace(" ", "") or "default"
-    telling = [o for o in overrides if not under(override_key(o), DISPLAY_ONLY)]
     left_out = any(o not in kept for o in telling)
     if not (left_out or name != (typed or "default") or len(name.encode()) > MAX_NAME_BYTES):
         return name
