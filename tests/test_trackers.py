@@ -1,0 +1,134 @@
+"""logger=mlflow and logger=wandb: each gets the scalars, the figures and the hyperparameters with
+the final metrics, read back as a user would (MLflow's client on its SQLite store; W&B's offline
+run files); a Python without a logger's package is told which to install, before any work."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from ae_lab.config import validation
+from ae_lab.run.errors import AeLabError
+from tests.conftest import TINY, compose_cfg, run_ae_lab
+
+EPOCHS = 2
+
+
+def test_a_logger_whose_package_is_missing_is_named_with_the_pip_command(monkeypatch):
+    cfg = compose_cfg("logger=[tensorboard,mlflow]")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
+    with pytest.raises(AeLabError) as err:
+        validation.check_environment(cfg)
+    assert str(err.value) == (
+        "logger.mlflow needs the mlflow package, which this Python lacks: pip install mlflow "
+        "(or pip install 'ae_lab[trackers]')"
+    )
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    validation.check_environment(cfg)  # installed: no complaint
+
+
+def test_mlflow_and_wandb_name_a_run_after_its_folder():
+    cfg = compose_cfg("logger=[mlflow,wandb]", run_dir="/tmp/multirun/x/model=vae,latent=8")
+    assert cfg.logger.mlflow.run_name == cfg.logger.wandb.name == "model=vae,latent=8"
+    assert cfg.logger.mlflow.tracking_uri.startswith("sqlite:////")  # an absolute file
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory, mnist_root) -> dict:
+    """One tiny run with both loggers, its MLflow store in a folder of its own."""
+    cwd = tmp_path_factory.mktemp("trackers")
+    store = cwd / "store" / "runs.db"
+    store.parent.mkdir()
+    run_ae_lab(
+        *TINY,
+        f"trainer.max_epochs={EPOCHS}",
+        "threads=1",
+        "logger=[mlflow,wandb]",
+        f"logger.mlflow.tracking_uri=sqlite:///{store}",
+        cwd=cwd,
+        data_root=mnist_root,
+    )
+    (run_dir,) = (p.parent for p in cwd.glob("outputs/*/*/metrics.json"))
+    return {"cwd": cwd, "uri": f"sqlite:///{store}", "run_dir": run_dir}
+
+
+@pytest.mark.integration
+def test_mlflow_has_the_run_with_params_metrics_and_figures(tracked):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracked["uri"])
+    (run,) = client.search_runs([client.get_experiment_by_name("ae_lab").experiment_id])
+    run_dir = tracked["run_dir"]
+    assert run.info.run_name == run_dir.name and run.data.tags["run_dir"] == str(run_dir)
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert (params["model"], params["latent"], params["max_epochs"]) == ("ae", "32", str(EPOCHS))
+    assert int(params["n_params"]) > 0
+    # one point per epoch: the final metrics add none to a curve
+    assert len(client.get_metric_history(run.info.run_id, "val/mse")) == EPOCHS
+    recorded = json.loads((run_dir / "metrics.json").read_text())
+    metrics = run.data.metrics
+    assert metrics["test/mse"] == pytest.approx(recorded["test/mse"])
+    assert metrics["test/mse_ratio"] == pytest.approx(metrics["test/mse"] / metrics["pca/test_mse"])
+    artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert artifacts == {p.name for p in (run_dir / "figures").glob("*.png")}
+    assert {"reconstructions.png", "latent_map.png"} <= artifacts
+
+
+def wandb_records(run_file: Path) -> dict[str, list]:
+    """The records of W&B's ``run-<id>.wandb`` file by kind (config, summary, history, ...).
+
+    The file is LevelDB's log format behind a 7-byte header (``:W&B``, magic, version): 32 KiB
+    blocks of chunks, each with a 7-byte header (CRC, length, type: 1 whole, 2 first, 3 middle,
+    4 last); W&B's Python package no longer ships a reader, its protobuf records it does."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, block = run_file.read_bytes(), 32 * 1024
+    assert data[:4] == b":W&B"
+    out: dict[str, list] = defaultdict(list)
+    pos, pending = 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 0:  # zero padding at the end of the file
+            break
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = pb.Record()
+            record.ParseFromString(pending)
+            out[record.WhichOneof("record_type")].append(record)
+    return out
+
+
+def _items(updates) -> dict:
+    return {u.key or "/".join(u.nested_key): json.loads(u.value_json) for u in updates}
+
+
+@pytest.mark.integration
+def test_wandb_offline_run_has_config_history_summary_and_images(tracked):
+    run_dir = tracked["run_dir"]
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    records = wandb_records(next(offline.glob("run-*.wandb")))
+    (run,) = records["run"]
+    assert (run.run.display_name, run.run.project) == (run_dir.name, "ae_lab")
+    config = {k: v for r in records["config"] for k, v in _items(r.config.update).items()}
+    assert (config["model"], config["latent"], config["max_epochs"]) == ("ae", 32, EPOCHS)
+    history = [_items(r.history.item) for r in records["history"]]
+    assert len([h for h in history if "val/mse" in h]) == EPOCHS
+    summary = {k: v for r in records["summary"] for k, v in _items(r.summary.update).items()}
+    recorded = json.loads((run_dir / "metrics.json").read_text())
+    assert summary["test/mse"] == pytest.approx(recorded["test/mse"])
+    assert summary["test/mse_ratio"] == pytest.approx(summary["test/mse"] / summary["pca/test_mse"])
+    images = {p.name.split("_")[0] for p in (offline / "files" / "media" / "images").rglob("*.png")}
+    assert {"reconstructions", "latent", "interpolations"} <= images
