@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
+import socket
 import struct
+import subprocess
+import sys
+import time
+import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
@@ -81,6 +88,62 @@ def test_mlflow_has_the_run_with_params_metrics_and_figures(tracked):
     artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
     assert artifacts == {p.name for p in (run_dir / "figures").glob("*.png")}
     assert {"reconstructions.png", "latent_map.png"} <= artifacts
+
+
+@pytest.fixture
+def mlflow_server(tracked):
+    """``mlflow server`` (what ``mlflow ui`` starts) on the run's store, on a free loopback port,
+    without its job workers; stopped with every process it started."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tracked["cwd"] / "mlflow_server.log"
+    with log.open("w") as err:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracked["uri"]]
+            + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            cwd=tracked["cwd"],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,  # its own process group: uvicorn's worker goes with it
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"mlflow server exited:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("mlflow server did not answer within 180 s")
+                time.sleep(0.25)
+        yield url
+    finally:  # a scratch store: nothing to shut down gracefully, and no seconds to spend on it
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+@pytest.mark.integration
+def test_mlflow_ui_serves_the_store(mlflow_server, tracked):
+    """The store is readable by MLflow's own server (mlflow 3.17 and later fail to start on the
+    SQLAlchemy 1.4 that optuna needs), over its REST API as the UI reads it."""
+    api = f"{mlflow_server}/api/2.0/mlflow"
+    with urllib.request.urlopen(f"{api}/experiments/get-by-name?experiment_name=ae_lab") as answer:
+        experiment = json.load(answer)["experiment"]["experiment_id"]
+    search = urllib.request.Request(
+        f"{api}/runs/search",
+        data=json.dumps({"experiment_ids": [experiment]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(search, timeout=30) as answer:
+        (run,) = json.load(answer)["runs"]
+    assert run["info"]["run_name"] == tracked["run_dir"].name
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert params["model"] == "ae"
 
 
 def wandb_records(run_file: Path) -> dict[str, list]:
