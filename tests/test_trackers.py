@@ -48,6 +48,47 @@ def test_mlflow_and_wandb_name_a_run_after_its_folder():
     assert cfg.logger.mlflow.tracking_uri.startswith("sqlite:////")  # an absolute file
 
 
+def test_mlflow_makes_its_sqlite_store_under_a_lock(monkeypatch, tmp_path):
+    """The jobs of a parallel sweep make the store's tables and experiment one at a time (two at
+    once fail in alembic), in a folder made if missing."""
+    import filelock
+
+    from ae_lab.callbacks import loggers
+
+    events = []
+
+    class Lock:
+        def __init__(self, path):
+            events.append(("lock", path))
+
+        def __enter__(self):
+            events.append("acquired")
+
+        def __exit__(self, *exc):
+            events.append("released")
+
+    class Logger:
+        def __init__(self, **kwargs):
+            events.append(("made", kwargs["tracking_uri"]))
+
+        @property
+        def experiment(self):
+            events.append("experiment")
+
+    monkeypatch.setattr(filelock, "FileLock", Lock)
+    monkeypatch.setattr(loggers, "MLFlowLogger", Logger)
+    db = tmp_path / "new" / "runs.db"
+    loggers.mlflow_logger(f"sqlite:///{db}", experiment_name="ae_lab")
+    assert events == [
+        ("lock", f"{db}.lock"),
+        "acquired",
+        ("made", f"sqlite:///{db}"),
+        "experiment",
+        "released",
+    ]
+    assert db.parent.is_dir()
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, mnist_root) -> dict:
     """One tiny run with both loggers, its MLflow store in a folder of its own."""

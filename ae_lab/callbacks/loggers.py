@@ -156,9 +156,31 @@ def final_metrics_writer(logger: Logger) -> FinalMetricsWriter:
     return next((w for kind, w in kinds if isinstance(logger, kind)), _at_last_step)
 
 
+SQLITE = "sqlite:///"
+
+
+def mlflow_logger(tracking_uri: str | None = None, **kwargs: Any) -> MLFlowLogger:
+    """Lightning's ``MLFlowLogger`` with its experiment and run made at once. On a SQLite store,
+    under a lock beside the file: the jobs of a parallel sweep start together, and two processes
+    that create the store's tables, or its experiment, at the same time fail (alembic:
+    ``Online migration expected to match one row``); the file's folder is made if missing."""
+    if not (tracking_uri or "").startswith(SQLITE):
+        logger = MLFlowLogger(tracking_uri=tracking_uri, **kwargs)
+        _ = logger.experiment  # the run, now rather than at the first metric
+        return logger
+    from filelock import FileLock
+
+    db = Path(tracking_uri[len(SQLITE) :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock"):
+        logger = MLFlowLogger(tracking_uri=tracking_uri, **kwargs)
+        _ = logger.experiment
+    return logger
+
+
 # the package each logger needs beyond ae_lab's core install (all of them: pip install
 # 'ae_lab[trackers]'), by the class name its config's _target_ ends in
-LOGGER_PACKAGES = {"MLFlowLogger": "mlflow", "WandbLogger": "wandb"}
+LOGGER_PACKAGES = {"MLFlowLogger": "mlflow", "mlflow_logger": "mlflow", "WandbLogger": "wandb"}
 TRACKERS_EXTRA = "trackers"
 
 
