@@ -24,6 +24,7 @@ from ae_lab.run.errors import AeLabError
 from tests.conftest import TINY, compose_cfg, run_ae_lab
 
 EPOCHS = 2
+SWEPT = ("ae", "vae")
 
 
 def test_a_logger_whose_package_is_missing_is_named_with_the_pip_command(monkeypatch):
@@ -91,11 +92,13 @@ def test_mlflow_makes_its_sqlite_store_under_a_lock(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, mnist_root) -> dict:
-    """One tiny run with both loggers, its MLflow store in a folder of its own."""
+    """A tiny sweep of two jobs (one process, as the basic launcher runs them) with both
+    loggers, its MLflow store in a folder of its own."""
     cwd = tmp_path_factory.mktemp("trackers")
     store = cwd / "store" / "runs.db"
-    store.parent.mkdir()
     run_ae_lab(
+        "-m",
+        "model=ae,vae",
         *TINY,
         f"trainer.max_epochs={EPOCHS}",
         "threads=1",
@@ -104,31 +107,37 @@ def tracked(tmp_path_factory, mnist_root) -> dict:
         cwd=cwd,
         data_root=mnist_root,
     )
-    (run_dir,) = (p.parent for p in cwd.glob("outputs/*/*/metrics.json"))
-    return {"cwd": cwd, "uri": f"sqlite:///{store}", "run_dir": run_dir}
+    run_dirs = sorted(p.parent for p in cwd.glob("multirun/*/*/*/metrics.json"))
+    assert len(run_dirs) == len(SWEPT)
+    return {"cwd": cwd, "uri": f"sqlite:///{store}", "run_dirs": run_dirs}
+
+
+def _recorded(run_dir: Path) -> dict[str, float]:
+    return json.loads((run_dir / "metrics.json").read_text())
 
 
 @pytest.mark.integration
-def test_mlflow_has_the_run_with_params_metrics_and_figures(tracked):
+def test_mlflow_has_each_run_with_params_metrics_and_figures(tracked):
     from mlflow import MlflowClient
 
     client = MlflowClient(tracked["uri"])
-    (run,) = client.search_runs([client.get_experiment_by_name("ae_lab").experiment_id])
-    run_dir = tracked["run_dir"]
-    assert run.info.run_name == run_dir.name and run.data.tags["run_dir"] == str(run_dir)
-    assert run.info.status == "FINISHED"
-    params = run.data.params
-    assert (params["model"], params["latent"], params["max_epochs"]) == ("ae", "32", str(EPOCHS))
-    assert int(params["n_params"]) > 0
-    # one point per epoch: the final metrics add none to a curve
-    assert len(client.get_metric_history(run.info.run_id, "val/mse")) == EPOCHS
-    recorded = json.loads((run_dir / "metrics.json").read_text())
-    metrics = run.data.metrics
-    assert metrics["test/mse"] == pytest.approx(recorded["test/mse"])
-    assert metrics["test/mse_ratio"] == pytest.approx(metrics["test/mse"] / metrics["pca/test_mse"])
-    artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert artifacts == {p.name for p in (run_dir / "figures").glob("*.png")}
-    assert {"reconstructions.png", "latent_map.png"} <= artifacts
+    runs = client.search_runs([client.get_experiment_by_name("ae_lab").experiment_id])
+    by_dir = {Path(run.data.tags["run_dir"]): run for run in runs}
+    assert sorted(by_dir) == tracked["run_dirs"]  # one store, one run per job
+    assert sorted(run.data.params["model"] for run in runs) == sorted(SWEPT)
+    for run_dir, run in by_dir.items():
+        assert run.info.run_name == run_dir.name and run.info.status == "FINISHED"
+        params, metrics = run.data.params, run.data.metrics
+        assert (params["latent"], params["max_epochs"]) == ("32", str(EPOCHS))
+        assert int(params["n_params"]) > 0
+        # one point per epoch: the final metrics add none to a curve
+        assert len(client.get_metric_history(run.info.run_id, "val/mse")) == EPOCHS
+        assert metrics["test/mse"] == pytest.approx(_recorded(run_dir)["test/mse"])
+        ratio = metrics["test/mse"] / metrics["pca/test_mse"]
+        assert metrics["test/mse_ratio"] == pytest.approx(ratio)
+        artifacts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")}
+        assert artifacts == {p.name for p in (run_dir / "figures").glob("*.png")}
+        assert {"reconstructions.png", "latent_map.png"} <= artifacts
 
 
 @pytest.fixture
@@ -181,10 +190,9 @@ def test_mlflow_ui_serves_the_store(mlflow_server, tracked):
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(search, timeout=30) as answer:
-        (run,) = json.load(answer)["runs"]
-    assert run["info"]["run_name"] == tracked["run_dir"].name
-    params = {p["key"]: p["value"] for p in run["data"]["params"]}
-    assert params["model"] == "ae"
+        runs = json.load(answer)["runs"]
+    names = sorted(run["info"]["run_name"] for run in runs)
+    assert names == [run_dir.name for run_dir in tracked["run_dirs"]]
 
 
 def wandb_records(run_file: Path) -> dict[str, list]:
@@ -220,19 +228,23 @@ def _items(updates) -> dict:
 
 
 @pytest.mark.integration
-def test_wandb_offline_run_has_config_history_summary_and_images(tracked):
-    run_dir = tracked["run_dir"]
-    (offline,) = (run_dir / "wandb").glob("offline-run-*")
-    records = wandb_records(next(offline.glob("run-*.wandb")))
-    (run,) = records["run"]
-    assert (run.run.display_name, run.run.project) == (run_dir.name, "ae_lab")
-    config = {k: v for r in records["config"] for k, v in _items(r.config.update).items()}
-    assert (config["model"], config["latent"], config["max_epochs"]) == ("ae", 32, EPOCHS)
-    history = [_items(r.history.item) for r in records["history"]]
-    assert len([h for h in history if "val/mse" in h]) == EPOCHS
-    summary = {k: v for r in records["summary"] for k, v in _items(r.summary.update).items()}
-    recorded = json.loads((run_dir / "metrics.json").read_text())
-    assert summary["test/mse"] == pytest.approx(recorded["test/mse"])
-    assert summary["test/mse_ratio"] == pytest.approx(summary["test/mse"] / summary["pca/test_mse"])
-    images = {p.name.split("_")[0] for p in (offline / "files" / "media" / "images").rglob("*.png")}
-    assert {"reconstructions", "latent", "interpolations"} <= images
+def test_wandb_offline_runs_have_config_history_summary_and_images(tracked):
+    models = []
+    for run_dir in tracked["run_dirs"]:
+        (offline,) = (run_dir / "wandb").glob("offline-run-*")  # a run of its own per job
+        records = wandb_records(next(offline.glob("run-*.wandb")))
+        (run,) = records["run"]
+        assert (run.run.display_name, run.run.project) == (run_dir.name, "ae_lab")
+        config = {k: v for r in records["config"] for k, v in _items(r.config.update).items()}
+        assert (config["latent"], config["max_epochs"]) == (32, EPOCHS)
+        models.append(config["model"])
+        history = [_items(r.history.item) for r in records["history"]]
+        assert len([h for h in history if "val/mse" in h]) == EPOCHS
+        summary = {k: v for r in records["summary"] for k, v in _items(r.summary.update).items()}
+        assert summary["test/mse"] == pytest.approx(_recorded(run_dir)["test/mse"])
+        ratio = summary["test/mse"] / summary["pca/test_mse"]
+        assert summary["test/mse_ratio"] == pytest.approx(ratio)
+        media = offline / "files" / "media" / "images"
+        images = {p.name.split("_")[0] for p in media.rglob("*.png")}
+        assert {"reconstructions", "latent", "interpolations"} <= images
+    assert sorted(models) == sorted(SWEPT)

@@ -178,9 +178,25 @@ def mlflow_logger(tracking_uri: str | None = None, **kwargs: Any) -> MLFlowLogge
     return logger
 
 
+def wandb_logger(**kwargs: Any) -> WandbLogger:
+    """Lightning's ``WandbLogger`` for a run of its own. The jobs of a sweep on the basic
+    launcher share one process, where Lightning would go on logging into the W&B run the previous
+    job left open (W&B closes its last run as the process exits): that one is closed first."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+    return WandbLogger(**kwargs)
+
+
 # the package each logger needs beyond ae_lab's core install (all of them: pip install
-# 'ae_lab[trackers]'), by the class name its config's _target_ ends in
-LOGGER_PACKAGES = {"MLFlowLogger": "mlflow", "mlflow_logger": "mlflow", "WandbLogger": "wandb"}
+# 'ae_lab[trackers]'), by the class or function name its config's _target_ ends in
+LOGGER_PACKAGES = {
+    "MLFlowLogger": "mlflow",
+    "mlflow_logger": "mlflow",
+    "WandbLogger": "wandb",
+    "wandb_logger": "wandb",
+}
 TRACKERS_EXTRA = "trackers"
 
 
