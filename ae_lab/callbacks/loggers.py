@@ -6,6 +6,10 @@ then handed to each of the run's loggers that takes pictures, through the functi
 media. A logger without one (CSV) is skipped, and when no logger of the run takes pictures, one
 line says where the PNGs are: no figure vanishes unseen. Pictures for another logger are one
 function and one entry here.
+
+The run's final metrics go to each logger as ``FINAL_METRICS_WRITERS`` says. MLflow's and W&B's
+loggers are built here too (``conf/logger/mlflow.yaml``, ``wandb.yaml``), for what sweeps need
+of them, and ``LOGGER_PACKAGES`` names the package each needs, so a run without it stops at start.
 """
 
 from __future__ import annotations
