@@ -6,6 +6,10 @@ then handed to each of the run's loggers that takes pictures, through the functi
 media. A logger without one (CSV) is skipped, and when no logger of the run takes pictures, one
 line says where the PNGs are: no figure vanishes unseen. Pictures for another logger are one
 function and one entry here.
+
+The run's final metrics go to each logger as ``FINAL_METRICS_WRITERS`` says. MLflow's and W&B's
+loggers are built here too (``conf/logger/mlflow.yaml``, ``wandb.yaml``), for what sweeps need
+of them, and ``LOGGER_PACKAGES`` names the package each needs, so a run without it stops at start.
 """
 
 from __future__ import annotations
@@ -111,7 +115,8 @@ def log_hyperparams(
     """The run's hyperparameters with its final metrics, to every logger. TensorBoard takes both
     in one call, which its HPARAMS tab needs to pair each run's settings with its results; the
     others take the settings as settings (CSV: ``hparams.yaml``, MLflow: params, W&B: config)
-    and the metrics as values at the last step, as TensorBoard also records them."""
+    and the metrics as ``FINAL_METRICS_WRITERS`` says (MLflow: those it lacks, at the last step;
+    W&B: its run summary; CSV: values at the last step)."""
     step = trainer.global_step
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
@@ -119,4 +124,98 @@ def log_hyperparams(
             continue
         logger.log_hyperparams(dict(params))
         if metrics:
-            logger.log_metrics(dict(metrics), step=step)
+            final_metrics_writer(logger)(logger, dict(metrics), step)
+
+
+def _mlflow_final(logger: MLFlowLogger, metrics: dict[str, float], step: int) -> None:
+    # MLflow shows a metric's latest value as the run's: one it already holds (val/mse from the
+    # last epoch, test/mse) would only add a point to its curve; the others (test/mse_ratio) are new
+    held = logger.experiment.get_run(logger.run_id).data.metrics
+    new = {k: v for k, v in metrics.items() if held.get(k) != v}
+    if new:
+        logger.log_metrics(new, step=step)
+
+
+def _wandb_final(logger: WandbLogger, metrics: dict[str, float], step: int) -> None:
+    # W&B's summary is where a run's final values go: in its runs table, no point on any curve
+    logger.experiment.summary.update(metrics)
+
+
+def _at_last_step(logger: Logger, metrics: dict[str, float], step: int) -> None:
+    logger.log_metrics(metrics, step=step)
+
+
+# (logger, final metrics, global step) -> the final metrics in that logger, beside its
+# hyperparameters; a logger without an entry gets them as values at the last step (CSV)
+FinalMetricsWriter = Callable[[Any, dict[str, float], int], None]
+FINAL_METRICS_WRITERS: dict[type[Logger], FinalMetricsWriter] = {
+    MLFlowLogger: _mlflow_final,
+    WandbLogger: _wandb_final,
+}
+
+
+def final_metrics_writer(logger: Logger) -> FinalMetricsWriter:
+    """How ``logger`` takes a run's final metrics (TensorBoard takes them with its HPARAMS)."""
+    kinds = FINAL_METRICS_WRITERS.items()
+    return next((w for kind, w in kinds if isinstance(logger, kind)), _at_last_step)
+
+
+SQLITE = "sqlite:///"
+
+
+def mlflow_logger(tracking_uri: str | None = None, **kwargs: Any) -> MLFlowLogger:
+    """Lightning's ``MLFlowLogger`` with its experiment and run made at once. On a SQLite store,
+    under a lock beside the file: the jobs of a parallel sweep start together, and two processes
+    that create the store's tables, or its experiment, at the same time fail (alembic:
+    ``Online migration expected to match one row``); the file's folder is made if missing."""
+    if not (tracking_uri or "").startswith(SQLITE):
+        logger = MLFlowLogger(tracking_uri=tracking_uri, **kwargs)
+        _ = logger.experiment  # the run, now rather than at the first metric
+        return logger
+    from filelock import FileLock
+
+    db = Path(tracking_uri[len(SQLITE) :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{db}.lock"):
+        logger = MLFlowLogger(tracking_uri=tracking_uri, **kwargs)
+        _ = logger.experiment
+    return logger
+
+
+def wandb_logger(**kwargs: Any) -> WandbLogger:
+    """Lightning's ``WandbLogger`` for a run of its own. The jobs of a sweep on the basic
+    launcher share one process, where Lightning would go on logging into the W&B run the previous
+    job left open (W&B closes its last run as the process exits): that one is closed first."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+    return WandbLogger(**kwargs)
+
+
+# the package each logger needs beyond ae_lab's core install (all of them: pip install
+# 'ae_lab[trackers]'), by the class or function name its config's _target_ ends in
+LOGGER_PACKAGES = {
+    "MLFlowLogger": "mlflow",
+    "mlflow_logger": "mlflow",
+    "WandbLogger": "wandb",
+    "wandb_logger": "wandb",
+}
+TRACKERS_EXTRA = "trackers"
+
+
+def missing_packages(targets: Mapping[str, str]) -> list[str]:
+    """``logger.<key> needs the <package> package...`` for each logger config (its key: its
+    ``_target_``) whose package this Python cannot import; checked before any work, since
+    Lightning would only fail once the run has started."""
+    from importlib.util import find_spec
+
+    found = []
+    for key, target in targets.items():
+        package = LOGGER_PACKAGES.get(str(target).rsplit(".", 1)[-1])
+        if package and find_spec(package) is None:
+            found.append(
+                f"logger.{key} needs the {package} package, which this Python lacks: "
+                f"pip install {package} (or pip install 'ae_lab[{TRACKERS_EXTRA}]')"
+            )
+    return found

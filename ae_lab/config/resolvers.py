@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -55,6 +56,14 @@ def run_name(overrides: Iterable[str], shared: Iterable[str] = ()) -> str:
     return name.encode()[:room].decode(errors="ignore") + "@" + digest
 
 
+def path_name(path: str) -> str:
+    """The last part of a path: a run folder's name, which loggers that keep their runs elsewhere
+    (MLflow, W&B) show as the run's name, as TensorBoard does."""
+    return Path(path).name
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("path_name"):
+        OmegaConf.register_new_resolver("path_name", path_name)

@@ -211,6 +211,19 @@ RULES = (
     ),
     # conf/logger
     Rule("logger.*", "a logger config with _target_ (null: off)", built, nullable=True),
+    # conf/logger/mlflow.yaml and wandb.yaml (before logger.*.name: a run's name there)
+    Rule(
+        "logger.mlflow.tracking_uri",
+        "where MLflow keeps its runs: sqlite:///<file>.db, file:<folder> or http://<server>",
+        text,
+        nullable=True,
+    ),
+    Rule("logger.mlflow.experiment_name", "a string (the MLflow experiment)", text),
+    Rule("logger.mlflow.run_name", "a string (the run's name in MLflow)", text, nullable=True),
+    Rule("logger.mlflow.tags", "a mapping of tag names to values", mapping, whole=True),
+    Rule("logger.wandb.offline", BOOL + " (true: no network; wandb sync uploads later)", flag),
+    Rule("logger.wandb.project", "a string (the W&B project)", text, nullable=True),
+    Rule("logger.wandb.name", "a string (the run's name in W&B)", text, nullable=True),
     Rule("logger.*.save_dir", FOLDER, text),
     Rule("logger.*.name", 'a string (a subfolder of save_dir, "" for none)', text),
     Rule(

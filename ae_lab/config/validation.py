@@ -188,9 +188,16 @@ def check_trainer(cfg: DictConfig) -> None:
 
 
 def check_environment(cfg: DictConfig) -> None:
-    """What the machine must offer for this config: a GPU when ``accelerator=gpu`` asks for one."""
+    """What the machine must offer for this config: the package of each logger it names, a GPU
+    when ``accelerator=gpu`` asks for one."""
     import torch
 
+    from ae_lab.callbacks.loggers import missing_packages
+
+    loggers = OmegaConf.select(cfg, "logger", default=None) or {}
+    targets = {k: c.get("_target_") for k, c in loggers.items() if isinstance(c, DictConfig)}
+    if missing := missing_packages({k: t for k, t in targets.items() if t}):
+        raise AeLabError("\n".join(missing))
     accelerator = OmegaConf.select(cfg, "trainer.accelerator")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise AeLabError(
