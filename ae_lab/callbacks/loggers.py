@@ -11,16 +11,19 @@ function and one entry here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from matplotlib.figure import Figure
 from PIL import Image
+from torch.utils.tensorboard.summary import hparams as tb_hparams
 from torchvision.utils import save_image
 
 from ae_lab.callbacks.common import writes_files
@@ -106,17 +109,41 @@ def log_figure(
 
 
 def log_hyperparams(
-    trainer: L.Trainer, params: Mapping[str, Any], metrics: Mapping[str, float]
+    trainer: L.Trainer,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    logged: Collection[str] = (),
 ) -> None:
-    """The run's hyperparameters with its final metrics, to every logger. TensorBoard takes both
-    in one call, which its HPARAMS tab needs to pair each run's settings with its results; the
-    others take the settings as settings (CSV: ``hparams.yaml``, MLflow: params, W&B: config)
-    and the metrics as values at the last step, as TensorBoard also records them."""
+    """The run's hyperparameters with its final metrics, to every logger. ``logged`` names the
+    metrics the run has already logged (its curves' last points); only the others (a ratio
+    computed at the end) are logged here, once, at the last step, so that no curve gets a second
+    final point. TensorBoard's HPARAMS tab pairs each run's settings with the metrics it names,
+    whose values it reads from the run's own scalars; the other loggers take the settings as
+    settings (CSV: ``hparams.yaml``, MLflow: params, W&B: config)."""
     step = trainer.global_step
+    new = {k: v for k, v in metrics.items() if k not in logged}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(dict(params), dict(metrics) or None, step=step)
-            continue
-        logger.log_hyperparams(dict(params))
-        if metrics:
-            logger.log_metrics(dict(metrics), step=step)
+            _tensorboard_hparams(logger, params, metrics, step)
+        else:
+            logger.log_hyperparams(dict(params))
+        if new:
+            logger.log_metrics(new, step=step)
+
+
+@rank_zero_only
+def _tensorboard_hparams(
+    logger: TensorBoardLogger, params: Mapping[str, Any], metrics: Mapping[str, float], step: int
+) -> None:
+    """What Lightning's ``TensorBoardLogger.log_hyperparams(params, metrics)`` writes, without
+    its logging the metrics a second time: ``hparams.yaml`` and the HPARAMS summaries, which name
+    the metrics (their values are the run's scalars of those names). Integers are written as text,
+    which the tab shows as they are (``latent 2``; a number it shows as ``2.0000``)."""
+    logger.hparams.update(params)  # hparams.yaml, when the logger saves
+    flat = logger._sanitize_params(_flatten_dict(_convert_params(dict(params))))
+    shown = {
+        k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in flat.items()
+    }
+    writer = logger.experiment._get_file_writer()
+    for summary in tb_hparams(shown, dict.fromkeys(metrics, 0.0)):
+        writer.add_summary(summary, step)
