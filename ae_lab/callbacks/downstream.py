@@ -225,8 +225,8 @@ class DownstreamClassification(TestStageCallback):
         self._count("acc_original", batch["target"], labels)
         self._count("acc_recon", outputs["recon"], labels)
         pca = pca_reconstruction(trainer, outputs, batch)
-        if pca is not None:
-            self._count("acc_pca", pca, labels)
+        if pca is not None:  # PCA's pixels can leave [0, 1]; the model's are a sigmoid's
+            self._count("acc_pca", pca.clamp(0.0, 1.0), labels)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         for name, metric in self.accuracy.items():
