@@ -279,4 +279,9 @@ RULES = (
         whole=True,
     ),
     Rule("callbacks.nll.n_samples", "an integer >= 1 (importance samples per image)", at_least(1)),
+    Rule(
+        "callbacks.nll.max_decoded",
+        "an integer >= 1 (images decoded at once; bounds the memory of a large n_samples)",
+        at_least(1),
+    ),
 )
