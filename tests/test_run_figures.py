@@ -247,3 +247,28 @@ def test_nll_uses_k_samples_in_bounded_chunks_and_says_which_k(tmp_path, synthet
     assert sum(decoded) == (2 + 7) * 64
     # the negative ELBO bounds the NLL from above; the objective at the posterior mean need not
     assert metrics["test/nll"] <= metrics["test/neg_elbo"] + 1.0
+
+
+def test_pca_reconstructions_reach_the_downstream_classifier_clamped(monkeypatch) -> None:
+    from ae_lab.callbacks import DownstreamClassification
+    from ae_lab.callbacks import downstream as downstream_mod
+
+    seen: dict[str, torch.Tensor] = {}
+
+    class Recorder(torch.nn.Module):
+        hparams = {"n_classes": 10}
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen[len(seen)] = x
+            return torch.zeros(len(x), 10)
+
+    cb = DownstreamClassification()
+    cb.classifier = Recorder()
+    pca = torch.linspace(-0.5, 1.5, 4 * 784).view(4, 1, 28, 28)  # PCA's pixels leave [0, 1]
+    monkeypatch.setattr(downstream_mod, "pca_reconstruction", lambda tr, out, batch: pca)
+    x = torch.rand(4, 1, 28, 28)
+    batch = {"input": x, "target": (x > 0.5).float(), "clean": x, "label": torch.arange(4)}
+    cb.on_test_batch_end(None, DenseAE(latent_dim=2, hidden=[8]), {"recon": x}, batch, 0)
+    original, _, pca_seen = seen.values()
+    assert torch.equal(original, x)  # the clean image, not the binarized target
+    assert torch.equal(pca_seen, pca.clamp(0, 1))
