@@ -264,15 +264,17 @@ def test_vae_evaluation_outputs(tmp_path, synthetic_root) -> None:
     assert tr.callback_metrics["time/samples_per_s"] > 0
     metrics = tr.test(model, datamodule=data, verbose=False)[0]
     # a lower bound on -log p(x) for binary 784-pixel images: positive, at most 784 log 2 + KL
-    assert 0 < metrics["test/nll"] < metrics["test/loss"] + 1e-3
+    assert 0 < metrics["test/nll"] < metrics["test/neg_elbo"] + 1.0
     figures = tmp_path / "figures"
     for name in ("prior_samples.png", "interpolations.png", "latent_map.png"):
         assert (figures / name).stat().st_size > 1000
     from PIL import Image
 
-    # 3 rows of 5 steps: 28 px + 2 px padding each, plus the outer padding
-    assert Image.open(figures / "interpolations.png").size == (5 * 30 + 2, 3 * 30 + 2)
-    assert Image.open(figures / "prior_samples.png").size == (4 * 30 + 2, 4 * 30 + 2)
+    # 3 rows of 5 steps and a 4 x 4 grid, each digit drawn at about 60 pixels, with labels
+    width, height = Image.open(figures / "interpolations.png").size
+    assert width >= 5 * 50 and height >= 3 * 50
+    width, height = Image.open(figures / "prior_samples.png").size
+    assert width >= 4 * 50 and height >= 4 * 50
 
 
 def test_interpolations_start_and_end_at_the_reconstructions() -> None:
@@ -376,6 +378,9 @@ def stub_trainer(tmp_path: Path, rank_zero: bool = True) -> SimpleNamespace:
         loggers=[],
         global_step=0,
         sanity_checking=False,
+        callbacks=[],
+        max_epochs=1,
+        current_epoch=0,
     )
 
 
@@ -396,7 +401,7 @@ def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_a_collapsed_or_diverged_model_is_evaluated_with_one_warning_per_skip(
     tmp_path, synthetic_root, classifier_cache, caplog, value, gave_up
 ) -> None:
-    data = datamodule(synthetic_root)
+    data = datamodule(synthetic_root, binarize_target="sample")  # a likelihood to estimate
     model = DenseVAE(latent_dim=8, hidden=[32])
     collapse(model, value)
     callbacks = [

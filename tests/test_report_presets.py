@@ -83,7 +83,7 @@ def fake_sweep(path: Path, name: str, declared: dict) -> Path:
             Image.new("RGB", (40, 20), "white").save(run / "figures" / figure)
         with SummaryWriter(run) as events:
             for step in range(3):
-                for tag in ("epoch", "val/mse", "val/loss"):
+                for tag in ("epoch", "val/mse", "val/loss", "val/neg_elbo"):
                     events.add_scalar(tag, step if tag == "epoch" else 1 / (step + 1), step)
     return path
 
@@ -156,7 +156,7 @@ def test_the_headline_list_drives_the_run_end_line_hparams_and_the_summary(
     assert final[metrics.RATIO] == final["test/mse"] / final["pca/test_mse"]  # one computation
     params, shown = hparams(run)
     assert {"val/loss", metrics.RATIO} <= shown and "time/wall_s" not in shown
-    assert params["model"] == "ae" and params["n_params"] == final["n_params"]
+    assert params["model"] == "ae" and int(params["n_params"]) == final["n_params"]
     assert yaml.safe_load((run / "hparams.yaml").read_text())["n_params"] == final["n_params"]
     (run / ".hydra").mkdir()
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["latent=32"]))

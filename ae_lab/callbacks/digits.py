@@ -14,7 +14,7 @@ from torchmetrics import Metric
 
 from ae_lab.callbacks.common import TestStageCallback, writes_files
 from ae_lab.callbacks.pca import pca_reconstruction
-from ae_lab.data.contract import label_names
+from ae_lab.data.contract import clean_image, label_names
 from ae_lab.models.base import AutoencoderModule
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class PerDigitMSE(TestStageCallback):
         metric = self.metrics.get(prefix)
         if metric is None:
             metric = self.metrics[prefix] = PerClassMSE(len(self.names)).to(recon.device)
-        metric.update(recon, batch["target"], batch["label"])
+        metric.update(recon, clean_image(batch), batch["label"])
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if not isinstance(pl_module, AutoencoderModule):

@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ae_lab.callbacks.common import TestStageCallback, find_callback, writes_files
 from ae_lab.callbacks.pca import pca_reconstruction
-from ae_lab.data.contract import ImageData
+from ae_lab.data.contract import ImageData, clean_image
 from ae_lab.data.datamodule import ImageDataModule
 from ae_lab.models.base import AutoencoderModule, SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
@@ -226,11 +226,11 @@ class DownstreamClassification(TestStageCallback):
         if self.classifier is None or not isinstance(pl_module, AutoencoderModule):
             return
         labels = batch["label"]
-        self._count("acc_original", batch["target"], labels)
+        self._count("acc_original", clean_image(batch), labels)
         self._count("acc_recon", outputs["recon"], labels)
         pca = pca_reconstruction(trainer, outputs, batch)
-        if pca is not None:
-            self._count("acc_pca", pca, labels)
+        if pca is not None:  # PCA's pixels can leave [0, 1]; the model's are a sigmoid's
+            self._count("acc_pca", pca.clamp(0.0, 1.0), labels)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         for name, metric in self.accuracy.items():

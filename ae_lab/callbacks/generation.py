@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torchvision.utils import make_grid
+from matplotlib.figure import Figure
 
 from ae_lab.callbacks.common import TestStageCallback, all_finite, skip, writes_files
+from ae_lab.callbacks.figures import image_grid, labelled_rows, run_title
 from ae_lab.callbacks.loggers import log_figure
+from ae_lab.data.contract import label_names
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import VariationalAutoencoder
 
@@ -34,8 +36,10 @@ def interpolations(model: AutoencoderModule, a: torch.Tensor, b: torch.Tensor, s
 
 class Generation(TestStageCallback):
     """After testing: ``figures/prior_samples.png`` (VAEs) and ``figures/interpolations.png``
-    (every autoencoder; each row goes from one test digit to another of a different class), also
-    in the loggers that show images as ``test/prior_samples`` and ``test/interpolations``.
+    (every autoencoder; each row goes from one test digit to another of a different class and is
+    labelled with both, each column with its share of the way), also in the loggers that show
+    images as ``test/prior_samples`` and ``test/interpolations``; titled with the run's config
+    (``figures.run_title``).
     Images that are not finite, or a first test batch without two different digits, give one
     warning, no figure."""
 
@@ -76,23 +80,47 @@ class Generation(TestStageCallback):
         first, self.first = self.first, None
         if not isinstance(pl_module, AutoencoderModule) or not writes_files(trainer):
             return
+        title = run_title(trainer, pl_module)
         if isinstance(pl_module, VariationalAutoencoder) and self.n_samples > 0:
             images = prior_samples(pl_module, self.n_samples, self.seed).float().cpu()
-            self._write(trainer, "prior_samples", images, nrow=max(1, int(self.n_samples**0.5)))
+            if self._finite("prior_samples", images):
+                nrow = max(1, int(self.n_samples**0.5))
+                what = f"{self.n_samples} images decoded from z ~ N(0, I) (seed {self.seed})"
+                fig = image_grid(images, nrow, f"{title}: samples of the prior", what)
+                log_figure(trainer, "test/prior_samples", fig, self.output_dir)
         if first is not None and self.n_pairs > 0:
             a, b = self.pairs(first["label"], self.n_pairs)
             if not a:
                 skip("interpolations", "the first test batch holds no two different digits")
                 return
-            x = first["input"]
+            x, labels = first["input"], first["label"].tolist()
             images = interpolations(pl_module, x[a], x[b], self.steps).float().cpu()
-            self._write(trainer, "interpolations", images, nrow=self.steps)
+            if self._finite("interpolations", images):
+                names = label_names(getattr(trainer, "datamodule", None), max(labels) + 1)
+                ends = [(names[labels[i]], names[labels[j]]) for i, j in zip(a, b, strict=True)]
+                paths = images.view(len(a), self.steps, *images.shape[1:])
+                what = f"{title}: interpolations between test images"
+                fig = interpolation_figure(paths, ends, what)
+                log_figure(trainer, "test/interpolations", fig, self.output_dir)
 
-    def _write(self, trainer: L.Trainer, name: str, images: torch.Tensor, nrow: int) -> None:
-        """``figures/<name>.png`` and ``test/<name>`` in the loggers, unless the images are not
-        finite (a diverged decoder), which no picture shows."""
-        if not all_finite(images):
-            skip(name.replace("_", " "), "the decoded images are not finite (NaN or infinite)")
-            return
-        grid = make_grid(images, nrow=nrow, padding=2, pad_value=0.5)
-        log_figure(trainer, f"test/{name}", grid, self.output_dir)
+    @staticmethod
+    def _finite(name: str, images: torch.Tensor) -> bool:
+        """Whether the images are finite; a diverged decoder's are not, and no picture shows them
+        (one warning instead)."""
+        if all_finite(images):
+            return True
+        skip(name.replace("_", " "), "the decoded images are not finite (NaN or infinite)")
+        return False
+
+
+def interpolation_figure(paths: torch.Tensor, ends: list[tuple[str, str]], title: str) -> Figure:
+    """One row per pair (``paths``: (pairs, steps, C, H, W)), labelled ``from a to b`` by the two
+    digits' classes, each column by its share t of the way from the first code to the second."""
+    steps = paths.shape[1]
+    rows = [(f"from {a} to {b}", path) for (a, b), path in zip(ends, paths, strict=True)]
+    return labelled_rows(
+        rows,
+        title,
+        xlabel="t: the decoding of (1 - t) code(first) + t code(second)",
+        column_labels=[f"{t:.2g}" for t in torch.linspace(0, 1, steps).tolist()],
+    )

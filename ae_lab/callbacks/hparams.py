@@ -45,7 +45,8 @@ class HParamsSummary(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         final = {**self.fit_metrics, **_current(trainer)}
         metrics = headline.select(final, headline.HPARAMS)
-        log_hyperparams(trainer, hyperparameters(self.params, pl_module), metrics)
+        # the callback metrics reached the loggers as they were logged: only the ratio is new
+        log_hyperparams(trainer, hyperparameters(self.params, pl_module), metrics, set(final))
 
 
 def hyperparameters(params: Mapping[str, Any], pl_module: L.LightningModule) -> dict[str, Any]:

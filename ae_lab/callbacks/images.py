@@ -7,22 +7,26 @@ from typing import Any
 
 import lightning as L
 import torch
-from torchvision.utils import make_grid
 
-from ae_lab.callbacks.common import all_finite, skip, writes_files
+from ae_lab.callbacks.common import all_finite, find_callback, skip, writes_files
+from ae_lab.callbacks.figures import labelled_rows, run_title
 from ae_lab.callbacks.loggers import log_figure
+from ae_lab.callbacks.pca import PCABaseline
+from ae_lab.data.contract import CLEAN, clean_image
 from ae_lab.models.base import AutoencoderModule
 
 
 class ReconstructionGrid(L.Callback):
-    """Each validation epoch: a grid of clean inputs, corrupted inputs and reconstructions (one
-    row each) for the first ``n_images`` images of the first validation batch; the last epoch's
-    grid is also ``figures/reconstructions.png``. Reconstructions that are not finite give one
-    warning and no grid."""
+    """Each validation epoch: labelled rows of the first ``n_images`` images of the first
+    validation batch: the original (clean) images, the binarized targets where the model's target
+    is one (``data.binarize_target``), the model's input (after the transform), its
+    reconstruction and, when the run has a PCA baseline, PCA's. The title names the run's config
+    (``figures.run_title``). The last epoch's grid is also ``figures/reconstructions.png``.
+    Reconstructions that are not finite give one warning and no grid."""
 
     def __init__(self, n_images: int = 8) -> None:
         self.n_images = n_images
-        self.rows: torch.Tensor | None = None
+        self.rows: list[tuple[str, torch.Tensor]] | None = None
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if (
@@ -33,15 +37,22 @@ class ReconstructionGrid(L.Callback):
         ):
             return
         n = self.n_images  # the reconstructions the validation step computed
-        rows = (batch["target"][:n], batch["input"][:n], outputs["recon"][:n])
-        self.rows = torch.cat([r.float() for r in rows]).cpu()
+        rows = [("original", clean_image(batch))]
+        if CLEAN in batch:
+            rows.append(("target (binarized)", batch["target"]))
+        rows += [("model input", batch["input"]), ("reconstruction", outputs["recon"])]
+        baseline = find_callback(trainer, PCABaseline)
+        pca = baseline.reconstruction(outputs, batch) if baseline is not None else None
+        if pca is not None:
+            rows.append((f"PCA, {baseline.pca.n_components_} components", pca))
+        self.rows = [(label, images[:n].float().cpu()) for label, images in rows]
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         rows, self.rows = self.rows, None
         if rows is None:
             return
-        if not all_finite(rows):
+        if not all_finite(torch.cat([images for _, images in rows])):
             skip("reconstruction grid", "the reconstructions are not finite (NaN or infinite)")
             return
-        grid = make_grid(rows, nrow=self.n_images, padding=2, pad_value=0.5)
-        log_figure(trainer, "val/reconstructions", grid)
+        title = f"{run_title(trainer, pl_module)}: validation images, epoch {trainer.current_epoch}"
+        log_figure(trainer, "val/reconstructions", labelled_rows(rows, title))

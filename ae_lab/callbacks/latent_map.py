@@ -12,6 +12,7 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from ae_lab.callbacks.common import TestStageCallback, skip, writes_files
+from ae_lab.callbacks.figures import run_title
 from ae_lab.callbacks.loggers import log_figure
 from ae_lab.data.contract import label_names
 from ae_lab.models.base import AutoencoderModule
@@ -135,11 +136,21 @@ class LatentMap(TestStageCallback):
             skip("latent map", str(err))
             return
         how = "codes" if codes.shape[1] <= 2 else "t-SNE of the codes"
-        title = f"{type(pl_module).__name__}, latent {codes.shape[1]}: {how} ({len(codes)} test)"
+        title = f"{run_title(trainer, pl_module)}\n{how} of {len(codes)} test images"
         fig = plot_map(points, labels, title, label_names(getattr(trainer, "datamodule", None)))
+        ax = fig.axes[0]
         if codes.shape[1] > 2:  # t-SNE axes have no units worth reading
-            fig.axes[0].set_xticks([])
-            fig.axes[0].set_yticks([])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel("t-SNE 1")
+            ax.set_ylabel("t-SNE 2")
+        elif codes.shape[1] == 2:
+            ax.set_xlabel("code dimension 1")
+            ax.set_ylabel("code dimension 2")
+        else:
+            ax.set_xlabel("code")
+            ax.set_ylabel("random spread (no meaning)")
+        fig.tight_layout()
         path = log_figure(trainer, "test/latent_map", fig, self.output_dir)
         if path is not None:
             np.savez_compressed(path.with_suffix(".npz"), points=points, labels=labels)

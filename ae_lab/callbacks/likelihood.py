@@ -11,11 +11,12 @@ import math
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
-from ae_lab.callbacks.common import TestStageCallback
-from ae_lab.models.vae import VariationalAutoencoder
+from ae_lab.callbacks.common import TestStageCallback, skip
+from ae_lab.models.vae import VariationalAutoencoder, log_likelihood
+
+__all__ = ["ImportanceSampledNLL", "importance_sampled_nll", "is_binary", "log_likelihood"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -25,17 +26,6 @@ def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
-def log_likelihood(logits: torch.Tensor, x: torch.Tensor, recon_loss: str) -> torch.Tensor:
-    """log p(x | z) per image. ``bce``: Bernoulli with these logits (a true likelihood only for
-    binary x). ``mse``: the Gaussian with variance 1/2 whose negative log is the summed squared
-    error the model trains on, plus its normaliser (D/2) log(pi)."""
-    if recon_loss == "bce":
-        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-        return -nll.flatten(1).sum(1)
-    sse = (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1)
-    return -sse - 0.5 * x[0].numel() * math.log(math.pi)
-
-
 @torch.no_grad()
 def importance_sampled_nll(
     model: VariationalAutoencoder,
@@ -43,12 +33,16 @@ def importance_sampled_nll(
     targets: torch.Tensor,
     n_samples: int,
     generator: torch.Generator | None = None,
-    chunk: int = 50,
+    max_decoded: int = 20_000,
 ) -> torch.Tensor:
-    """-log p(x) per image, estimated with ``n_samples`` draws from q(z | input)."""
+    """-log p(x) per image, estimated with ``n_samples`` draws from q(z | input). The draws are
+    decoded in chunks of at most ``max_decoded`` images (at least one draw per image), and their
+    weights reduced as they come, so memory does not grow with ``n_samples``."""
     mu, logvar = model.posterior(inputs)
     std = (0.5 * logvar).exp()
-    log_w = []
+    zeros = torch.zeros_like(mu)
+    chunk = max(1, max_decoded // len(mu))
+    total = torch.full((len(mu),), -math.inf, device=mu.device, dtype=mu.dtype)
     for start in range(0, n_samples, chunk):
         k = min(chunk, n_samples - start)
         eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
@@ -57,34 +51,57 @@ def importance_sampled_nll(
         log_px = log_likelihood(
             logits, targets.repeat(k, *[1] * (targets.dim() - 1)), model.recon_loss
         ).view(k, -1)
-        zeros = torch.zeros_like(mu)
-        log_w.append(log_px + log_normal(z, zeros, zeros) - log_normal(z, mu, logvar))
-    return -(torch.logsumexp(torch.cat(log_w), 0) - math.log(n_samples))
+        log_w = log_px + log_normal(z, zeros, zeros) - log_normal(z, mu, logvar)
+        total = torch.logaddexp(total, torch.logsumexp(log_w, 0))
+    return -(total - math.log(n_samples))
+
+
+def is_binary(images: torch.Tensor) -> bool:
+    """Whether every pixel is 0 or 1: the only images a Bernoulli likelihood is a likelihood of."""
+    return bool(((images == 0) | (images == 1)).all())
 
 
 class ImportanceSampledNLL(TestStageCallback):
-    """Logs ``test/nll`` (nats per image) for VAEs, from ``n_samples`` importance samples per
-    test image, drawn with a generator seeded per batch so the estimate is reproducible. The mean
-    over images is a torchmetrics ``MeanMetric`` (in float64; under DDP over every process's
-    images), which keeps a NaN: a diverged model has no likelihood to report."""
+    """Logs ``test/nll`` (nats per image) for VAEs, from ``n_samples`` (K) importance samples per
+    test image, drawn with a generator seeded per batch so the estimate is reproducible, and
+    ``test/nll_k``: that K, so every figure can say which K it used. The mean over images is a
+    torchmetrics ``MeanMetric`` (in float64; under DDP over every process's images), which keeps a
+    NaN: a diverged model has no likelihood to report.
 
-    def __init__(self, n_samples: int = 100, seed: int = 0) -> None:
+    Only binary targets have a likelihood to estimate (``data.binarize_target``): on grey targets
+    (``transform=binarize`` binarizes only the encoder's input) a Bernoulli "likelihood" has a
+    floor far above 0 and compares with nothing, so a run with a grey first test batch logs one
+    line saying so and no ``test/nll``. The cost grows linearly with K (docs/evaluation.md)."""
+
+    def __init__(self, n_samples: int = 1000, seed: int = 0, max_decoded: int = 20_000) -> None:
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         self.n_samples = n_samples
         self.seed = seed
+        self.max_decoded = max_decoded
         self.mean: MeanMetric | None = None
+        self.binary: bool | None = None
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.mean = None
+        self.mean, self.binary = None, None
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if not isinstance(pl_module, VariationalAutoencoder):
+        if not isinstance(pl_module, VariationalAutoencoder) or self.binary is False:
             return
+        if self.binary is None:
+            self.binary = is_binary(batch["target"])
+            if not self.binary:
+                skip(
+                    "test/nll",
+                    "the test targets are grey, not binary, and a Bernoulli likelihood of grey "
+                    "pixels is no likelihood; set data.binarize_target=sample (or threshold) to "
+                    "score one (transform=binarize binarizes only the encoder's input)",
+                )
+                return
         gen = torch.Generator(device=pl_module.device)
         gen.manual_seed(self.seed * 1_000_003 + batch_idx)
         nll = importance_sampled_nll(
-            pl_module, batch["input"], batch["target"], self.n_samples, gen
+            pl_module, batch["input"], batch["target"], self.n_samples, gen, self.max_decoded
         )
         if self.mean is None:
             self.mean = MeanMetric(nan_strategy="disable").set_dtype(torch.float64)
@@ -94,4 +111,5 @@ class ImportanceSampledNLL(TestStageCallback):
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.mean is not None:
             pl_module.log("test/nll", self.mean.compute().float(), sync_dist=True)
+            pl_module.log("test/nll_k", float(self.n_samples), sync_dist=True)
             self.mean = None

@@ -15,16 +15,19 @@ of them, and ``LOGGER_PACKAGES`` names the package each needs, so a run without 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from matplotlib.figure import Figure
 from PIL import Image
+from torch.utils.tensorboard.summary import hparams as tb_hparams
 from torchvision.utils import save_image
 
 from ae_lab.callbacks.common import writes_files
@@ -110,48 +113,52 @@ def log_figure(
 
 
 def log_hyperparams(
-    trainer: L.Trainer, params: Mapping[str, Any], metrics: Mapping[str, float]
+    trainer: L.Trainer,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    logged: Collection[str] = (),
 ) -> None:
-    """The run's hyperparameters with its final metrics, to every logger. TensorBoard takes both
-    in one call, which its HPARAMS tab needs to pair each run's settings with its results; the
-    others take the settings as settings (CSV: ``hparams.yaml``, MLflow: params, W&B: config)
-    and the metrics as ``FINAL_METRICS_WRITERS`` says (MLflow: those it lacks, at the last step;
-    W&B: its run summary; CSV: values at the last step)."""
+    """The run's hyperparameters with its final metrics, to every logger. ``logged`` names the
+    metrics the run has already logged (its curves' last points); only the others (a ratio
+    computed at the end) are logged here, once, at the last step, so that no curve gets a second
+    final point. TensorBoard's HPARAMS tab pairs each run's settings with the metrics it names,
+    whose values it reads from the run's own scalars; the other loggers take the settings as
+    settings (CSV: ``hparams.yaml``, MLflow: params, W&B: config) and the final metrics as
+    ``FINAL_METRICS_WRITERS`` says (W&B: all of them in its run summary)."""
     step = trainer.global_step
+    new = {k: v for k, v in metrics.items() if k not in logged}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(dict(params), dict(metrics) or None, step=step)
+            _tensorboard_hparams(logger, params, metrics, step)
+            if new:
+                logger.log_metrics(new, step=step)
             continue
         logger.log_hyperparams(dict(params))
         if metrics:
-            final_metrics_writer(logger)(logger, dict(metrics), step)
+            final_metrics_writer(logger)(logger, dict(metrics), new, step)
 
 
-def _mlflow_final(logger: MLFlowLogger, metrics: dict[str, float], step: int) -> None:
-    # MLflow shows a metric's latest value as the run's: one it already holds (val/mse from the
-    # last epoch, test/mse) would only add a point to its curve; the others (test/mse_ratio) are new
-    held = logger.experiment.get_run(logger.run_id).data.metrics
-    new = {k: v for k, v in metrics.items() if held.get(k) != v}
-    if new:
-        logger.log_metrics(new, step=step)
-
-
-def _wandb_final(logger: WandbLogger, metrics: dict[str, float], step: int) -> None:
+def _wandb_final(
+    logger: WandbLogger, metrics: dict[str, float], new: dict[str, float], step: int
+) -> None:
     # W&B's summary is where a run's final values go: in its runs table, no point on any curve
     logger.experiment.summary.update(metrics)
 
 
-def _at_last_step(logger: Logger, metrics: dict[str, float], step: int) -> None:
-    logger.log_metrics(metrics, step=step)
+def _at_last_step(
+    logger: Logger, metrics: dict[str, float], new: dict[str, float], step: int
+) -> None:
+    # a logger shows a metric's latest value as the run's (MLflow, CSV): those the run already
+    # logged (val/mse from the last epoch, test/mse) would only add a point to their curves
+    if new:
+        logger.log_metrics(new, step=step)
 
 
-# (logger, final metrics, global step) -> the final metrics in that logger, beside its
-# hyperparameters; a logger without an entry gets them as values at the last step (CSV)
-FinalMetricsWriter = Callable[[Any, dict[str, float], int], None]
-FINAL_METRICS_WRITERS: dict[type[Logger], FinalMetricsWriter] = {
-    MLFlowLogger: _mlflow_final,
-    WandbLogger: _wandb_final,
-}
+# (logger, final metrics, those of them the run has not logged yet, global step) -> the final
+# metrics in that logger, beside its hyperparameters; a logger without an entry gets the new ones
+# as values at the last step (MLflow, CSV)
+FinalMetricsWriter = Callable[[Any, dict[str, float], dict[str, float], int], None]
+FINAL_METRICS_WRITERS: dict[type[Logger], FinalMetricsWriter] = {WandbLogger: _wandb_final}
 
 
 def final_metrics_writer(logger: Logger) -> FinalMetricsWriter:
@@ -219,3 +226,21 @@ def missing_packages(targets: Mapping[str, str]) -> list[str]:
                 f"pip install {package} (or pip install 'ae_lab[{TRACKERS_EXTRA}]')"
             )
     return found
+
+
+@rank_zero_only
+def _tensorboard_hparams(
+    logger: TensorBoardLogger, params: Mapping[str, Any], metrics: Mapping[str, float], step: int
+) -> None:
+    """What Lightning's ``TensorBoardLogger.log_hyperparams(params, metrics)`` writes, without
+    its logging the metrics a second time: ``hparams.yaml`` and the HPARAMS summaries, which name
+    the metrics (their values are the run's scalars of those names). Integers are written as text,
+    which the tab shows as they are (``latent 2``; a number it shows as ``2.0000``)."""
+    logger.hparams.update(params)  # hparams.yaml, when the logger saves
+    flat = logger._sanitize_params(_flatten_dict(_convert_params(dict(params))))
+    shown = {
+        k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in flat.items()
+    }
+    writer = logger.experiment._get_file_writer()
+    for summary in tb_hparams(shown, dict.fromkeys(metrics, 0.0)):
+        writer.add_summary(summary, step)

@@ -12,6 +12,7 @@ from sklearn.decomposition import PCA
 from torchmetrics import MeanSquaredError
 
 from ae_lab.callbacks.common import find_callback
+from ae_lab.data.contract import CLEAN, clean_image
 from ae_lab.models.base import AutoencoderModule, Batch
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ def fit_pca(images: torch.Tensor, n_components: int | float, seed: int = 0) -> P
 
 class PCABaseline(L.Callback):
     """Fits PCA once per run on the model's training images and logs ``pca/val_mse`` and
-    ``pca/test_mse``: the same corrupted inputs, the same clean targets and the same metric as
-    ``val/mse`` and ``test/mse``, so model and PCA share a chart in TensorBoard.
+    ``pca/test_mse``: the same corrupted inputs, the same clean images and the same metric as
+    ``val/mse`` and ``test/mse``, so model and PCA share a chart in TensorBoard. Where the
+    model's target is a binarized copy (``data.binarize_target``), ``pca/val_mse_target`` and
+    ``pca/test_mse_target`` score it against that target too, as the model's ``*/mse_target``.
 
     ``n_components`` defaults to the model's latent size; a float in (0, 1) picks the number of
     components that explains that share of the variance instead.
@@ -129,15 +132,20 @@ class PCABaseline(L.Callback):
         recon = self.reconstruction(outputs, batch)
         if recon is None:
             return
-        metric = self.metrics.get(stage)
-        if metric is None:
-            metric = self.metrics[stage] = MeanSquaredError().to(pl_module.device)
-        metric.update(recon, batch["target"])
+        against = {"mse": clean_image(batch)}
+        if CLEAN in batch:  # a binarized target (data.binarize_target), as the model's mse_target
+            against["mse_target"] = batch["target"]
+        for name, image in against.items():
+            key = f"{stage}_{name}"
+            metric = self.metrics.get(key)
+            if metric is None:
+                metric = self.metrics[key] = MeanSquaredError().to(pl_module.device)
+            metric.update(recon, image)
 
     def _log(self, stage: str, pl_module: L.LightningModule) -> None:
-        metric = self.metrics.pop(stage, None)
-        if metric is not None:  # compute() reduces across DDP processes, so all log the same
-            pl_module.log(f"pca/{stage}_mse", metric.compute(), sync_dist=True)
+        for key in [k for k in self.metrics if k.startswith(f"{stage}_")]:
+            # compute() reduces across DDP processes, so all log the same
+            pl_module.log(f"pca/{key}", self.metrics.pop(key).compute(), sync_dist=True)
         if stage == "test" and self.pca is not None:  # what a variance ratio came to
             pl_module.log("pca/n_components", float(self.pca.n_components_), sync_dist=True)
 

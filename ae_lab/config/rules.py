@@ -293,6 +293,11 @@ RULES = (
     ),
     Rule("callbacks.nll.n_samples", "an integer >= 1 (importance samples per image)", at_least(1)),
     Rule(
+        "callbacks.nll.max_decoded",
+        "an integer >= 1 (images decoded at once; bounds the memory of a large n_samples)",
+        at_least(1),
+    ),
+    Rule(
         "callbacks.probe.n_train",
         "an integer >= 2 (training codes the probe is fitted on; null: all)",
         at_least(2),

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 # ``input`` what the model sees (the corrupted image), ``target`` the clean image it should
 # reconstruct, ``label`` the class index; images are float in [0, 1], shape (B, *image_shape)
 BATCH_KEYS = ("input", "target", "label")
+# an optional fourth key: the clean image itself, present only where ``target`` is not it
+# (``data.binarize_target`` makes the target a binarized copy). Every reported MSE is against
+# ``clean_image(batch)``, so it means the same whatever the target.
+CLEAN = "clean"
 # the splits ``images`` and ``labels`` take: a seeded split of the training images into
 # ``train`` and ``val``, and the official test images as ``test``
 SPLITS = ("train", "val", "test")
@@ -64,6 +68,12 @@ class ImageData(Protocol):
         ...
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+def clean_image(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The clean image of a batch: ``batch["clean"]`` where the target is a binarized copy of it,
+    else the target itself."""
+    return batch.get(CLEAN, batch["target"])
 
 
 def label_names(datamodule: Any, n: int | None = None) -> list[str]:

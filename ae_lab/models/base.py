@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanSquaredError
 
+from ae_lab.data.contract import CLEAN, clean_image
 from ae_lab.run.errors import AeLabError
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,9 @@ class AutoencoderModule(LabModule):
         self.decoder: nn.Module
         self.val_mse = MeanSquaredError()
         self.test_mse = MeanSquaredError()
+        # against the model's target where that is not the clean image (data.binarize_target)
+        self.val_mse_target = MeanSquaredError()
+        self.test_mse_target = MeanSquaredError()
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_count = 0
 
@@ -171,16 +175,21 @@ class AutoencoderModule(LabModule):
         self._train_sums, self._train_count = {}, 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> EvalOutputs:
-        return self._eval_step("val", batch, self.val_mse)
+        return self._eval_step("val", batch, self.val_mse, self.val_mse_target)
 
     def test_step(self, batch: Batch, batch_idx: int) -> EvalOutputs:
-        return self._eval_step("test", batch, self.test_mse)
+        return self._eval_step("test", batch, self.test_mse, self.test_mse_target)
 
-    def _eval_step(self, stage: str, batch: Batch, mse: MeanSquaredError) -> EvalOutputs:
+    def _eval_step(
+        self, stage: str, batch: Batch, mse: MeanSquaredError, mse_target: MeanSquaredError
+    ) -> EvalOutputs:
         step = self.shared_step(batch)
-        mse.update(step.recon, batch["target"])
+        mse.update(step.recon, clean_image(batch))
         self._log_terms(stage, step.terms)
         self.log(f"{stage}/mse", mse, prog_bar=True)
+        if CLEAN in batch:  # a binarized target: the error against what the model was fitted to
+            mse_target.update(step.recon, batch["target"])
+            self.log(f"{stage}/mse_target", mse_target)
         return step.outputs()
 
     def _log_terms(self, stage: str, terms: dict[str, torch.Tensor]) -> None:
