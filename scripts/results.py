@@ -152,7 +152,7 @@ def comparison_table(sweep: Sweep) -> str:
             notes.append(c["note"])
             mark = f" [{len(notes)}]"
         lines.append(
-            f"| {c['what']} (`{name}`){mark} | {metrics.fmt(published, name)} | {ours} | {n} | "
+            f"| {c['what']} (`{name}`) | {metrics.fmt(published, name)}{mark} | {ours} | {n} | "
             f"{ratio} | {beaten} | {c['run']} |"
         )
     lines += ["", metrics.BEATEN_RULE]
