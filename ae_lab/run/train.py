@@ -131,9 +131,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
-    from ae_lab.run import checkpoints, resume
+    from ae_lab.run import checkpoints, console, resume
     from ae_lab.sweeps import slurm
 
+    console.quiet_lightning()
     validation.check_trainer(cfg)  # before any data is read: Lightning would refuse it only then
     validation.check_environment(cfg)
 
@@ -193,7 +194,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics, test_ckpt = fitted[0], str(fitted[1])
             log.info("training finished in an earlier attempt; testing %s", test_ckpt)
         add_callbacks(trainer, test_callbacks)
-        trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_ckpt)
+        # no table of every test metric: the headline ones end the run (console.run_end_block)
+        trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
     metrics.update(_floats(trainer.callback_metrics))
     # every attempt's time: a job continued after a stop took all of them
     earlier = record.earlier_wall_s() if record is not None else 0.0
@@ -202,8 +204,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = headline.with_ratio(metrics)
 
     if out is not None and trainer.is_global_zero:  # one file for all DDP processes
-        log.info("metrics written to %s", records.write_metrics(out, metrics))
-    log.info("test: %s", headline.run_end_line(metrics))
+        records.write_metrics(out, metrics)
+    if trainer.is_global_zero:
+        log.info(console.run_end_block(metrics, out))
     return metrics
 
 
