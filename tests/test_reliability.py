@@ -246,8 +246,8 @@ def test_a_stopped_parallel_sweep_leaves_no_worker_running(tmp_path, mnist_root,
         "callbacks=none",
         "logger=none",
         "threads=1",
-        "trainer.max_epochs=100000",  # trains until stopped
-        *(o for o in TINY if "max_epochs" not in o),
+        *TINY,
+        "trainer.max_epochs=100000",  # trains until stopped (over debug=tiny's one epoch)
         f"hydra.sweep.dir={sweep}",
         data_root=mnist_root,
         full_error=False,

@@ -198,6 +198,6 @@ def summary_line(rows: list[dict[str, Any]], sweep_dir: Path, final: bool) -> st
         f"{counts.pop(records.FAILED, 0)} failed",
     ]
     parts += [f"{n} {status}" for status, n in sorted(counts.items())]
-    what = "sweep finished" if final else f"sweep summary updated ({len(rows)} jobs so far)"
+    what = "sweep finished" if final else "sweep summary updated"
     line = f"{what}: {', '.join(parts)}; summary in {sweep_dir / 'summary.md'}"
     return f"{line}; curves: tensorboard --logdir {sweep_dir}" if final else line
