@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # where a headline metric is shown
-RUN_END = "run_end"  # the "test: ..." line a run ends with
+RUN_END = "run_end"  # the block a run ends with (ae_lab/run/console.py)
 SUMMARY = "summary"  # the table of a sweep's summary.md
 HPARAMS = "hparams"  # beside the hyperparameters (TensorBoard's HPARAMS tab)
 RESULTS = "results"  # the job tables of the results page
