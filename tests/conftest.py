@@ -151,15 +151,9 @@ def run_ae_lab(
     return proc
 
 
-# Tiny limits for entrypoint runs: enough to exercise fit, validation, test and every callback.
-TINY = (
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.enable_progress_bar=false",
-)
+# Tiny limits for entrypoint runs (conf/debug/tiny.yaml): enough to exercise fit, validation,
+# test and every callback.
+TINY = ("debug=tiny", "trainer.enable_progress_bar=false")
 # TINY on one thread, without the evaluation callbacks or a logger: for runs that test a sweep
 FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
 

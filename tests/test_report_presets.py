@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -151,8 +152,10 @@ def test_the_headline_list_drives_the_run_end_line_hparams_and_the_summary(
             final = train(cfg)
     finally:
         HydraConfig.instance().cfg = None
-    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("test: "))
-    assert "val/loss=" in line and f"{metrics.RATIO}=" in line
+    block = next(r.getMessage() for r in caplog.records if "run finished" in r.getMessage())
+    assert re.search(r"^  val/loss +\d", block, re.M) and re.search(
+        rf"^  {metrics.RATIO} +\d", block, re.M
+    )
     assert final[metrics.RATIO] == final["test/mse"] / final["pca/test_mse"]  # one computation
     params, shown = hparams(run)
     assert {"val/loss", metrics.RATIO} <= shown and "time/wall_s" not in shown

@@ -14,6 +14,7 @@ from ae_lab.reporting.identity import DISPLAY_ONLY, override_key, under
 # run names so names stay short and readable.
 NOT_IN_RUN_NAME = (
     "data.root",
+    "debug",  # a debug preset (debug=tiny) sets trainer.limit_*, also left out
     "hydra.",
     "trainer.limit_",
     "trainer.enable_",
@@ -67,3 +68,7 @@ def register() -> None:
         OmegaConf.register_new_resolver("run_name", run_name)
     if not OmegaConf.has_resolver("path_name"):
         OmegaConf.register_new_resolver("path_name", path_name)
+    if not OmegaConf.has_resolver("ae_lab_help"):  # --help's lists (conf/hydra/default.yaml)
+        from ae_lab.config import help as help_text
+
+        OmegaConf.register_new_resolver("ae_lab_help", help_text.resolve)

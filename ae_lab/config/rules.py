@@ -248,7 +248,8 @@ RULES = (
         nullable=True,
     ),
     Rule("callbacks.model_checkpoint.auto_insert_metric_name", BOOL, flag),
-    Rule("callbacks.progress_bar.refresh_rate", "an integer >= 0 (0: no bar)", at_least(0)),
+    Rule("callbacks.progress_bar.interval_s", "a number > 0 (seconds)", number(lambda v: v > 0)),
+    Rule("callbacks.model_summary.max_depth", "an integer >= -1 (0: none, -1: all)", at_least(-1)),
     choice("callbacks.lr_monitor.logging_interval", "step", "epoch", nullable=True),
     Rule(
         "callbacks.hparams.params",

@@ -165,8 +165,7 @@ class AutoencoderModule(LabModule):
                 sums[name] = value.detach().float() * n
         self._train_count += n
         bar = self._trainer.progress_bar_callback if self._trainer is not None else None
-        every = getattr(bar, "refresh_rate", 0)
-        if every and (batch_idx + 1) % every == 0:
+        if _bar_shows(bar, batch_idx):
             self.log("loss", outputs["loss"].detach(), prog_bar=True, logger=False)
 
     def on_train_epoch_end(self) -> None:
@@ -198,3 +197,13 @@ class AutoencoderModule(LabModule):
             self.log(
                 f"{stage}/{name}", value.detach(), on_step=False, on_epoch=True, sync_dist=True
             )
+
+
+def _bar_shows(bar: object, batch_idx: int) -> bool:
+    """Whether the progress bar was just redrawn: ae_lab's bar redraws by time and says so
+    (``ae_lab.callbacks.console.ProgressBar.shows_step``), Lightning's every ``refresh_rate``."""
+    shows = getattr(bar, "shows_step", None)
+    if shows is not None:
+        return shows(batch_idx)
+    every = getattr(bar, "refresh_rate", 0)
+    return bool(every) and (batch_idx + 1) % every == 0

@@ -35,6 +35,7 @@ DISPLAY_ONLY = (
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
     "callbacks.progress_bar",
+    "callbacks.model_summary",
 )
 NOT_IN_IDENTITY = ("ckpt_path", *DISPLAY_ONLY)
 RUN_DIR = "<run dir>"

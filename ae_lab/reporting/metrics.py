@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 # where a headline metric is shown
-RUN_END = "run_end"  # the "test: ..." line a run ends with
+RUN_END = "run_end"  # the block a run ends with (ae_lab/run/console.py)
 SUMMARY = "summary"  # the table of a sweep's summary.md
 HPARAMS = "hparams"  # beside the hyperparameters (TensorBoard's HPARAMS tab)
 RESULTS = "results"  # the job tables of the results page
@@ -125,11 +125,6 @@ def select(values: Mapping[str, Any], place: str) -> dict[str, Any]:
     """The headline metrics of ``values`` (``RATIO`` included) that ``place`` shows."""
     values = with_ratio(values)
     return {k: values[k] for k in shown_in(place) if k in values}
-
-
-def run_end_line(values: Mapping[str, float]) -> str:
-    """``test/mse=0.0123, pca/test_mse=...``: what a run ends with."""
-    return ", ".join(f"{k}={v:.6g}" for k, v in select(values, RUN_END).items())
 
 
 def is_integral(value: Any) -> bool:

@@ -17,14 +17,21 @@ override is therefore passed on as one entry of the mapping, its value quoted:
 
 from __future__ import annotations
 
+import gc
+import importlib.util
+import platform
 import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 SWEEPER_PARAM = re.compile(
     r"\+{0,2}hydra\.sweeper\.params\.(?P<key>[A-Za-z0-9_.\-]+)=(?P<value>.*)"
 )
 QUOTES = ("'", '"')
+# what `python -m ae_lab` imports first: missing, the wrong Python (or no `make setup`) runs it
+NEEDED = ("hydra", "omegaconf", "torch", "lightning")
 
 
 def hoist_multirun(argv: list[str]) -> list[str]:
@@ -53,11 +60,43 @@ def prepare_argv(argv: list[str]) -> list[str]:
     return [sweeper_param(a) for a in hoist_multirun(argv)]
 
 
+def missing_packages() -> list[str]:
+    """The packages ae_lab needs that this Python cannot import (found without importing)."""
+    return [name for name in NEEDED if importlib.util.find_spec(name) is None]
+
+
+def wrong_python_hint(missing: list[str]) -> str:
+    return (
+        f"ae_lab: this Python ({sys.executable}, {platform.python_version()}) lacks "
+        f"{', '.join(missing)}; run `make setup` once, then `.venv/bin/python -m ae_lab` "
+        "(or activate .venv)"
+    )
+
+
+def check_python() -> None:
+    """One line instead of ``ModuleNotFoundError`` when this Python lacks ae_lab's packages."""
+    missing = missing_packages()
+    if missing:  # e.g. the system's python3 rather than the project's .venv
+        print(wrong_python_hint(missing), file=sys.stderr)
+        raise SystemExit(1)
+
+
+def exit_promptly(run: Callable[[], Any]) -> None:
+    """Runs ``run``, then lets the process end as soon as its last line is out."""
+    try:
+        run()
+    finally:
+        # Everything is written by now. Without this, Python's last garbage collections at exit
+        # walk every object torch, Lightning, scikit-learn and TensorBoard made, several seconds
+        # (a minute on a loaded machine) after the run's last line; frozen objects are skipped.
+        gc.freeze()
+
+
 def main() -> None:
+    check_python()
     sys.argv[1:] = prepare_argv(sys.argv[1:])
     from ae_lab.config import hydra_errors
     from ae_lab.run.train import main as run
 
     hydra_errors.install()
-
-    run()
+    exit_promptly(run)

@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from ae_lab.config import location, validation
 from ae_lab.reporting.identity import override_key, under
 from ae_lab.run import train
-from ae_lab.run.cli import prepare_argv
+from ae_lab.run.cli import exit_promptly, prepare_argv
 from ae_lab.run.errors import AeLabError, exit_with
 from ae_lab.sweeps import sweep
 
@@ -151,7 +151,7 @@ def main() -> None:
     from ae_lab.config import hydra_errors
 
     hydra_errors.install()
-    _main()
+    exit_promptly(_main)
 
 
 if __name__ == "__main__":

@@ -136,7 +136,11 @@ class Run:
         code from it (``weights_only``; ``ae_lab.run.checkpoints.load``)."""
         add_callbacks(self.trainer, self.test_callbacks)
         self.trainer.test(
-            self.module, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=True
+            self.module,
+            datamodule=self.datamodule,
+            ckpt_path=ckpt_path,
+            weights_only=True,
+            verbose=False,  # no table of every test metric: console.run_end_block ends the run
         )
         return _floats(self.trainer.callback_metrics)
 
@@ -146,8 +150,11 @@ class Run:
         metrics = {**metrics, "time/wall_s": wall_s, "n_params": float(self.model.n_params)}
         metrics = headline.with_ratio(metrics)
         if self.out is not None and self.trainer.is_global_zero:  # one file for all processes
-            log.info("metrics written to %s", records.write_metrics(self.out, metrics))
-        log.info("test: %s", headline.run_end_line(metrics))
+            records.write_metrics(self.out, metrics)
+        if self.trainer.is_global_zero:
+            from ae_lab.run import console
+
+            log.info(console.run_end_block(metrics, self.out))
         return metrics
 
 
@@ -163,9 +170,10 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
 
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
-    from ae_lab.run import checkpoints, resume
+    from ae_lab.run import checkpoints, console, resume
     from ae_lab.sweeps import slurm
 
+    console.quiet_lightning()
     validation.check_trainer(cfg)  # before any data is read: Lightning would refuse it only then
     validation.check_environment(cfg)
 

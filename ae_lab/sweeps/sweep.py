@@ -22,6 +22,7 @@ A single run continued with ``ckpt_path=last`` is checked the same way, by
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
@@ -167,13 +168,15 @@ class SweepSummary(Callback):
             self._summarize(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._summarize(config, announce=not self.skipped)
+        self._summarize(config, announce=not self.skipped, final=True)
         if self.lock is not None:
             self.lock.close()
             self.lock = None
 
-    def _summarize(self, config: DictConfig, announce: bool = True) -> None:
-        """``announce``: log where it went; not for a skipped job, whose train.log the log is."""
+    def _summarize(self, config: DictConfig, announce: bool = True, final: bool = False) -> None:
+        """``announce``: log where it went; not for a skipped job, whose train.log the log is.
+        ``final``: the sweep has ended (a failed job ends it with its error instead, after the
+        line of the last job's summary)."""
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             found = _select(config, "report.reference")
@@ -183,4 +186,18 @@ class SweepSummary(Callback):
             log.exception("could not summarise the sweep in %s", sweep_dir)
             return
         if announce:
-            log.info("sweep summary (%d jobs) written to %s", len(rows), sweep_dir / "summary.md")
+            log.info(summary_line(rows, sweep_dir, final))
+
+
+def summary_line(rows: list[dict[str, Any]], sweep_dir: Path, final: bool) -> str:
+    """``sweep finished: 3 completed, 1 failed; summary ...``: how many jobs did what, and where
+    to look (at the end of the sweep, also how to open it in TensorBoard)."""
+    counts = Counter(str(r.get("status")) for r in rows)
+    parts = [
+        f"{counts.pop(records.COMPLETED, 0)} completed",
+        f"{counts.pop(records.FAILED, 0)} failed",
+    ]
+    parts += [f"{n} {status}" for status, n in sorted(counts.items())]
+    what = "sweep finished" if final else "sweep summary updated"
+    line = f"{what}: {', '.join(parts)}; summary in {sweep_dir / 'summary.md'}"
+    return f"{line}; curves: tensorboard --logdir {sweep_dir}" if final else line
