@@ -140,7 +140,8 @@ def test_the_end_of_run_block_shows_the_ratio_and_where_to_look(tmp_path):
     block = console.run_end_block({"test/mse": 0.02, "pca/test_mse": 0.04, "val/mse": 1}, tmp_path)
     assert re.search(rf"^  {re.escape(metrics.RATIO)} +0\.5 ", block, re.M)
     assert "val/mse" not in block  # not a run-end metric
-    assert block.endswith(f"tensorboard --logdir {tmp_path}")
+    assert f"tensorboard --logdir {tmp_path}\n" in block
+    assert block.endswith("#custom_scalars")  # where the model-vs-PCA charts open
 
 
 def test_the_sweep_line_counts_completed_and_failed_jobs(tmp_path):
