@@ -178,3 +178,23 @@ def test_sample_quality_scores_prior_samples_with_the_downstream_classifier(
     assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()] == [
         "sample quality skipped: it needs the downstream classifier (callbacks.downstream)"
     ]
+
+
+def test_a_downstream_callback_without_accuracies_serves_only_the_vaes_sample_quality(
+    tmp_path, synthetic_root
+):
+    """accuracies=false (the university report): no downstream/acc_*, no classifier for a model
+    without a prior, and the VAE's sample quality still scored with it."""
+    data = datamodule(synthetic_root)
+    downstream = DownstreamClassification(
+        cache_dir=str(tmp_path / "cache"), epochs=1, accuracies=False
+    )
+    callbacks = [downstream, SampleQuality(n_samples=20)]
+    tr = quiet_trainer(limit_test_batches=2, callbacks=callbacks)
+    ae_metrics = tr.test(DenseAE(4, hidden=[8]), datamodule=data, verbose=False)[0]
+    assert downstream.classifier is None and not list((tmp_path / "cache").glob("*"))
+    assert not [k for k in ae_metrics if k.startswith(("downstream/", "samples/"))]
+    tr = quiet_trainer(limit_test_batches=2, callbacks=callbacks)
+    vae_metrics = tr.test(DenseVAE(latent_dim=3, hidden=[16]), datamodule=data, verbose=False)[0]
+    assert downstream.classifier is not None and "samples/fd" in vae_metrics
+    assert not [k for k in vae_metrics if k.startswith("downstream/")]

@@ -25,6 +25,7 @@ from ae_lab.data.contract import ImageData, clean_image
 from ae_lab.data.datamodule import ImageDataModule
 from ae_lab.models.base import AutoencoderModule, SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
+from ae_lab.models.vae import VariationalAutoencoder  # the models sample quality scores
 from ae_lab.run import checkpoints
 from ae_lab.run.locks import file_lock
 
@@ -116,6 +117,10 @@ class DownstreamClassification(TestStageCallback):
 
     Reconstructions that are not finite have no accuracy: their ``downstream/acc_*`` is NaN,
     with one warning, rather than whatever class a NaN image happens to score as.
+
+    ``accuracies=False`` only provides the classifier to the evaluations that use it
+    (``downstream_classifier``: the VAEs' sample quality), and only to the models they evaluate,
+    so a report can score its VAEs' samples without paying for three classifier passes per job.
     """
 
     def __init__(
@@ -127,8 +132,10 @@ class DownstreamClassification(TestStageCallback):
         batch_size: int = 128,
         lr: float = 1e-3,
         scheduler: SchedulerFactory | None = None,
+        accuracies: bool = True,
     ) -> None:
         self.checkpoint = checkpoint
+        self.accuracies = accuracies
         self.cache_dir = cache_dir
         self.epochs = epochs
         self.seed = seed
@@ -200,13 +207,18 @@ class DownstreamClassification(TestStageCallback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # here, not in a test hook: training needs gradients, which test loops switch off
-        if isinstance(pl_module, AutoencoderModule) and self.classifier is None:
+        if self._needs_classifier(pl_module) and self.classifier is None:
             device = trainer.strategy.root_device
             state = None
             if writes_files(trainer):  # under DDP the first process loads or trains it
                 model = self.load_classifier(trainer.datamodule, device)
                 state = dict(model.hparams), {k: v.cpu() for k, v in model.state_dict().items()}
             self.classifier = self._build(*trainer.strategy.broadcast(state, src=0), device)
+
+    def _needs_classifier(self, pl_module: L.LightningModule) -> bool:
+        if self.accuracies:
+            return isinstance(pl_module, AutoencoderModule)
+        return isinstance(pl_module, VariationalAutoencoder)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.classifier is not None:
@@ -223,7 +235,9 @@ class DownstreamClassification(TestStageCallback):
         metric.update(self.classifier(images.float()), labels)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if self.classifier is None or not isinstance(pl_module, AutoencoderModule):
+        if not self.accuracies or self.classifier is None:
+            return
+        if not isinstance(pl_module, AutoencoderModule):
             return
         labels = batch["label"]
         self._count("acc_original", clean_image(batch), labels)

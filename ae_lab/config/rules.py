@@ -283,6 +283,7 @@ RULES = (
     ),
     Rule("callbacks.downstream.cache_dir", FOLDER, text),
     Rule("callbacks.downstream.epochs", "an integer >= 1", at_least(1)),
+    Rule("callbacks.downstream.accuracies", BOOL, flag),
     Rule("callbacks.downstream.batch_size", "an integer >= 1", at_least(1)),
     Rule("callbacks.downstream.lr", "a number > 0", number(lambda v: v > 0)),
     Rule(
