@@ -5,6 +5,7 @@ from ae_lab.callbacks.hparams import HParamsSummary
 from ae_lab.callbacks.images import ReconstructionGrid
 from ae_lab.callbacks.latent_map import LatentMap
 from ae_lab.callbacks.likelihood import ImportanceSampledNLL
+from ae_lab.callbacks.novelty import NoveltyAUROC
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.callbacks.timing import EpochTimer
 
@@ -15,6 +16,7 @@ __all__ = [
     "HParamsSummary",
     "ImportanceSampledNLL",
     "LatentMap",
+    "NoveltyAUROC",
     "PCABaseline",
     "PerDigitMSE",
     "ReconstructionGrid",
