@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ae_lab.reporting import metrics, records, report
+from ae_lab.reporting import groups, metrics, records, report
 from ae_lab.run.hardware import cpu_name
 from scripts import results_figures as figures
 
@@ -56,13 +56,38 @@ class Sweep:
     def title(self) -> str:
         return self.declared.get("title") or f"Sweep {self.path.name}"
 
+    def runs(self, name: str) -> list[dict[str, Any]]:
+        """The finished runs of preset job ``name`` (``course/deep_ae_64``), one per seed, in
+        seed order: a running or failed run's curves and figures stay off the page."""
+        return [r for r in self.rows if r.get("report_job") == name and r["status"] == "completed"]
+
     def job(self, name: str) -> dict[str, Any] | None:
-        """The row of preset job ``name`` (``course/deep_ae_64``), if it finished: a running or
-        failed job's curves and figures stay off the page."""
+        """The first finished run of preset job ``name`` (the one whose pictures are shown)."""
+        return next(iter(self.runs(name)), None)
+
+    @property
+    def average_over(self) -> tuple[str, ...]:
+        return tuple(self.declared.get("average_over") or groups.AVERAGE_OVER)
+
+    @property
+    def groups(self) -> list[dict[str, Any]]:
+        """The sweep's runs grouped over ``average_over`` (seeds): mean, std and n."""
+        return groups.group_rows(self.rows, self.average_over)
+
+    def group(self, name: str) -> dict[str, Any] | None:
+        """The statistics of preset job ``name`` over its finished seeds, if any finished."""
         return next(
-            (r for r in self.rows if r.get("report_job") == name and r["status"] == "completed"),
-            None,
+            (g for g in self.groups if g.get("report_job") == name and g["completed"]), None
         )
+
+    def launch(self) -> str:
+        """How the jobs were run, from Hydra's record of the sweep: how many at once, threads."""
+        cfg = report.load_yaml(self.path / "multirun.yaml") or {}
+        launcher = (cfg.get("hydra") or {}).get("launcher") or {}
+        at_once = launcher.get("n_jobs") or 1
+        threads = cfg.get("threads")
+        each = f", {threads} thread{'s' if threads != 1 else ''} each" if threads else ""
+        return f"{at_once} job{'s' if at_once != 1 else ''} at a time{each}"
 
     def run_dir(self, name: str) -> Path | None:
         row = self.job(name)
@@ -111,21 +136,42 @@ class Page:
 
 def comparison_table(sweep: Sweep) -> str:
     lines = [
-        "| figure | published | ae_lab | ae_lab / published | beaten | job |",
-        "|---|---|---|---|---|---|",
+        "| figure | published | ae_lab (mean ± std) | seeds | ae_lab / published | beaten | job |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for c in report.compare(sweep.rows, sweep.declared.get("reference") or []):
+    notes = []
+    for c in report.compare(sweep.groups, sweep.declared.get("reference") or []):
         name, published = c["metric"], c["published"]
         if c["ours"] is None:
-            ours, ratio, beaten = "missing (job not finished)", "", ""
+            ours, n, ratio, beaten = "missing (job not finished)", "", "", ""
         else:
-            ours, ratio = metrics.fmt(c["ours"], name), f"{c['ratio']:.3f}"
-            beaten = metrics.beaten(name, c["ours"], published)
+            ours = metrics.fmt(groups.Stat(c["ours"], c["std"], c["n"]), name)
+            n, ratio, beaten = str(c["n"]), f"{c['ratio']:.3f}", c["beaten"]
+        mark = ""
+        if c.get("note"):
+            notes.append(c["note"])
+            mark = f" [{len(notes)}]"
         lines.append(
-            f"| {c['what']} (`{name}`) | {metrics.fmt(published, name)} | {ours} | "
+            f"| {c['what']} (`{name}`){mark} | {metrics.fmt(published, name)} | {ours} | {n} | "
             f"{ratio} | {beaten} | {c['run']} |"
         )
+    lines += ["", metrics.BEATEN_RULE]
+    lines += [f"\n[{i}] {note}" for i, note in enumerate(notes, 1)]
     return "\n".join(lines)
+
+
+def seeds_line(sweep: Sweep) -> str:
+    """How many seeds each preset job ran, as the sweep's runs say (not as configured)."""
+    by_n: dict[int, list[str]] = {}
+    for g in sweep.groups:
+        if g.get("report_job"):
+            by_n.setdefault(g["completed"], []).append(g["report_job"])
+    if not by_n:
+        return ""
+    most = max(by_n, key=lambda n: len(by_n[n]))
+    parts = [f"{most} seed{'s' if most != 1 else ''} per job"]
+    parts += [f"{', '.join(jobs)}: {n}" for n, jobs in sorted(by_n.items()) if n != most]
+    return "Finished seeds: " + "; ".join(parts) + "."
 
 
 def sweep_section(page: Page, sweep: Sweep) -> None:
@@ -134,19 +180,23 @@ def sweep_section(page: Page, sweep: Sweep) -> None:
     took = ""
     if minutes is not None:
         took = f", {minutes:.1f} min from the first job's start to the last job's end"
-    shown = ("report_job", "status", "latent", *metrics.shown_in(metrics.RESULTS))
-    columns = [c for c in shown if any(c in r for r in sweep.rows)]
+    shown = ("report_job", "status", "n", "latent", *metrics.shown_in(metrics.RESULTS))
+    grouped = sweep.groups
+    columns = [c for c in shown if any(g.get(c) not in (None, "") for g in grouped)]
+    averaged = ", ".join(f"`{k}`" for k in sweep.average_over)
     page.add(
         f"## {sweep.title}",
         "",
         f"Command: `{sweep.command()}` (sweep `{sweep.path.name}`, {done} of {len(sweep.rows)} "
-        "jobs completed" + took + ").",
+        f"runs completed, {sweep.launch()}" + took + "). " + seeds_line(sweep),
         "",
         comparison_table(sweep),
         "",
-        "Every job (times in seconds; `time/epoch_s` includes validation):",
+        f"Every job: mean ± sample standard deviation (ddof=1) over its n runs that differ only "
+        f"in {averaged} (times in seconds; `time/epoch_s` includes validation; each run's own "
+        f"numbers: `jobs.csv` in the sweep dir):",
         "",
-        report.markdown_table(sweep.rows, columns),
+        report.markdown_table(grouped, columns),
         "",
     )
     if sweep.declared.get("figures"):

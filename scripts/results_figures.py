@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ae_lab.reporting import report
+from ae_lab.reporting import groups, report
 
 if TYPE_CHECKING:
     from scripts.results import Sweep
@@ -55,12 +55,27 @@ def _save(fig: Any, ax: Any, path: Path) -> bool:
     return True
 
 
-def _short(job: str) -> str:
-    return job.split("/")[-1]
+def label(row: Mapping[str, Any]) -> str:
+    """What a job is, from its record: ``ae, latent 44``, ``ae, latent 32, mask``."""
+    parts = [str(row.get("model") or "?")]
+    if row.get("latent") is not None:
+        parts.append(f"latent {row['latent']}")
+    if row.get("transform") not in (None, "none"):
+        parts.append(str(row["transform"]))
+    return ", ".join(parts)
+
+
+def _seeds(n: int) -> str:
+    return f" ({n} seeds)" if n > 1 else ""
+
+
+def _err(stat: Any) -> float:
+    return stat.std or 0.0
 
 
 def run_figure(sweep: Sweep, path: Path, job: str, figure: str) -> bool:
-    """A PNG that ``job`` saved in its run's ``figures/``, shrunk to ``FIGURE_WIDTH`` at most."""
+    """A PNG that ``job``'s first seed saved in its run's ``figures/``, shrunk to
+    ``FIGURE_WIDTH`` at most."""
     run = sweep.run_dir(job)
     source = run / "figures" / figure if run else None
     if source is None or not source.exists():
@@ -76,50 +91,79 @@ def run_figure(sweep: Sweep, path: Path, job: str, figure: str) -> bool:
     return True
 
 
+def mean_curve(runs: Sequence[Sequence[tuple[int, float]]]) -> list[tuple[int, float, float]]:
+    """(epoch, mean, sample std) over the runs that reached each epoch; std 0 for one run."""
+    by_epoch: dict[int, list[float]] = {}
+    for points in runs:
+        for epoch, value in dict(points).items():  # one value per epoch, the last logged
+            by_epoch.setdefault(epoch, []).append(value)
+    return [(e, *_mean_std(v)) for e, v in sorted(by_epoch.items())]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    stat = groups.Stat.of(values)
+    return stat.mean, stat.std or 0.0
+
+
 def curves(
     sweep: Sweep, path: Path, jobs: Sequence[str], tag: str, ylabel: str, log_y: bool = True
 ) -> bool:
-    """``tag`` per epoch, one line per finished job."""
+    """``tag`` per epoch, one line per job: the mean over its finished seeds, a band of ± one
+    sample std around it."""
+    from matplotlib.ticker import MaxNLocator
+
     lines = {}
     for job in jobs:
-        run = sweep.run_dir(job)
-        points = read_scalars(run, [tag]).get(tag) if run else None
-        if points:
-            lines[_short(job)] = sorted(points)
+        runs = sweep.runs(job)
+        curves_ = [read_scalars(sweep.path / r["job"], [tag]).get(tag) for r in runs]
+        curves_ = [sorted(c) for c in curves_ if c]
+        if curves_:
+            name = label(runs[0]) + _seeds(len(curves_))
+            # two jobs alike in model and latent are told apart by their preset names
+            name = f"{name}: {job.split('/')[-1]}" if name in lines else name
+            lines[name] = mean_curve(curves_)
     if not lines:
         return False
     fig, ax = _new_axes()
-    for label, points in lines.items():
-        ax.plot(*zip(*points, strict=True), "o-", markersize=3, label=label)
+    for name, points in lines.items():
+        epochs, means, stds = zip(*points, strict=True)
+        (line,) = ax.plot(epochs, means, "o-", markersize=3, label=name)
+        lows = [m - s for m, s in zip(means, stds, strict=True)]
+        highs = [m + s for m, s in zip(means, stds, strict=True)]
+        ax.fill_between(epochs, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
     if log_y:
         ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(ylabel + " (band: ± std over seeds)")
     return _save(fig, ax, path)
 
 
 def per_class(sweep: Sweep, path: Path, jobs: Sequence[str], pca_job: str) -> bool:
-    """Test MSE per digit: bars for each job and for PCA at ``pca_job``'s latent size."""
+    """Test MSE per digit: bars (mean over seeds, error bar the std) for each job and for PCA
+    at ``pca_job``'s latent size."""
     series = {}
     for job in jobs:
-        row = sweep.job(job) or {}
-        if all(f"test/mse_digit/{k}" in row for k in CLASSES):
-            series[_short(job)] = [row[f"test/mse_digit/{k}"] for k in CLASSES]
-    pca_row = sweep.job(pca_job) or {}
-    if all(f"pca/test_mse_digit/{k}" in pca_row for k in CLASSES):
-        series[f"PCA({pca_row.get('latent')})"] = [
-            pca_row[f"pca/test_mse_digit/{k}"] for k in CLASSES
+        group = sweep.group(job) or {}
+        if all(f"test/mse_digit/{k}" in group for k in CLASSES):
+            stats = [group[f"test/mse_digit/{k}"] for k in CLASSES]
+            series[label(group) + _seeds(group["completed"])] = stats
+    pca_group = sweep.group(pca_job) or {}
+    if all(f"pca/test_mse_digit/{k}" in pca_group for k in CLASSES):
+        series[f"PCA, {pca_group.get('latent')} components"] = [
+            pca_group[f"pca/test_mse_digit/{k}"] for k in CLASSES
         ]
     if not series:
         return False
     fig, ax = _new_axes(7, 3.8)
     width = 0.8 / len(series)
-    for i, (label, values) in enumerate(series.items()):
+    for i, (name, stats) in enumerate(series.items()):
         xs = [k + (i - (len(series) - 1) / 2) * width for k in CLASSES]
-        ax.bar(xs, values, width, label=label)
+        means, errs = [s.mean for s in stats], [_err(s) for s in stats]
+        ax.bar(xs, means, width, yerr=errs, capsize=2, label=name)
     ax.set_xticks(list(CLASSES))
     ax.set_xlabel("digit")
-    ax.set_ylabel("test MSE")
+    ax.set_ylabel("test MSE (error bars: std over seeds)")
     return _save(fig, ax, path)
 
 
@@ -133,16 +177,35 @@ def against(
     pca_label: str,
 ) -> bool:
     """Test MSE against a setting (``points``: its value and the job trained with it), the model
-    and PCA on the same inputs."""
-    rows = [(x, sweep.job(job)) for x, job in sorted(points.items())]
-    rows = [(x, r) for x, r in rows if r and r.get("test/mse") is not None]
+    and PCA on the same inputs: means over seeds, error bars the std."""
+    rows = [(x, sweep.group(job)) for x, job in sorted(points.items())]
+    rows = [(x, g) for x, g in rows if g and isinstance(g.get("test/mse"), groups.Stat)]
     if not rows:
         return False
+    n = max(g["completed"] for _, g in rows)
     fig, ax = _new_axes(6, 3.8)
-    ax.plot([x for x, _ in rows], [r["test/mse"] for _, r in rows], "o-", label=label)
-    pca = [(x, r["pca/test_mse"]) for x, r in rows if r.get("pca/test_mse") is not None]
+    xs = [x for x, _ in rows]
+    model = [g["test/mse"] for _, g in rows]
+    ax.errorbar(
+        xs,
+        [s.mean for s in model],
+        yerr=[_err(s) for s in model],
+        fmt="o-",
+        capsize=3,
+        label=label + _seeds(n),
+    )
+    pca = [(x, g["pca/test_mse"]) for x, g in rows if g.get("pca/test_mse") is not None]
     if pca:
-        ax.plot(*zip(*pca, strict=True), "k--", marker="x", label=pca_label)
+        px, stats = zip(*pca, strict=True)
+        ax.errorbar(
+            px,
+            [s.mean for s in stats],
+            yerr=[_err(s) for s in stats],
+            fmt="k--",
+            marker="x",
+            capsize=3,
+            label=pca_label,
+        )
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -150,8 +213,10 @@ def against(
 
 
 def latent_size(sweep: Sweep, path: Path, jobs: Sequence[str]) -> bool:
-    """Test MSE against latent size (``ae_lab.reporting.report``'s sweep plot) over ``jobs``."""
-    return report.plot_mse_vs_latent([r for r in map(sweep.job, jobs) if r], path)
+    """Test MSE against latent size (``ae_lab.reporting.report``'s sweep plot, error bars over
+    seeds) over every finished seed of ``jobs``."""
+    rows = [r for job in jobs for r in sweep.runs(job)]
+    return report.plot_mse_vs_latent(rows, path, sweep.average_over)
 
 
 PLOTS: dict[str, Callable[..., bool]] = {

@@ -48,7 +48,7 @@ def test_summary_has_a_row_per_job_with_status_ratio_and_plot(tmp_path) -> None:
     ref = [{"metric": "test/mse", "value": 0.01, "what": "published"}]
     report.summarize(sweep, reference=ref)
     rows = read_csv(sweep / "summary.csv")
-    assert [r["overrides"] for r in rows] == ["latent=16", "latent=2", "latent=32", "latent=8"]
+    assert [r["overrides"] for r in rows] == ["latent=2", "latent=8", "latent=16", "latent=32"]
     by = {r["overrides"]: r for r in rows}
     assert by["latent=16"]["status"] == "failed" and by["latent=16"]["error"] == "boom"
     assert by["latent=32"]["status"] == "incomplete"
