@@ -152,7 +152,7 @@ def comparison_table(sweep: Sweep) -> str:
             notes.append(c["note"])
             mark = f" [{len(notes)}]"
         lines.append(
-            f"| {c['what']} (`{name}`){mark} | {metrics.fmt(published, name)} | {ours} | {n} | "
+            f"| {c['what']} (`{name}`) | {metrics.fmt(published, name)}{mark} | {ours} | {n} | "
             f"{ratio} | {beaten} | {c['run']} |"
         )
     lines += ["", metrics.BEATEN_RULE]
@@ -239,7 +239,12 @@ def write_page(sweep_dirs: Sequence[Path], out_dir: Path) -> Path:
         f"Machine: {machine()}.",
         "",
         "Every figure is per-pixel MSE on the official 10k test set with pixels in [0, 1], or "
-        "accuracy on the same images, unless it says otherwise.",
+        "accuracy on the same images, unless it says otherwise. Each report's jobs run over "
+        "several seeds (each section says how many finished per job); a figure is their mean ± "
+        "sample standard deviation (ddof=1) with n, and its verdict against the published value "
+        "takes that spread into account (the rule is under each table). How `make results` runs "
+        "them within its time budget (two jobs at a time, longest first; the jobs cut short for "
+        'it): README.md, "Reproducing the reference reports".',
         "",
     )
     for sweep in sweeps:

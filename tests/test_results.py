@@ -29,7 +29,11 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> di
     out = {}
     for preset in PRESETS:
         cwd = tmp_path_factory.mktemp(preset)
-        extra = ["callbacks.downstream.epochs=1"] if preset == "report_course" else []
+        # one seed of each job (the presets sweep 3; tests/test_results_seeds.py covers seeds)
+        extra = [
+            "seed=0",
+            *(["callbacks.downstream.epochs=1"] if preset == "report_course" else []),
+        ]
         run_ae_lab(
             f"experiment={preset}",
             *TINY,

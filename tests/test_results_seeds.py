@@ -102,3 +102,18 @@ def test_curve_labels_say_what_each_job_is() -> None:
     assert results_figures.label({"model": "ae", "latent": 32, "transform": "mask"}) == (
         "ae, latent 32, mask"
     )
+
+
+@pytest.mark.parametrize("name", ["report_course", "report_auth"])
+def test_presets_sweep_every_job_over_3_seeds_longest_first(name) -> None:
+    """The report jobs are the outer loop and the seeds the inner one, so Hydra hands the
+    launcher a job's seeds one after another, the longest job (first in the list) first."""
+    from hydra import compose, initialize_config_dir
+
+    from ae_lab.run.train import CONFIG_DIR
+
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", [f"experiment={name}"], return_hydra_config=True)
+    params = dict(cfg.hydra.sweeper.params)
+    assert list(params) == ["report_job", "seed"]
+    assert [int(s) for s in params["seed"].split(",")] == [0, 1, 2]

@@ -105,7 +105,8 @@ def group_rows(
     out = []
     for key, members in groups.items():
         done = [r for r in members if r.get("status") == COMPLETED]
-        group: dict[str, Any] = {k: _shared(r.get(k) for r in members) for k in DESCRIPTION}
+        shared = (k for k in DESCRIPTION if k != "job")  # the group's folders: ``jobs``
+        group: dict[str, Any] = {k: _shared(r.get(k) for r in members) for k in shared}
         group.update(
             overrides=key,
             status=_status([str(r.get("status")) for r in members]),

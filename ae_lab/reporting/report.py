@@ -196,7 +196,7 @@ def _split_common(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[
     split = [r["overrides"].split() for r in rows]
     common = [o for o in split[0] if all(o in s for s in split[1:])] if len(rows) > 1 else []
     slim = [
-        {**r, "overrides": " ".join(o for o in s if o not in common) or r.get("jobs", r["job"])}
+        {**r, "overrides": " ".join(o for o in s if o not in common) or r.get("jobs") or r["job"]}
         for r, s in zip(rows, split, strict=True)
     ]
     return common, slim
