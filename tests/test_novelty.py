@@ -17,8 +17,9 @@ from ae_lab.callbacks.novelty import MODEL_AUROC, PCA_AUROC
 from ae_lab.config.validation import problems
 from ae_lab.data import ImageDataModule
 from ae_lab.models import DenseAE
-from ae_lab.reporting import records
+from ae_lab.reporting import groups, records
 from ae_lab.run.errors import AeLabError
+from scripts import results
 from tests.conftest import TINY, compose_cfg, evaluating, quiet_trainer, run_ae_lab
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's few-workers hints
@@ -185,6 +186,41 @@ def test_without_excluded_classes_nothing_is_logged(synthetic_root, caplog):
     assert "pca/test_mse" in trainer.callback_metrics
     assert not {MODEL_AUROC, PCA_AUROC} & set(trainer.callback_metrics)
     assert "novelty" not in caplog.text
+
+
+# --- the preset ---
+
+
+def test_the_preset_sweeps_every_class_and_its_summary_averages_over_them():
+    cfg = compose_cfg("experiment=novelty")
+    params = cfg.hydra.sweeper.params
+    models = params.model.split(",")
+    assert len(models) >= 3
+    classes = params["data.exclude_classes"]
+    assert classes == ",".join(f"[{k}]" for k in range(10))
+    average_over = list(cfg.report.average_over)
+    assert "data.exclude_classes" in average_over
+    assert "novelty" not in results.presets()  # a summary's grouping, no results page
+    # a finished sweep of it: one row per model, the mean over the classes left out
+    rng = np.random.default_rng(0)
+    rows = [
+        {
+            "job": f"{m}-{k}",
+            "overrides": f"model={m} data.exclude_classes=[{k}]",
+            "status": "completed",
+            "model": m,
+            MODEL_AUROC: float(rng.uniform()),
+        }
+        for m in models
+        for k in range(10)
+    ]
+    grouped = groups.group_rows(rows, average_over)
+    assert [g["overrides"] for g in grouped] == sorted(f"model={m}" for m in models)
+    for g in grouped:
+        values = [r[MODEL_AUROC] for r in rows if r["model"] == g["model"]]
+        assert g[MODEL_AUROC].n == 10
+        assert g[MODEL_AUROC].mean == pytest.approx(np.mean(values))
+        assert g[MODEL_AUROC].std == pytest.approx(np.std(values, ddof=1))
 
 
 # --- as a user runs it ---
