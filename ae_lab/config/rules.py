@@ -76,7 +76,7 @@ RULES = (
     Rule("data.num_workers", "an integer >= 0 (DataLoader worker processes)", at_least(0)),
     Rule("data.pin_memory", BOOL, flag),
     choice("data.binarize_target", "threshold", "sample", nullable=True),
-    # below the dataset's number of classes, and not all of them: _dataset_fits
+    # below the dataset's number of classes, and not all of them: _classes_left
     Rule(
         "data.exclude_classes",
         "a list of class indices (integers >= 0) left out of training, e.g. [3] ([] for none)",
