@@ -94,7 +94,8 @@ def group_rows(
     """One row per group of ``rows`` (``ae_lab.reporting.report.collect``'s job rows), in
     numeric order of their overrides: the description the jobs share, ``n`` (jobs in the group),
     ``completed``, ``averaged`` (the averaged-over overrides of its jobs, e.g. ``seed=0 seed=1``),
-    ``jobs`` (their folders) and, for every numeric metric of a completed job, a ``Stat``."""
+    ``job`` (their folders, space-separated) and, for every numeric metric of a completed job,
+    a ``Stat``."""
     average_over = tuple(average_over)
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -105,7 +106,7 @@ def group_rows(
     out = []
     for key, members in groups.items():
         done = [r for r in members if r.get("status") == COMPLETED]
-        shared = (k for k in DESCRIPTION if k != "job")  # the group's folders: ``jobs``
+        shared = (k for k in DESCRIPTION if k != "job")  # ``job``: every job's folder
         group: dict[str, Any] = {k: _shared(r.get(k) for r in members) for k in shared}
         group.update(
             overrides=key,
@@ -115,7 +116,7 @@ def group_rows(
             averaged=" ".join(
                 split_overrides(str(r.get("overrides") or ""), average_over)[1] for r in members
             ).strip(),
-            jobs=" ".join(str(r.get("job")) for r in members),
+            job=" ".join(str(r.get("job")) for r in members),
         )
         metrics = [k for r in done for k, v in r.items() if k not in DESCRIPTION and is_number(v)]
         for name in dict.fromkeys(metrics):

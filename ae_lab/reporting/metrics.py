@@ -141,7 +141,10 @@ def column_form(name: str, values: Iterable[Any]) -> str:
 
 def _spread(std: float, form: str) -> str:
     # a standard deviation to 2 significant digits, in the column's unit
-    return f"{std:.2g}" if form == NUMBER else form.format(std)
+    if form != NUMBER:
+        return form.format(std)
+    two = f"{std:.2g}"
+    return f"{std:,.0f}" if "e+" in two else two  # 410, not 4.1e+02
 
 
 def fmt(value: Any, name: str = "", form: str | None = None) -> str:

@@ -107,7 +107,7 @@ def write_csv(group_rows: Sequence[dict[str, Any]], path: Path) -> None:
     written only where some metric has fewer values than its group has completed jobs."""
     flat = [flat_group(g) for g in group_rows]
     head = ["overrides", "status", "n", "completed", "averaged", "model", "transform"]
-    columns = _columns(flat, [*head, "report_job", "latent"], ["jobs", "error"])
+    columns = _columns(flat, [*head, "report_job", "latent"], ["job", "error"])
     columns = [
         c
         for c in columns
@@ -158,7 +158,7 @@ def compare(
             lines.append({**base, "ours": None, "std": None, "n": 0, "ratio": None, "run": run})
         for g in matching:
             stat: groups.Stat = g[metric]
-            run = g.get("report_job") or g["overrides"] or g["jobs"]
+            run = g.get("report_job") or g["overrides"] or g["job"]
             verdict = headline.beaten(metric, stat.mean, published, stat.std, stat.n)
             lines.append(
                 {
@@ -196,7 +196,7 @@ def _split_common(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[
     split = [r["overrides"].split() for r in rows]
     common = [o for o in split[0] if all(o in s for s in split[1:])] if len(rows) > 1 else []
     slim = [
-        {**r, "overrides": " ".join(o for o in s if o not in common) or r.get("jobs") or r["job"]}
+        {**r, "overrides": " ".join(o for o in s if o not in common) or r["job"]}
         for r, s in zip(rows, split, strict=True)
     ]
     return common, slim
