@@ -28,9 +28,16 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "experiment"
 
 
 def presets() -> dict[str, dict[str, Any]]:
-    """The report presets of ``conf/experiment/``, by name: those that declare a ``report``."""
+    """The report presets of ``conf/experiment/``, by name: those whose ``report`` declares what
+    the results page shows (reference figures or figures); a preset that declares only how its
+    sweep summary groups jobs (``average_over``, as experiment=novelty) has no page."""
     found = {p.stem: report.load_yaml(p) or {} for p in sorted(PRESETS_DIR.glob("*.yaml"))}
-    return {name: cfg["report"] for name, cfg in found.items() if cfg.get("report")}
+    page = ("reference", "figures")
+    return {
+        name: cfg["report"]
+        for name, cfg in found.items()
+        if any((cfg.get("report") or {}).get(k) for k in page)
+    }
 
 
 @dataclass

@@ -6,6 +6,7 @@ from ae_lab.callbacks.hparams import HParamsSummary
 from ae_lab.callbacks.images import ReconstructionGrid
 from ae_lab.callbacks.latent_map import LatentMap
 from ae_lab.callbacks.likelihood import ImportanceSampledNLL
+from ae_lab.callbacks.novelty import NoveltyAUROC
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.callbacks.probe import LinearProbe
 from ae_lab.callbacks.samples import SampleQuality
@@ -20,6 +21,7 @@ __all__ = [
     "ImportanceSampledNLL",
     "LatentMap",
     "LinearProbe",
+    "NoveltyAUROC",
     "PCABaseline",
     "PerDigitMSE",
     "ReconstructionGrid",

@@ -88,6 +88,11 @@ def widths(min_len: int, max_len: int | None = None) -> Callable[[Any], bool]:
     return ok
 
 
+def indices(v: Any) -> bool:
+    """A list of indices (class labels), each an integer >= 0; [] for none."""
+    return isinstance(v, list) and all(is_int(i) and i >= 0 for i in v)
+
+
 def flag(v: Any) -> bool:
     return isinstance(v, bool)
 

@@ -25,6 +25,7 @@ from ae_lab.config.rule import (
     devices,
     either,
     flag,
+    indices,
     mapping,
     never,
     number,
@@ -75,6 +76,12 @@ RULES = (
     Rule("data.num_workers", "an integer >= 0 (DataLoader worker processes)", at_least(0)),
     Rule("data.pin_memory", BOOL, flag),
     choice("data.binarize_target", "threshold", "sample", nullable=True),
+    # below the dataset's number of classes, and not all of them: _classes_left
+    Rule(
+        "data.exclude_classes",
+        "a list of class indices (integers >= 0) left out of training, e.g. [3] ([] for none)",
+        indices,
+    ),
     # conf/model
     Rule("model.latent_dim", "a positive integer (the bottleneck size; set latent=N)", at_least(1)),
     Rule(

@@ -122,8 +122,25 @@ def _dataset_fits(cfg: DictConfig) -> str | None:
     return None
 
 
+def _classes_left(cfg: DictConfig) -> str | None:
+    """The classes left out of training are the chosen dataset's, and some remain to train on."""
+    name, excluded = _select(cfg, "data.dataset"), _select(cfg, "data.exclude_classes")
+    if name not in dataset_names() or not isinstance(excluded, ListConfig):
+        return None
+    data = definition(name)
+    n = data.n_classes
+    if not all(is_int(k) and k >= 0 for k in excluded):
+        return None  # the key's own rule says so
+    if any(k >= n for k in excluded) or len(set(excluded)) >= n:
+        return (
+            f"data.exclude_classes must be class indices in [0, {n - 1}] ({data.name}'s "
+            f"classes), not all of them, got {list(excluded)}"
+        )
+    return None
+
+
 # settings that are wrong only together
-CROSS_CHECKS = (_bottleneck_fits, _nesterov_has_momentum, _dataset_fits)
+CROSS_CHECKS = (_bottleneck_fits, _nesterov_has_momentum, _dataset_fits, _classes_left)
 
 
 def problems(cfg: DictConfig) -> list[str]:

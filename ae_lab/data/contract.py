@@ -42,6 +42,9 @@ class ImageData(Protocol):
     split_seed: int
     # the input corruption, applied to whole batches on the device (``corruption=`` when built)
     corruption: Corruption
+    # the classes left out of ``train`` and ``val`` (kept in ``test``), sorted; () for none: the
+    # novelty evaluation (``ae_lab.callbacks.novelty``) scores them against the rest
+    exclude_classes: tuple[int, ...]
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
+from ae_lab.config.rule import is_int
 from ae_lab.data.contract import CLEAN
 from ae_lab.data.definition import DatasetDefinition, definition
 from ae_lab.data.files import load_raw, torchvision_class
@@ -38,6 +40,12 @@ class ImageDataModule(L.LightningDataModule):
     with the literature's binarized-MNIST figures. The batch then also holds the clean image as
     ``clean``, which every MSE is measured against (``ae_lab.data.contract.clean_image``).
 
+    ``exclude_classes`` (class indices) leaves those classes out of the training and validation
+    splits and keeps them in the test split: the model, and the PCA baseline fitted on
+    ``images("train")``, never see them, so their test reconstruction error can flag them as novel
+    (``ae_lab.callbacks.novelty``). The split itself is the same as without them: the validation
+    images are those of every other run minus the excluded classes.
+
     There is no cache of the decoded tensor: torchvision reads the raw files in about 0.2 s, a
     cached tensor would save about 0.1-0.3 s of a start-up that imports dominate
     (docs/benchmarks.md), and the data folder may well be read-only.
@@ -59,10 +67,12 @@ class ImageDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         download: bool = True,
         binarize_target: str | None = None,
+        exclude_classes: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.dataset = dataset
         self.definition: DatasetDefinition = definition(dataset)
+        self.exclude_classes = excluded_classes(exclude_classes, self.definition.n_classes)
         self.root = root
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -107,22 +117,38 @@ class ImageDataModule(L.LightningDataModule):
             )
         val_idx, train_idx = self.split_indices(len(train_x))
         self.splits = {
-            "train": (train_x[train_idx], train_y[train_idx]),
-            "val": (train_x[val_idx], train_y[val_idx]),
+            "train": self._without_excluded(train_x[train_idx], train_y[train_idx]),
+            "val": self._without_excluded(train_x[val_idx], train_y[val_idx]),
             "test": (test_x, test_y),
         }
         device = self._device()
         if self.fast and device is not None:
             self.move_to(device)
         log.info(
-            "%s from %s: %d train / %d val / %d test images%s",
+            "%s from %s: %d train / %d val / %d test images%s%s",
             self.definition.name,
             Path(self.root).resolve(),
-            len(train_idx),
-            len(val_idx),
+            len(self.splits["train"][0]),
+            len(self.splits["val"][0]),
             len(test_x),
             f" resident on {device}" if self.fast and device is not None else "",
+            f" (classes {list(self.exclude_classes)} left out of train and val)"
+            if self.exclude_classes
+            else "",
         )
+
+    def _without_excluded(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.exclude_classes:
+            return x, y
+        keep = ~torch.isin(y, torch.tensor(self.exclude_classes, dtype=y.dtype))
+        if not keep.any():  # files holding only the excluded classes (a subset)
+            raise AeLabError(
+                f"data.exclude_classes={list(self.exclude_classes)} leaves no training or "
+                f"validation images in the files under {Path(self.root).resolve()}"
+            )
+        return x[keep], y[keep]
 
     def move_to(self, device: torch.device | str) -> None:
         """Keeps every split resident on ``device``: one copy of 47 MB, then batches are slices."""
@@ -179,6 +205,8 @@ class ImageDataModule(L.LightningDataModule):
         that a resumed run draws the same batch order and training corruption as an unbroken one.
         (Evaluation corruption is re-seeded on every pass and needs none.)"""
         state = {}
+        if self.exclude_classes:  # checked on resume: the batch order belongs to this split
+            state["exclude_classes"] = torch.tensor(self.exclude_classes)
         if self._train_order is not None:
             state["train_order"] = self._train_order.get_state()
         for (kind, device), gen in self._generators.items():
@@ -189,6 +217,13 @@ class ImageDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         # applied when the generators are made, which is after Lightning restores this state
         self._resumed = dict(state_dict)
+        saved = tuple(self._resumed.pop("exclude_classes", torch.tensor([])).tolist())
+        if saved != self.exclude_classes:
+            raise AeLabError(
+                f"the checkpoint was trained with data.exclude_classes={list(saved)}, this run has "
+                f"data.exclude_classes={list(self.exclude_classes)}; continue it with the same "
+                "setting, or start a new run"
+            )
 
     def _restore(self, key: str, generator: torch.Generator) -> None:
         if key in self._resumed:
@@ -226,6 +261,18 @@ class ImageDataModule(L.LightningDataModule):
             self._restore(f"{kind}_corruption/{device.type}", gen)
             self._generators[key] = gen
         return self._generators[key]
+
+
+def excluded_classes(classes: Sequence[int], n_classes: int) -> tuple[int, ...]:
+    """The distinct class indices to leave out of training, sorted; refuses indices outside
+    ``[0, n_classes)`` and a list of every class (nothing would be left to train on)."""
+    given = list(classes)
+    if not all(is_int(k) and 0 <= k < n_classes for k in given) or len(set(given)) >= n_classes:
+        raise ValueError(
+            f"exclude_classes must be class indices in [0, {n_classes}), not all of them, "
+            f"got {given}"
+        )
+    return tuple(sorted(set(given)))
 
 
 class MNISTDataModule(ImageDataModule):

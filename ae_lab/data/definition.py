@@ -36,6 +36,15 @@ class DatasetDefinition:
     md5: Mapping[str, str] = field(default_factory=dict)
     # labels for figures and tables, class k first; empty: torchvision's class names
     classes: tuple[str, ...] = ()
+    # labels run 0 .. n_classes - 1 (what data.exclude_classes is checked against before torch
+    # loads, when torchvision's class names are not yet at hand)
+    n_classes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.classes and len(self.classes) != self.n_classes:
+            raise ValueError(
+                f"{self.name}: {len(self.classes)} class names for n_classes={self.n_classes}"
+            )
 
     @property
     def folder(self) -> str:

@@ -96,6 +96,21 @@ HEADLINE = (
         HIGHER,
         _only(SUMMARY, HPARAMS),
     ),
+    # with data.exclude_classes only (ae_lab/callbacks/novelty.py)
+    HeadlineMetric(
+        "novelty/auroc",
+        "AUROC of the test reconstruction error, excluded classes against the rest",
+        NUMBER,
+        HIGHER,
+        _only(RUN_END, SUMMARY, RESULTS),
+    ),
+    HeadlineMetric(
+        "pca/novelty_auroc",
+        "the same for PCA with as many components as the latent size",
+        NUMBER,
+        HIGHER,
+        _only(RUN_END, SUMMARY, RESULTS),
+    ),
     HeadlineMetric("time/epoch_s", "seconds per epoch, validation included", shown=TABLES),
     HeadlineMetric("time/samples_per_s", "training images per second", NUMBER, HIGHER, TABLES),
     HeadlineMetric("n_params", "trainable parameters", COUNT, None, TABLES),
