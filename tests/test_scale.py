@@ -43,9 +43,9 @@ def test_ddp_processes_split_the_data_into_equal_shards(shuffle: bool) -> None:
 @pytest.mark.integration
 def test_help_lists_every_group_and_three_examples(tmp_path: Path) -> None:
     out = run_ae_lab("--help", cwd=tmp_path, data_root=tmp_path).stdout
-    groups = {line.split(":")[0]: line for line in out.splitlines() if ": " in line}
-    assert {"model", "transform", "callbacks", "experiment", "hparams_search"} <= groups.keys()
-    assert "submitit_slurm" in groups["hydra/launcher"] and "optuna" in groups["hydra/sweeper"]
+    groups = {line.split(" (default")[0] for line in out.splitlines() if "(default: " in line}
+    assert {"model", "transform", "callbacks", "experiment", "hparams_search"} <= groups
+    assert "hydra/launcher=submitit_slurm" in out and "hparams_search=optuna" in out
     assert sum(line.startswith("  ae-lab ") for line in out.splitlines()) == 3
 
 

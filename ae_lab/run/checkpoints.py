@@ -84,12 +84,11 @@ def load(path: Path | str, what: str, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only load failed" not in str(err).lower():
-            raise
         found = _REFUSED_GLOBAL.search(str(err))
-        needs = f" ({found[1]})" if found else ""
+        if "weights only load failed" not in str(err).lower() or found is None:
+            raise  # not a pickle at all (a text file: "Unsupported operand"), or a damaged one
         raise UnsafeCheckpoint(
-            f"{what} holds an object that loading would have to run code for{needs}; ae_lab "
+            f"{what} holds an object that loading would have to run code for ({found[1]}); ae_lab "
             "reads checkpoints as weights only (torch.load weights_only=True). Use a checkpoint "
             "ae_lab wrote, or save the model's state_dict alone"
         ) from None
