@@ -198,11 +198,14 @@ def evaluating() -> SimpleNamespace:
     return SimpleNamespace(training=False)
 
 
-def compose_cfg(*overrides: str, run_dir: Path | str = "/tmp/ae_lab_run") -> DictConfig:
-    """The config that ``python -m ae_lab <overrides>`` runs with, Hydra's own node included,
-    as the job in ``run_dir`` sees it: ``${hydra:...}`` resolves until the test ends."""
+def compose_cfg(
+    *overrides: str, run_dir: Path | str = "/tmp/ae_lab_run", config_name: str = "config"
+) -> DictConfig:
+    """The config that ``python -m ae_lab <overrides>`` runs with (``config_name="eval"``:
+    ``ae-lab-eval``'s), Hydra's own node included, as the job in ``run_dir`` sees it:
+    ``${hydra:...}`` resolves until the test ends."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg.hydra.runtime):
         cfg.hydra.runtime.output_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ae_lab.reporting.identity import identity
 from ae_lab.run.errors import AeLabError
 from ae_lab.run.evaluate import with_run_overrides
+from tests.conftest import compose_cfg
 
 
 def fake_run(root: Path, overrides: list[str]) -> Path:
@@ -80,3 +82,16 @@ def test_a_checkpoint_outside_its_run_folder_is_refused_with_one_line(tmp_path) 
 
 def test_help_and_the_config_need_no_checkpoint() -> None:
     assert with_run_overrides(["--cfg", "job"]) == ["--cfg", "job"]
+
+
+def test_an_evaluations_identity_is_the_checkpoint_it_tests_and_trainings_is_not(tmp_path):
+    """A sweep re-run into the same folder with another checkpoint tests it (no skip); a
+    training run's ckpt_path (where it continues from) changes nothing it computes."""
+
+    def job_hash(*overrides: str, config_name: str = "config") -> str:
+        cfg = compose_cfg(*overrides, run_dir=tmp_path, config_name=config_name)
+        return identity(cfg, tmp_path)[0]
+
+    best, last = "ckpt_path=run/checkpoints/best.ckpt", "ckpt_path=run/checkpoints/last.ckpt"
+    assert job_hash(best, config_name="eval") != job_hash(last, config_name="eval")
+    assert job_hash("ckpt_path=last") == job_hash()

@@ -84,6 +84,4 @@ def test_python_m_ae_lab_and_the_eval_script_find_the_packaged_configs(
     proc = run_installed(
         installed, [str(installed / "bin" / "ae-lab-eval"), "--help"], tmp_path, mnist_root
     )
-    assert (
-        "ae-lab-eval" in proc.stdout and "transform=mask" in proc.stdout
-    )
+    assert "ae-lab-eval" in proc.stdout and "transform=mask" in proc.stdout
