@@ -134,11 +134,26 @@ class Page:
         path, caption = self.fig_dir / spec["file"], spec["caption"]
         if figures.draw(spec, sweep, path):
             self.add(f"![{caption}](figures/{spec['file']})", "", f"*{caption}*", "")
+            if spec.get("metrics"):
+                self.add(figure_metrics(spec, sweep), "")
         else:
             path.unlink(missing_ok=True)
             why = figures.why_missing(spec)
             self.missing.append(f"{caption}: {why}")
             self.add(f"*Missing: {caption} ({why}).*", "")
+
+
+def figure_metrics(spec: Mapping[str, Any], sweep: Sweep) -> str:
+    """The numbers a figure's spec names (``metrics``) for its job, mean ± std over its seeds,
+    each with what it is (``ae_lab.reporting.metrics``): sample quality beside a sample grid."""
+    group = sweep.group(spec["job"]) or {}
+    cells = []
+    for name in spec["metrics"]:
+        metric = metrics.find(name)
+        what = f" ({metric.label})" if metric else ""
+        cells.append(f"`{name}` {metrics.fmt(group.get(name), name) or 'not measured'}{what}")
+    n = group.get("n") or 0
+    return f"{spec['job']}, over {n} seed{'s' if n != 1 else ''}: " + "; ".join(cells) + "."
 
 
 def comparison_table(sweep: Sweep) -> str:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from scripts.results import Sweep
 
 FIGURE_WIDTH = 720  # pixels; copied run figures are shrunk to this so docs/figures stays small
-PAGE_KEYS = ("plot", "file", "caption", "missing")  # the rest are the plot's own arguments
+# the rest are the plot's own arguments; `metrics`: numbers of the figure's job shown under it
+PAGE_KEYS = ("plot", "file", "caption", "missing", "metrics")
 CLASSES = range(10)
 
 

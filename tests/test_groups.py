@@ -175,3 +175,14 @@ def test_groups_keep_partial_metrics_and_json_records(tmp_path) -> None:
     assert row["test/nll:n"] == "1" and "test/mse:n" not in row  # as many as completed
     assert "(n=1)" in (sweep / "summary.md").read_text()
     assert json.loads((sweep / "latent=4,seed=0" / records.METRICS_FILE).read_text())
+
+
+def test_a_figure_one_unit_off_the_published_last_digit_is_the_same_and_two_are_not() -> None:
+    """PCA(64) reproduces the published 0.009047 as 0.009048 with no spread: the same figure."""
+    assert metrics.beaten("pca/test_mse", 0.00904802, 0.009047, 0.0, 3) == "same"
+    assert metrics.beaten("pca/test_mse", 0.009049, 0.009047, 0.0, 3) == "no"
+    assert metrics.beaten("pca/test_mse", 0.009045, 0.009047, 0.0, 3) == "yes"
+
+
+def test_a_column_that_reaches_1000_is_whole_numbers_throughout() -> None:
+    assert metrics.fmt_column([874.7, 26260.0], "time/samples_per_s") == ["875", "26,260"]

@@ -59,6 +59,8 @@ HEADLINE = (
         "the model beats PCA)",
     ),
     HeadlineMetric("test/nll", "a VAE's test negative log-likelihood, nats"),
+    # the K of every test/nll figure, in the tables beside it
+    HeadlineMetric("test/nll_k", "importance samples per image of test/nll", COUNT, None, TABLES),
     HeadlineMetric("test/acc", "the classifier's test accuracy", SHARE, HIGHER),
     HeadlineMetric("downstream/acc_original", "a classifier on the test images", SHARE, HIGHER),
     HeadlineMetric("downstream/acc_recon", "on the model's reconstructions", SHARE, HIGHER),
@@ -156,13 +158,13 @@ def _mean(value: Any) -> Any:
 
 def column_form(name: str, values: Iterable[Any]) -> str:
     """One format for every cell of a column: the headline metric's own when it has one (a
-    share, a count); otherwise whole numbers for a column of whole numbers or of values >= 1000
-    (``43,010`` beside ``9,695``, never ``4.301e+04``), 4 significant digits for the rest."""
+    share, a count); otherwise whole numbers for a column of whole numbers or one that reaches
+    1000 (``43,010`` beside ``875``, never ``4.301e+04``), 4 significant digits for the rest."""
     metric = find(name)
     if metric is not None and metric.form != NUMBER:
         return metric.form
     numbers = [v for v in map(_mean, values) if isinstance(v, int | float) and math.isfinite(v)]
-    if numbers and (all(map(is_integral, numbers)) or min(abs(v) for v in numbers) >= 1000):
+    if numbers and (all(map(is_integral, numbers)) or max(abs(v) for v in numbers) >= 1000):
         return COUNT
     return NUMBER
 
@@ -203,7 +205,8 @@ def csv_value(value: Any) -> Any:
 
 # how the results page and summary.md decide "beaten" (printed beside the tables)
 BEATEN_RULE = (
-    "beaten: *same* when ae_lab's mean, rounded to the published figure's precision, equals it; "
+    "beaten: *same* when ae_lab's mean, rounded as the published figure is, lies within one unit "
+    "of its last digit; "
     "otherwise *yes* only when the published value lies outside mean ± 2·std/√n on ae_lab's "
     "worse side (ae_lab better beyond the noise), *no* when it lies beyond it on the better side, "
     "*within noise* in between (std: sample standard deviation over the n seeds; with one seed "
@@ -225,7 +228,8 @@ def beaten(name: str, ours: float, published: float, std: float | None = None, n
     if better is None:
         return "same" if round(ours) == round(published) else "differs"
     places = decimals(published)
-    if round(ours, places) == round(published, places):
+    unit = 10.0**-places  # the published figure's last digit
+    if abs(round(ours, places) - published) <= unit * (1 + 1e-9):
         return "same"
     margin = 2 * std / math.sqrt(n) if std is not None and n > 1 else 0.0
     ahead = published - ours if better == LOWER else ours - published
