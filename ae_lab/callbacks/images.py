@@ -54,5 +54,6 @@ class ReconstructionGrid(L.Callback):
         if not all_finite(torch.cat([images for _, images in rows])):
             skip("reconstruction grid", "the reconstructions are not finite (NaN or infinite)")
             return
-        title = f"{run_title(trainer, pl_module)}: validation images, epoch {trainer.current_epoch}"
+        epoch = trainer.current_epoch + 1  # counted from 1, as the learning curves count
+        title = f"{run_title(trainer, pl_module)}: validation images, epoch {epoch}"
         log_figure(trainer, "val/reconstructions", labelled_rows(rows, title))
