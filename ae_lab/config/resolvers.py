@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -63,11 +64,34 @@ def path_name(path: str) -> str:
     return Path(path).name
 
 
+def file_sha256(path: str | None) -> str | None:
+    """``sha256:<hex>`` of the file at ``path`` (None for none): a checkpoint's content, which an
+    evaluation's identity holds (conf/eval.yaml) so that a checkpoint retrained at the same path
+    is evaluated again and an unchanged one, wherever it lies, is not."""
+    if path is None:
+        return None
+    file = Path(str(path)).expanduser()
+    stat = file.stat()  # a missing file: the evaluation says so before this is read
+    return _sha256(str(file.resolve()), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, mtime_ns: int, size: int, inode: int) -> str:
+    """Read once per version of the file: the config is resolved several times a run."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
     if not OmegaConf.has_resolver("path_name"):
         OmegaConf.register_new_resolver("path_name", path_name)
+    if not OmegaConf.has_resolver("file_sha256"):
+        OmegaConf.register_new_resolver("file_sha256", file_sha256)
     if not OmegaConf.has_resolver("ae_lab_help"):  # --help's lists (conf/hydra/default.yaml)
         from ae_lab.config import help as help_text
 
