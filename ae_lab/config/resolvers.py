@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,21 +64,14 @@ def path_name(path: str) -> str:
 
 
 def file_sha256(path: str | None) -> str | None:
-    """``sha256:<hex>`` of the file at ``path`` (None for none): a checkpoint's content, which an
-    evaluation's identity holds (conf/eval.yaml) so that a checkpoint retrained at the same path
-    is evaluated again and an unchanged one, wherever it lies, is not."""
+    """``sha256:<hex>`` of the file at ``path`` (None for none), read in blocks: a checkpoint's
+    content, which an evaluation's identity holds (conf/eval.yaml) so that a checkpoint retrained
+    at the same path is evaluated again and an unchanged one, wherever it lies, is not. A missing
+    file raises; ``ae-lab-eval`` says so before this is read."""
     if path is None:
         return None
-    file = Path(str(path)).expanduser()
-    stat = file.stat()  # a missing file: the evaluation says so before this is read
-    return _sha256(str(file.resolve()), stat.st_mtime_ns, stat.st_size, stat.st_ino)
-
-
-@functools.lru_cache(maxsize=16)
-def _sha256(path: str, mtime_ns: int, size: int, inode: int) -> str:
-    """Read once per version of the file: the config is resolved several times a run."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(Path(str(path)).expanduser(), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return f"sha256:{digest.hexdigest()}"

@@ -179,7 +179,8 @@ def from_checkpoint(entry: Any, source: str) -> TrainedRun:
             if not isinstance(key, str) or not key:
                 raise _refuse(source, entry_text, "has no key name")
             _check_key(key, source, entry_text)
-            if under(key, EVAL_SETUP):
+            if under(key.replace("/", "."), EVAL_SETUP):
+                _check_mapping(value, source, entry_text)  # left out, but never built in hiding
                 continue
             _check_value(value, source, entry_text)
             into[key] = value
