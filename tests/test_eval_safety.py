@@ -324,3 +324,24 @@ def test_evaluations_have_a_folder_family_of_their_own(tmp_path) -> None:
     assert str(cfg.hydra.sweep.dir).startswith("multirun/eval/")
     training = compose_cfg(run_dir=tmp_path)
     assert not str(training.hydra.run.dir).startswith("outputs/eval/")
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("file", "../../README.md"),
+        ("file", "/tmp/x.png"),
+        ("figure", "../../../.ssh/id"),
+        ("file", ".."),
+    ],
+)
+def test_a_sweeps_declared_figure_names_no_file_outside_its_folder(key, name) -> None:
+    """``scripts/results.py`` reads ``report.figures`` back from a sweep's ``multirun.yaml`` and
+    deletes and writes the files it names: only names inside docs/figures (and a job's figures)."""
+    from scripts import results_figures
+
+    spec = {"plot": "run_figure", "file": "x.png", "caption": "c", "job": "j", "figure": "a.png"}
+    assert results_figures.check(spec) is None
+    assert results_figures.check({**spec, key: name}) == (
+        f"{key} must be a file name without a folder, got {name!r}"
+    )
