@@ -136,9 +136,8 @@ def from_overrides(overrides: Any, source: str) -> TrainedRun:
         if override.is_sweep_override():
             raise _refuse(source, entry, "is a sweep, not one run's value")
         value = override.value()
-        if under(key, EVAL_SETUP):
-            if isinstance(value, dict):  # left out, but never a config to build in hiding
-                _check_mapping(value, source, entry)
+        if under(key.replace("/", "."), EVAL_SETUP):
+            _check_mapping(value, source, entry)  # left out, but never a config built in hiding
             continue
         _check_value(value, source, entry)
         if "/" in key or ("." not in key and key in groups()):
