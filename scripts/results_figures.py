@@ -232,11 +232,20 @@ def check(spec: Mapping[str, Any]) -> str | None:
         return f"plot must be one of {', '.join(PLOTS)}, got {spec.get('plot')!r}"
     if not spec.get("file") or not spec.get("caption"):
         return "a figure needs a file and a caption"
+    # read back from a sweep's multirun.yaml: names inside their folders, never paths out of them
+    for key in ("file", "figure"):
+        name = spec.get(key)
+        if name is not None and not (isinstance(name, str) and _plain_name(name)):
+            return f"{key} must be a file name without a folder, got {name!r}"
     try:
         inspect.signature(plot).bind(None, None, **arguments(spec))
     except TypeError as err:
         return f"{spec['plot']}: {err}"
     return None
+
+
+def _plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
 
 
 def arguments(spec: Mapping[str, Any]) -> dict[str, Any]:

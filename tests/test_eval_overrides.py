@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from ae_lab.reporting.identity import identity
@@ -15,12 +16,13 @@ from tests.conftest import compose_cfg
 
 
 def fake_run(root: Path, overrides: list[str]) -> Path:
-    """A run folder as training leaves it: Hydra's record of its overrides and a checkpoint."""
+    """A run folder as an older ae_lab left it: Hydra's record of its overrides and a checkpoint
+    that carries no record of its own."""
     (root / ".hydra").mkdir(parents=True)
     (root / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     (root / "checkpoints").mkdir()
     ckpt = root / "checkpoints" / "best.ckpt"
-    ckpt.write_bytes(b"")
+    torch.save({"state_dict": {}}, ckpt)
     return ckpt
 
 
@@ -34,8 +36,6 @@ def test_the_runs_model_settings_come_first_and_the_users_changes_replace_them(t
         "trainer.max_epochs=20",
         "callbacks=none",
         "logger=csv",
-        "hydra/launcher=parallel",
-        "hydra.run.dir=somewhere",
         "ckpt_path=last",
         "threads=4",
     ]
@@ -45,7 +45,7 @@ def test_the_runs_model_settings_come_first_and_the_users_changes_replace_them(t
         "--multirun",
         "model=conv_vae",
         "latent=8",
-        "+model.beta=2",  # how the run was set up (trainer, loggers, Hydra) is left out
+        "model.beta=2",  # how the run was set up (trainer, loggers, threads) is left out
         f"ckpt_path={ckpt}",
         "transform=mask,none",  # replaces the run's transform and every transform.*
         "threads=1",
@@ -59,7 +59,7 @@ def test_the_runs_model_settings_come_first_and_the_users_changes_replace_them(t
     [
         ([], "ckpt_path is required: the checkpoint to evaluate"),
         (["ckpt_path=nowhere.ckpt"], "ckpt_path=nowhere.ckpt: no such file"),
-        (["ckpt_path=a.ckpt,b.ckpt"], "ckpt_path=a.ckpt,b.ckpt: one checkpoint per command"),
+        (["ckpt_path=a.ckpt,b.ckpt"], "ckpt_path=a.ckpt,b.ckpt: no such file"),
     ],
 )
 def test_a_missing_checkpoint_is_one_line(argv, message) -> None:
@@ -68,15 +68,18 @@ def test_a_missing_checkpoint_is_one_line(argv, message) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_a_checkpoint_outside_its_run_folder_is_refused_with_one_line(tmp_path) -> None:
+def test_a_checkpoint_without_a_record_outside_its_run_folder_is_refused_with_one_line(
+    tmp_path,
+) -> None:
     loose = tmp_path / "loose.ckpt"
-    loose.write_bytes(b"")
+    torch.save({"state_dict": {}}, loose)  # no record of its run: an older ae_lab's
     with pytest.raises(AeLabError) as err:
         with_run_overrides([f"ckpt_path={loose}"])
     assert str(err.value) == (
-        f"ckpt_path={loose} is not in an ae_lab run's folder: there is no .hydra/overrides.yaml "
-        "beside its checkpoints/ folder to say which model it is. Give the checkpoint where its "
-        "run wrote it"
+        f"ckpt_path={loose} does not say which model it holds: it carries no record of its run "
+        "(it was saved by an older ae_lab or another program) and there is no "
+        ".hydra/overrides.yaml beside its checkpoints/ folder. Give the checkpoint where its run "
+        "wrote it"
     )
 
 
@@ -92,6 +95,8 @@ def test_an_evaluations_identity_is_the_checkpoint_it_tests_and_trainings_is_not
         cfg = compose_cfg(*overrides, run_dir=tmp_path, config_name=config_name)
         return identity(cfg, tmp_path)[0]
 
-    best, last = "ckpt_path=run/checkpoints/best.ckpt", "ckpt_path=run/checkpoints/last.ckpt"
+    (tmp_path / "best.ckpt").write_bytes(b"best")  # the identity is the file's content
+    (tmp_path / "last.ckpt").write_bytes(b"last")
+    best, last = f"ckpt_path={tmp_path}/best.ckpt", f"ckpt_path={tmp_path}/last.ckpt"
     assert job_hash(best, config_name="eval") != job_hash(last, config_name="eval")
     assert job_hash("ckpt_path=last") == job_hash()

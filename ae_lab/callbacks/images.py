@@ -22,21 +22,27 @@ class ReconstructionGrid(L.Callback):
     is one (``data.binarize_target``), the model's input (after the transform), its
     reconstruction and, when the run has a PCA baseline, PCA's. The title names the run's config
     (``figures.run_title``). The last epoch's grid is also ``figures/reconstructions.png``.
-    Reconstructions that are not finite give one warning and no grid."""
+    A test with no validation before it (``ae-lab-eval``) draws the same grid of the first test
+    batch, so an evaluation under any corruption shows what its inputs and reconstructions look
+    like. Reconstructions that are not finite give one warning and no grid."""
 
     def __init__(self, n_images: int = 8) -> None:
         self.n_images = n_images
         self.rows: list[tuple[str, torch.Tensor]] | None = None
+        self.validated = False  # a validation grid was drawn: the test adds none
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if (
-            batch_idx != 0
-            or trainer.sanity_checking
-            or not isinstance(pl_module, AutoencoderModule)
-            or not writes_files(trainer)
-        ):
+        if not trainer.sanity_checking:
+            self._keep(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
+        if not self.validated:
+            self._keep(trainer, pl_module, outputs, batch, batch_idx)
+
+    def _keep(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
+        if idx != 0 or not isinstance(pl_module, AutoencoderModule) or not writes_files(trainer):
             return
-        n = self.n_images  # the reconstructions the validation step computed
+        n = self.n_images  # the reconstructions the validation or test step computed
         rows = [("original", clean_image(batch))]
         if CLEAN in batch:
             rows.append(("target (binarized)", batch["target"]))
@@ -48,12 +54,23 @@ class ReconstructionGrid(L.Callback):
         self.rows = [(label, images[:n].float().cpu()) for label, images in rows]
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        rows, self.rows = self.rows, None
-        if rows is None:
-            return
-        if not all_finite(torch.cat([images for _, images in rows])):
-            skip("reconstruction grid", "the reconstructions are not finite (NaN or infinite)")
-            return
         epoch = trainer.current_epoch + 1  # counted from 1, as the learning curves count
         title = f"{run_title(trainer, pl_module)}: validation images, epoch {epoch}"
-        log_figure(trainer, "val/reconstructions", labelled_rows(rows, title))
+        if self._draw(trainer, "val/reconstructions", title):
+            self.validated = True
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if not self.validated:  # the trained epochs are not this test's: no epoch count
+            self._draw(
+                trainer, "test/reconstructions", f"{run_title(None, pl_module)}: test images"
+            )
+
+    def _draw(self, trainer: L.Trainer, tag: str, title: str) -> bool:
+        rows, self.rows = self.rows, None
+        if rows is None:
+            return False
+        if not all_finite(torch.cat([images for _, images in rows])):
+            skip("reconstruction grid", "the reconstructions are not finite (NaN or infinite)")
+            return False
+        log_figure(trainer, tag, labelled_rows(rows, title))
+        return True

@@ -63,11 +63,27 @@ def path_name(path: str) -> str:
     return Path(path).name
 
 
+def file_sha256(path: str | None) -> str | None:
+    """``sha256:<hex>`` of the file at ``path`` (None for none), read in blocks: a checkpoint's
+    content, which an evaluation's identity holds (conf/eval.yaml) so that a checkpoint retrained
+    at the same path is evaluated again and an unchanged one, wherever it lies, is not. A missing
+    file raises; ``ae-lab-eval`` says so before this is read."""
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(Path(str(path)).expanduser(), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
     if not OmegaConf.has_resolver("path_name"):
         OmegaConf.register_new_resolver("path_name", path_name)
+    if not OmegaConf.has_resolver("file_sha256"):
+        OmegaConf.register_new_resolver("file_sha256", file_sha256)
     if not OmegaConf.has_resolver("ae_lab_help"):  # --help's lists (conf/hydra/default.yaml)
         from ae_lab.config import help as help_text
 

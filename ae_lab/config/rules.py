@@ -45,7 +45,12 @@ RULES = (
     choice("matmul_precision", "highest", "high", "medium", nullable=True),
     Rule("ckpt_path", "null, last or a checkpoint's path", text, nullable=True),
     # conf/eval.yaml: set from ckpt_path, never by hand
-    Rule("evaluated_checkpoint", "the tested checkpoint's path", text, nullable=True),
+    Rule(
+        "evaluated_checkpoint",
+        "the tested checkpoint's content hash (sha256:...)",
+        text,
+        nullable=True,
+    ),
     Rule("optimized_metric", "a logged metric's name such as val/mse", text, nullable=True),
     Rule(
         "report",

@@ -69,11 +69,14 @@ def quiet_lightning() -> None:
             logger.addFilter(DropLightningNotes())
 
 
-def run_end_block(values: Mapping[str, float], run_dir: Path | None) -> str:
-    """The headline metrics a run ends with, its folder and how to look at it in TensorBoard."""
+def run_end_block(
+    values: Mapping[str, float], run_dir: Path | None, heading: str = "run finished"
+) -> str:
+    """The headline metrics a run ends with, its folder and how to look at it in TensorBoard,
+    under ``heading`` (an evaluation names the corruption it tested)."""
     shown = headline.select(values, headline.RUN_END)
     width = max((len(name) for name in shown), default=0)
-    lines = ["run finished:"]
+    lines = [f"{heading}:"]
     for name, value in shown.items():
         metric = headline.find(name)
         text = metric.format(value) if metric else f"{value:.4g}"

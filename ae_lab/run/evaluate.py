@@ -7,13 +7,22 @@ components fitted on the same training split, ``metrics.json``, ``job.json`` and
 output in a run folder of its own. ``-m transform=none,gaussian,mask`` makes it a sweep, with the
 sweep's summary, like any other.
 
-The model is the checkpoint's: its run folder's ``.hydra/overrides.yaml`` (beside
-``checkpoints/``) says how the run was composed, and those overrides are put on the command line
-ahead of the user's, so the user types only what changes. Left out are the ones that say how a
-run is carried out rather than what model and data it has (``EVAL_SETUP``: the callbacks, loggers,
-trainer and Hydra settings, which come from ``conf/eval.yaml`` and the command line) and every one
-the user gives again. The checkpoint is then checked against the model built (class, latent size,
-weight shapes) and read as weights only (``ae_lab.run.checkpoints.load``).
+The model is the checkpoint's: ae_lab's checkpoints carry the choices and settings their run was
+composed with (``ae_lab.config.trained_run.describe``, under the ``ae_lab`` key), so a checkpoint
+moved out of its run folder is evaluated as well; one of an older ae_lab is read with its run
+folder's ``.hydra/overrides.yaml`` (beside ``checkpoints/``). Either is read as data, never
+replayed as written: only plain choices and settings of ae_lab's own config pass, checked by the
+same rules as the command line, and anything else (a ``_target_``, a Hydra key, an interpolation)
+ends the command with one line before anything is composed for it
+(``ae_lab.config.trained_run``). They are put on the command line ahead of the user's, so the user
+types only what changes; left out are how a run is carried out (``trained_run.EVAL_SETUP``: the
+callbacks, loggers, trainer and Hydra settings, which come from ``conf/eval.yaml`` and the command
+line) and every key the user gives again. The checkpoint is then checked against the model built
+(class, latent size, weight shapes) and read as weights only (``ae_lab.run.checkpoints.load``).
+
+An evaluation's identity is the checkpoint's content (``evaluated_checkpoint``, its sha256), not
+its path: an evaluation sweep run again tests a checkpoint retrained at the same path and skips
+an unchanged one.
 """
 
 from __future__ import annotations
@@ -23,73 +32,101 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.config import location, validation
-from ae_lab.reporting.identity import override_key, under
+from ae_lab.config import location, trained_run, validation
+from ae_lab.reporting.identity import override_key
 from ae_lab.run import train
 from ae_lab.run.cli import exit_promptly, prepare_argv
-from ae_lab.run.errors import AeLabError, exit_with
+from ae_lab.run.errors import AeLabError, ConfigError, exit_with
 from ae_lab.sweeps import sweep
 
 log = logging.getLogger(__name__)
-CKPT = re.compile(r"\+{0,2}ckpt_path=(?P<path>.*)")
+CKPT = re.compile(r"(?P<prefix>\+{0,2})ckpt_path=(?P<path>.*)")
 # the checkpoint's run folder holds Hydra's record of how it was composed here
 RUN_OVERRIDES = Path(".hydra") / "overrides.yaml"
-# a training run's overrides that say how it was carried out, not what it trained: the
-# evaluation takes these from conf/eval.yaml and its own command line
-EVAL_SETUP = (
-    "hydra",
-    "ckpt_path",
-    "callbacks",
-    "logger",
-    "trainer",
-    "accelerator",
-    "threads",
-    "compile",
-    "matmul_precision",
-    "hparams_search",
-    "optimized_metric",
-)
 # flags that print something and run nothing, so need no checkpoint
 INFO_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "--version")
+# Hydra's flag that unpickles a run folder's config.pickle: code from a file
+RERUN_FLAG = "--experimental-rerun"
 
 
-def run_folder(ckpt: str) -> Path:
-    """The run folder of the checkpoint ``ckpt`` (``<run>/checkpoints/<name>.ckpt``); raises
-    unless the file is there and the folder is an ae_lab run's."""
-    path = Path(ckpt.strip("'\"")).expanduser()
-    if not path.is_file():
+def checkpoint_path(given: str) -> Path:
+    """The file ``ckpt_path=<given>`` names, as the shell passed it: quoted for Hydra or not,
+    commas and ``=`` included (a sweep job's folder, ``latent=2,model=vae``); raises unless it
+    is a file."""
+    path = given
+    if len(given) >= 2 and given[0] == given[-1] and given[0] in "'\"":
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        try:
+            value = OverridesParser.create().parse_override(f"ckpt_path={given}").value()
+        except Exception:  # noqa: BLE001 - not a quoted string Hydra reads: the name as it is
+            value = given[1:-1]
+        path = value if isinstance(value, str) else given[1:-1]
+    file = Path(path).expanduser()
+    if file.is_file():
+        return file
+    hint = (
+        " (one checkpoint per command, each has its own model; sweep over the corruption "
+        "instead, e.g. -m transform=none,gaussian,mask)"
+        if "," in given
+        else ""
+    )
+    raise AeLabError(
+        f"ckpt_path={given}: no such file{hint}. Give a trained run's checkpoint, e.g. "
+        "outputs/<date>/<time>/checkpoints/best.ckpt"
+    )
+
+
+def trained_run_of(ckpt: Path, what: str) -> tuple[trained_run.TrainedRun, str]:
+    """The choices and settings the checkpoint's run was composed with, read as data, and where
+    they were read: the checkpoint's own record, else its run folder's."""
+    from ae_lab.run import resume
+
+    saved = resume.read_checkpoint(ckpt, what).get(resume.CHECKPOINT_KEY)  # as weights only
+    if isinstance(saved, dict) and saved.get(resume.RUN_KEY) is not None:
+        source = f"{what}'s record of its run"
+        return trained_run.from_checkpoint(saved[resume.RUN_KEY], source), source
+    folder = ckpt.resolve().parent.parent / RUN_OVERRIDES
+    if not folder.is_file():
         raise AeLabError(
-            f"ckpt_path={ckpt}: no such file. Give a trained run's checkpoint, e.g. "
-            "outputs/<date>/<time>/checkpoints/best.ckpt"
+            f"{what} does not say which model it holds: it carries no record of its run (it was "
+            f"saved by an older ae_lab or another program) and there is no {RUN_OVERRIDES} "
+            "beside its checkpoints/ folder. Give the checkpoint where its run wrote it"
         )
-    run = path.resolve().parent.parent
-    if not (run / RUN_OVERRIDES).is_file():
-        raise AeLabError(
-            f"ckpt_path={ckpt} is not in an ae_lab run's folder: there is no {RUN_OVERRIDES} "
-            "beside its checkpoints/ folder to say which model it is. Give the checkpoint where "
-            "its run wrote it"
-        )
-    return run
+    try:
+        overrides = yaml.safe_load(folder.read_text()) or []
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{folder} cannot be read as Hydra's list of overrides") from err
+    return trained_run.from_overrides(overrides, str(folder)), str(folder)
 
 
-def run_overrides(run: Path, given: list[str]) -> list[str]:
-    """The overrides ``run`` was composed with, less ``EVAL_SETUP`` and those the user gives
+def run_overrides(ckpt: Path, what: str, given: list[str]) -> list[str]:
+    """The overrides that rebuild the checkpoint's model and data, less those the user gives
     again (``transform=mask`` replaces the run's ``transform`` and every ``transform.*``)."""
-    overrides = yaml.safe_load((run / RUN_OVERRIDES).read_text()) or []
-    mine = [override_key(o).replace("/", ".") for o in given if "=" in o]
-    return [
-        o for o in overrides if not under(override_key(o).replace("/", "."), (*EVAL_SETUP, *mine))
-    ]
+    run, source = trained_run_of(ckpt, what)
+    mine = [override_key(o).replace("/", ".") for o in given if "=" in o or o.startswith("~")]
+    return trained_run.check(run, source, mine)
 
 
 def with_run_overrides(argv: list[str]) -> list[str]:
     """``argv`` with the checkpoint's run overrides put just before ``ckpt_path=``, so that
-    Hydra composes the model the checkpoint holds and then the user's changes."""
+    Hydra composes the model the checkpoint holds and then the user's changes; ``ckpt_path``
+    itself written as one quoted value, whatever its commas."""
+    if RERUN_FLAG in argv:
+        raise ConfigError(
+            f"{RERUN_FLAG} loads a pickled config, which can run code from the file; "
+            "ae-lab-eval takes ckpt_path=<checkpoint> instead"
+        )
+    if any(override_key(a) == "evaluated_checkpoint" for a in argv if "=" in a):
+        raise ConfigError(
+            "evaluated_checkpoint is set from the content of ckpt_path's file; give ckpt_path"
+        )
     at = next((i for i, a in enumerate(argv) if CKPT.fullmatch(a)), None)
     if at is None:
         if not any(a in INFO_FLAGS for a in argv):
@@ -98,17 +135,27 @@ def with_run_overrides(argv: list[str]) -> list[str]:
                 "ckpt_path=outputs/<date>/<time>/checkpoints/best.ckpt"
             )
         return argv
-    ckpt = CKPT.fullmatch(argv[at])["path"]
-    if "," in ckpt:
-        raise AeLabError(
-            f"ckpt_path={ckpt}: one checkpoint per command (each has its own model); "
-            "sweep over the corruption instead, e.g. -m transform=none,gaussian,mask"
-        )
-    given = [a for a in argv if not a.startswith("-")]
-    replayed = run_overrides(run_folder(ckpt), given)
+    match = CKPT.fullmatch(argv[at])
+    ckpt = checkpoint_path(match["path"])
+    given = [a for a in argv if not a.startswith("-") and a != argv[at]]
+    replayed = run_overrides(ckpt, f"ckpt_path={match['path']}", given)
     if "--multirun" not in argv:  # a replayed preset may make a sweep; one run was asked for
         replayed.append("hydra.mode=RUN")
-    return [*argv[:at], *replayed, *argv[at:]]
+    own = trained_run.as_override("ckpt_path", str(ckpt), prefix=match["prefix"])
+    return [*argv[:at], *replayed, own, *argv[at + 1 :]]
+
+
+def corruption(cfg: DictConfig) -> str:
+    """``transform=mask, p=0.5``: the corruption an evaluation tested, as the user sets it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    name = HydraConfig.get().runtime.choices.get("transform") if HydraConfig.initialized() else None
+    settings: Any = (
+        OmegaConf.to_container(cfg.transform, resolve=True) if cfg.get("transform") else {}
+    )
+    parts = [f"transform={name or 'none'}"]
+    parts += [f"{k}={v}" for k, v in settings.items() if not str(k).startswith("_")]
+    return ", ".join(parts)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -130,7 +177,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     log.info("evaluating %s", cfg.ckpt_path)
     with resume.stop_cleanly_on_interrupt(run.trainer):
         metrics = run.test(None)
-    return run.finish(metrics, time.perf_counter() - start)
+    return run.finish(
+        metrics, time.perf_counter() - start, heading=f"evaluation finished ({corruption(cfg)})"
+    )
 
 
 @hydra.main(version_base="1.3", config_path=location.config_path(), config_name="eval")

@@ -31,6 +31,9 @@ from ae_lab.run.stopping import how_to_continue
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "ae_lab"
+# under CHECKPOINT_KEY: the choices and settings the run was composed with, as plain values
+# (ae_lab.config.trained_run), so that ae-lab-eval rebuilds its model wherever the file lies
+RUN_KEY = "run"
 
 
 def rng_states() -> dict[str, Any]:
@@ -56,17 +59,23 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class ExactResume(L.Callback):
-    """Saves the global random states and the model's class name in every checkpoint; on resume
-    restores the states when the first resumed epoch starts, the point at which the unbroken run
-    had them (checkpoints are written at the very end of an epoch)."""
+    """Saves the global random states, the model's class name and the run's choices and settings
+    (``run``: ``ae_lab.config.trained_run.describe``) in every checkpoint; on resume restores the
+    states when the first resumed epoch starts, the point at which the unbroken run had them
+    (checkpoints are written at the very end of an epoch)."""
 
-    def __init__(self) -> None:
+    def __init__(self, run: dict[str, Any] | None = None) -> None:
         self.resumed: dict[str, Any] | None = None
+        self.run = run
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[CHECKPOINT_KEY] = {"model": type(pl_module).__name__, "rng": rng_states()}
+        checkpoint[CHECKPOINT_KEY] = {
+            "model": type(pl_module).__name__,
+            "rng": rng_states(),
+            RUN_KEY: self.run,
+        }
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from ae_lab.config import location, resolvers, validation
+from ae_lab.config import location, resolvers, trained_run, validation
 from ae_lab.reporting import metrics as headline
 from ae_lab.reporting import records
 from ae_lab.sweeps import sweep
@@ -144,9 +144,11 @@ class Run:
         )
         return _floats(self.trainer.callback_metrics)
 
-    def finish(self, metrics: dict[str, float], wall_s: float) -> dict[str, float]:
+    def finish(
+        self, metrics: dict[str, float], wall_s: float, heading: str = "run finished"
+    ) -> dict[str, float]:
         """``metrics`` with the run's time, size and the model/PCA ratio, written to
-        ``metrics.json`` and summed up in the run's last line."""
+        ``metrics.json`` and summed up in the run's last lines, under ``heading``."""
         metrics = {**metrics, "time/wall_s": wall_s, "n_params": float(self.model.n_params)}
         metrics = headline.with_ratio(metrics)
         if self.out is not None and self.trainer.is_global_zero:  # one file for all processes
@@ -154,7 +156,7 @@ class Run:
         if self.trainer.is_global_zero:
             from ae_lab.run import console
 
-            log.info(console.run_end_block(metrics, self.out))
+            log.info(console.run_end_block(metrics, self.out, heading))
         return metrics
 
 
@@ -191,7 +193,7 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     # always on, whatever the callbacks group: exact resume and the NaN stop
     callbacks = [
         *instantiate_group(cfg.get("callbacks")),
-        resume.ExactResume(),
+        resume.ExactResume(run=trained_run.describe(cfg)),
         StopOnNonFiniteLoss(),
     ]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
