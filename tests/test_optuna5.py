@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from ae_lab.run.errors import AeLabError
+from ae_lab.reporting.identity import identity
+from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import train
 from ae_lab.sweeps import optuna_space
 from ae_lab.sweeps.optuna_search import OptunaSearch, storage_url
@@ -79,6 +80,33 @@ def test_a_trial_reaches_its_job_through_hydras_settings_not_its_overrides() -> 
         TRIAL_ENV["trial"]: "7",
     }
     assert list(cfg.hydra.overrides.task) == ["hparams_search=optuna", "latent=8"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"n_trails": 3}, "n_trails"),
+        ({"direction": "down"}, "direction"),
+        ({"n_jobs": 0}, "n_jobs"),
+    ],
+)
+def test_a_wrong_setting_is_refused_by_its_key(settings: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^hydra\.sweeper\.{key}"):
+        OptunaSearch(**settings)._check_settings()
+
+
+def test_a_jobs_identity_leaves_out_the_pruner(tmp_path: Path) -> None:
+    """A job the pruner let finish has the results it would have had without one: it matches
+    its earlier runs whatever the pruner, and a job of the same values outside a search."""
+    job = ("optimizer.lr=0.001", "data.batch_size=64")
+
+    def ident(*overrides: str) -> str:
+        return identity(compose_cfg(*overrides, *job, run_dir=tmp_path), tmp_path)[0]
+
+    median = ident("hparams_search=optuna")
+    assert median == ident("hparams_search=optuna", "hparams_search/pruner=hyperband")
+    assert median == ident("hydra/sweeper=optuna_search")
+    assert median != ident("hparams_search=optuna", "latent=8")
 
 
 class FakeLauncher:

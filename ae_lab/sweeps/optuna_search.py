@@ -92,7 +92,9 @@ class OptunaSearch(Sweeper):
         max_failure_rate: float = 0.0,
         params: DictConfig | None = None,
         custom_search_space: str | None = None,
+        **unknown: Any,
     ) -> None:
+        self.unknown = sorted(unknown)  # refused in one line when the search starts
         self.sampler = sampler
         self.direction = direction
         self.storage = storage
@@ -126,6 +128,12 @@ class OptunaSearch(Sweeper):
             exit_with(str(err), err.exit_code)
 
     def _check_settings(self) -> None:
+        if self.unknown:
+            raise ConfigError(
+                f"hydra.sweeper.{self.unknown[0]}: not a setting of the Optuna search; it takes "
+                "direction, n_trials, n_jobs, max_failure_rate, study_name, storage, sampler, "
+                "params and custom_search_space (the pruner: hparams_search.pruner)"
+            )
         for key in ("n_trials", "n_jobs"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
