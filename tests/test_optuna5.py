@@ -23,7 +23,7 @@ from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import train
 from ae_lab.sweeps import optuna_space
 from ae_lab.sweeps.optuna_search import OptunaSearch, storage_url
-from ae_lab.sweeps.optuna_trials import OWNER, TRIAL_ENV, trial_overrides
+from ae_lab.sweeps.optuna_trials import OWNER, TRIAL_ENV, make_pruner, trial_overrides
 from tests.conftest import FAST, compose_cfg, run_ae_lab
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -222,6 +222,38 @@ def test_a_dead_searchs_running_trial_runs_again_with_its_parameters(tmp_path: P
 
 
 # ---------------------------------------------------------------- pruning inside a job
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("median", optuna.pruners.MedianPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
+def test_a_pruner_is_chosen_by_option_or_by_name(name: str, kind: type) -> None:
+    cfg = compose_cfg("hparams_search=optuna", f"hparams_search/pruner={name}")
+    assert type(make_pruner(cfg.hparams_search.pruner)) is kind
+    cfg = compose_cfg("hparams_search=optuna", f"hparams_search.pruner={name}")
+    assert type(make_pruner(cfg.hparams_search.pruner)) is kind
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("hparams_search.pruner=bogus", r"hparams_search\.pruner=bogus: give median, hyperband"),
+        ("+hparams_search.pruner.n_startup_trial=1", r"hparams_search\.pruner: .*n_startup_trial"),
+    ],
+)
+def test_a_wrong_pruner_is_refused_before_any_job_runs(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    cfg = compose_cfg("hparams_search=optuna", f"hydra.sweep.dir={tmp_path}", override)
+    launcher = FakeLauncher()
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        _search(cfg, launcher)._check_settings()
+    assert not launcher.launched
 
 
 def _trial_in(db: Path, first_values: dict[int, float], monkeypatch: pytest.MonkeyPatch):

@@ -17,7 +17,7 @@ import lightning as L
 import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
-from ae_lab.sweeps.optuna_trials import TRIAL_ENV
+from ae_lab.sweeps.optuna_trials import TRIAL_ENV, make_pruner
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class OptunaPruning(L.Callback):
     ``optuna.TrialPruned`` when the pruner says so; the search then records the trial, and the
     sweep the job, as pruned."""
 
-    def __init__(self, monitor: str, pruner: optuna.pruners.BasePruner | None = None) -> None:
+    def __init__(self, monitor: str, pruner: optuna.pruners.BasePruner | str | None = None):
         self.monitor = monitor
-        self.pruner = pruner or optuna.pruners.NopPruner()
+        self.pruner = make_pruner(pruner)  # a name too: hparams_search.pruner=hyperband
         self.pruning: PyTorchLightningPruningCallback | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -50,6 +50,7 @@ from ae_lab.sweeps.optuna_trials import (
     fail_and_retry,
     heartbeat,
     latest_attempts,
+    make_pruner,
     objective_values,
     stale_reason,
     trial_overrides,
@@ -143,6 +144,8 @@ class OptunaSearch(Sweeper):
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate}: give the fraction of "
                 "n_trials that may fail, from 0 to 1"
             )
+        if self.config is not None:  # the jobs make it: a wrong one is said before any starts
+            make_pruner(OmegaConf.select(self.config, "hparams_search.pruner"))
         for direction in self._directions():
             if direction not in ("minimize", "maximize"):
                 raise ConfigError(

@@ -27,7 +27,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from ae_lab.run.errors import one_line
+from ae_lab.run.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,37 @@ def experimental_ok() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         yield
+
+
+# hparams_search.pruner=<name>: the options of conf/hparams_search/pruner/, at their settings there
+# (Optuna's defaults)
+PRUNERS = {
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def make_pruner(value: Any) -> optuna.pruners.BasePruner:
+    """The pruner ``hparams_search.pruner`` names: a pruner (its config instantiated), one of
+    ``PRUNERS`` by name, or None for none; raises ConfigError for anything else."""
+    if value is None:
+        return optuna.pruners.NopPruner()
+    if isinstance(value, optuna.pruners.BasePruner):
+        return value
+    if isinstance(value, str) and value in PRUNERS:
+        return PRUNERS[value]()
+    if isinstance(value, DictConfig):
+        try:
+            made = instantiate(value)
+        except Exception as err:  # noqa: BLE001 - a wrong setting or target, said in one line
+            raise ConfigError(f"hparams_search.pruner: {one_line(err)}") from err
+        if isinstance(made, optuna.pruners.BasePruner):
+            return made
+    raise ConfigError(
+        f"hparams_search.pruner={value}: give median, hyperband or none "
+        "(hparams_search/pruner=<name>, its settings as hparams_search.pruner.<key>=...)"
+    )
 
 
 def latest_attempts(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
