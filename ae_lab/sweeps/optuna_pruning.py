@@ -10,7 +10,6 @@ outside a search has no trial, and the callback does nothing.
 
 from __future__ import annotations
 
-import logging
 import os
 
 import lightning as L
@@ -18,8 +17,6 @@ import optuna
 from optuna_integration import PyTorchLightningPruningCallback
 
 from ae_lab.sweeps.optuna_trials import TRIAL_ENV, make_pruner
-
-log = logging.getLogger(__name__)
 
 
 def current_trial(pruner: optuna.pruners.BasePruner) -> optuna.trial.Trial | None:
