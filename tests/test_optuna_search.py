@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from ae_lab.run.cli import sweeper_param
 from ae_lab.run.errors import ConfigError
 from ae_lab.sweeps import optuna_trials
-from ae_lab.sweeps.optuna_search import ContinuingSearch
+from ae_lab.sweeps.optuna_search import OptunaSearch
 from ae_lab.sweeps.optuna_trials import (
     OWNER,
     STALE_S,
@@ -84,7 +84,7 @@ def _running_trial(study: optuna.Study, owner: dict | None) -> optuna.trial.Froz
     trial = study.ask()
     trial.suggest_float("x", 0, 1)
     if owner is not None:
-        trial.set_system_attr(OWNER, {"number": trial.number, **owner})
+        trial.set_user_attr(OWNER, {"number": trial.number, **owner})
     return study.get_trials(deepcopy=False)[-1]
 
 
@@ -126,7 +126,7 @@ def test_a_running_trial_keeps_its_heartbeat(monkeypatch: pytest.MonkeyPatch) ->
     trial = study.ask()
     with optuna_trials.Heartbeat([trial], "here"):
         time.sleep(0.2)
-    owner = study.get_trials(deepcopy=False)[0].system_attrs[OWNER]
+    owner = study.get_trials(deepcopy=False)[0].user_attrs[OWNER]
     assert owner["host"] == "here" and owner["pid"] == os.getpid() and owner["number"] == 0
     assert time.time() - owner["beat"] < 0.2
 
@@ -139,7 +139,6 @@ SETTINGS = {
     "n_trials": 3,
     "n_jobs": 1,
     "max_failure_rate": 0.25,
-    "search_space": None,
     "custom_search_space": None,
     "params": None,
 }
@@ -149,7 +148,7 @@ SETTINGS = {
     ("setting", "value"), [("max_failure_rate", 1.5), ("n_trials", 0), ("n_jobs", 0)]
 )
 def test_search_settings_out_of_range_are_refused(setting: str, value: float) -> None:
-    search = ContinuingSearch(**{**SETTINGS, setting: value})
+    search = OptunaSearch(**{**SETTINGS, setting: value})
     with pytest.raises(ConfigError, match=f"hydra.sweeper.{setting}="):
         search._check_settings()
 
@@ -162,7 +161,7 @@ def test_a_stopped_search_queues_its_running_trials_again() -> None:
         def launch(self, overrides: list, initial_job_idx: int) -> list:
             raise SystemExit(143)
 
-    search = ContinuingSearch(**SETTINGS)
+    search = OptunaSearch(**SETTINGS)
     search.launcher = Stopped()
     study = optuna.create_study()
     trials = [search._ask(study) for _ in range(2)]

@@ -10,7 +10,9 @@ Left out of the identity, because they cannot change a run's results:
 - ``DISPLAY_ONLY``: how much a run prints (progress bar, model summary, logging interval) and
   what a report preset shows beside it (``report``);
 - the run directory's own path, written as ``<run dir>`` (checkpoint and logger folders), so a
-  sweep folder that was moved or renamed still matches its jobs.
+  sweep folder that was moved or renamed still matches its jobs;
+- ``OPTUNA_PRUNING``: an Optuna search's pruner and the callback that reports to it; a job it
+  stops has no results, and one it lets finish has the results it would have had without it.
 
 Every other key counts, including ``data.root``, ``threads`` and ``trainer.limit_*``: another
 data file, thread count or number of batches can change the numbers.
@@ -37,7 +39,10 @@ DISPLAY_ONLY = (
     "callbacks.progress_bar",
     "callbacks.model_summary",
 )
-NOT_IN_IDENTITY = ("ckpt_path", *DISPLAY_ONLY)
+# hparams_search=optuna's pruning (conf/hparams_search/optuna.yaml; ``hparams_search`` holds only
+# its pruner), so a job's identity is what it was before the search had one
+OPTUNA_PRUNING = ("hparams_search", "callbacks.optuna_pruning")
+NOT_IN_IDENTITY = ("ckpt_path", *DISPLAY_ONLY, *OPTUNA_PRUNING)
 RUN_DIR = "<run dir>"
 
 

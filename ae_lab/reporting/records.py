@@ -24,6 +24,8 @@ from hydra.types import RunMode
 JOB_FILE = "job.json"
 METRICS_FILE = "metrics.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+# stopped early by an Optuna search's pruner (ae_lab.sweeps.optuna_pruning): not a failure
+PRUNED = "pruned"
 SUPERSEDED = "superseded"
 
 
@@ -77,7 +79,7 @@ def _parse(kind: type) -> Any:
 class JobRecord:
     """The schema of ``job.json``."""
 
-    status: str  # running | completed | failed
+    status: str  # running | completed | failed | pruned
     identity: str | None = None  # hash of ``config``; None in records of older versions
     overrides: list[str] = field(default_factory=list)
     latent: int | None = None  # the model's bottleneck size; None: it has none (a classifier)
@@ -180,14 +182,21 @@ def begin(
     return record
 
 
-def finish(run_dir: Path, record: JobRecord, completed: bool, error: str | None = None) -> None:
+def finish(
+    run_dir: Path,
+    record: JobRecord,
+    completed: bool,
+    error: str | None = None,
+    pruned: bool = False,
+) -> None:
     """Ends the attempt ``record`` began (re-read: the run may have added its fit) and writes the
-    outcome; a completed job's fit is in its metrics and is dropped."""
+    outcome (``pruned``: a job that did not complete because its search's pruner stopped it);
+    a completed job's fit is in its metrics and is dropped."""
     record = read(run_dir) or record
     if record.attempts and record.attempts[-1].wall_s is None:
         record.attempts[-1].wall_s = time.time() - record.attempts[-1].started
     record.wall_s = sum(a.wall_s or 0.0 for a in record.attempts)
-    record.status = COMPLETED if completed else FAILED
+    record.status = COMPLETED if completed else PRUNED if pruned else FAILED
     record.error = error
     if completed:
         record.fit = None

@@ -217,11 +217,14 @@ def write_markdown(
     columns = ["overrides", "status", *(["n"] if seeded else []), "latent", *metrics]
     columns = [c for c in columns if any(g.get(c) not in (None, "") for g in grouped)]
     done = sum(r["status"] == "completed" for r in rows)
+    # stopped early by an Optuna search's pruner: neither a result nor a failure
+    pruned = sum(r["status"] == records.PRUNED for r in rows)
     common, slim = _split_common(grouped)
     parts = [
         f"# Sweep summary: {path.parent}",
         "",
-        f"{len(rows)} jobs: {done} completed, {len(rows) - done} failed or incomplete. "
+        f"{len(rows)} jobs: {done} completed, {f'{pruned} pruned, ' if pruned else ''}"
+        f"{len(rows) - done - pruned} failed or incomplete. "
         f"{headline.RATIO} = {headline.find(headline.RATIO).label}.",
         "",
     ]
@@ -241,7 +244,7 @@ def write_markdown(
     if seeded:
         job_columns = ["overrides", "status", "latent", *metrics]
         parts += ["", "## Every job", "", markdown_table(_split_common(rows)[1], job_columns)]
-    failed = [r for r in rows if r.get("error")]
+    failed = [r for r in rows if r.get("error") and r["status"] != records.PRUNED]
     if failed:
         parts += ["", "## Failures", ""]
         parts += [f"- `{r['overrides'] or r['job']}`: {r['error']}" for r in failed]

@@ -1,44 +1,47 @@
-"""An Optuna search that running it again continues: what ``hparams_search=optuna`` runs.
+"""The Optuna search of ``hparams_search=optuna``: Optuna's ask-and-tell loop over Hydra's launcher.
 
-Hydra's Optuna sweeper (hydra-optuna-sweeper 1.3.0) runs ``n_trials`` *more* trials each time it
-is started, and with the sampler seeded by ``seed`` again, a search run again with its storage
-ran its first trials again, value for value. A killed search left its trials RUNNING in the
-storage for ever, and ``max_failure_rate`` was compared per batch of ``n_jobs`` trials, so with
-one trial at a time one failed trial ended the search. This sweeper keeps the plugin's search
-space, trial configuration and launching, and changes what one run of a search does:
+Each batch of ``n_jobs`` trials is asked from the study, handed to the configured launcher as
+Hydra jobs, and told back with the value each job returned (``optimized_metric``). What one run of
+a search does:
 
 - ``n_trials`` is the size of the whole study: a run starts only the trials still missing. The
   sampler's seed moves on with the number of trials the study has, so a run draws new values
   (TPE conditions on all stored trials either way), while a fresh study keeps ``seed`` itself.
 - A trial whose search has gone (its process on this machine has ended, or it has written no
-  heartbeat for ``STALE_S`` seconds) is marked failed and queued again with the same parameters
-  (Optuna's ``RetryFailedTrialCallback``); a search that is stopped does the same for its own
-  trials. Every trial counts once, by its last attempt.
+  heartbeat for ``STALE_S`` seconds) is marked failed and queued again with the same parameters;
+  a search that is stopped does the same for its own trials. Every trial counts once, by its
+  last attempt.
 - A failed trial is recorded as failed and the search goes on, until more than
   ``max_failure_rate`` x ``n_trials`` trials of the study have failed.
+- A trial whose job its pruner stopped (``ae_lab.sweeps.optuna_pruning``; the pruner is the
+  job's, ``hparams_search.pruner``) is told pruned, and counts as finished.
+
+The study is kept in ``storage`` (an SQLAlchemy URL such as ``sqlite:///optuna.db``), or, without
+one, in ``<sweep dir>/optuna.db``: the jobs, which launchers may run in other processes or on
+other machines, report to their trial there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
-import math
 import socket
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_optuna_sweeper._impl import (
-    OptunaSweeperImpl,
-    create_params_from_overrides,
-)
-from omegaconf import OmegaConf
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_method
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from ae_lab.run.errors import AeLabError, ConfigError, exit_with, full_error_wanted, one_line
+from ae_lab.sweeps import optuna_space
 from ae_lab.sweeps.optuna_trials import (
     FINISHED,
     HEARTBEAT_S,
@@ -47,22 +50,73 @@ from ae_lab.sweeps.optuna_trials import (
     fail_and_retry,
     heartbeat,
     latest_attempts,
+    make_pruner,
     objective_values,
     stale_reason,
+    trial_overrides,
 )
 
 log = logging.getLogger(__name__)
+SQLITE = "sqlite:///"
+DEFAULT_DB = "optuna.db"
 
 
-class ContinuingSearch(OptunaSweeperImpl):
-    """The plugin's sweeper with its search loop replaced (see the module docstring)."""
+def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
+    """The study's storage as every job can reach it: ``<sweep dir>/optuna.db`` without one, and
+    an SQLite file named relative to this directory made absolute (a job may run elsewhere)."""
+    if storage is None:
+        return SQLITE + str(Path(sweep_dir).resolve() / DEFAULT_DB)
+    url = str(storage)
+    if url.startswith(SQLITE):
+        path, sep, query = url[len(SQLITE) :].partition("?")
+        if path and not path.startswith((":memory:", "/", "file:")):
+            return SQLITE + str(Path(path).resolve()) + sep + query
+    return url
 
-    def __init__(self, max_failure_rate: float, **settings: Any) -> None:
-        # the plugin asserts the range, and Hydra would wrap that in two lines of its own: the
-        # value is checked with a message of ours when the search starts (_check_settings)
-        super().__init__(max_failure_rate=min(max(max_failure_rate, 0.0), 1.0), **settings)
+
+def is_pruned(ret: JobReturn) -> bool:
+    return ret.status == JobStatus.FAILED and isinstance(ret._return_value, optuna.TrialPruned)
+
+
+class OptunaSearch(Sweeper):
+    """The search (see the module docstring); built by ``hydra_plugins.ae_lab.optuna_sweeper``
+    with the settings under ``hydra.sweeper``."""
+
+    def __init__(
+        self,
+        sampler: Any = None,
+        direction: str | Sequence[str] = "minimize",
+        storage: str | None = None,
+        study_name: str | None = None,
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        max_failure_rate: float = 0.0,
+        params: DictConfig | None = None,
+        custom_search_space: str | None = None,
+        **unknown: Any,
+    ) -> None:
+        self.unknown = sorted(unknown)  # refused in one line when the search starts
+        self.sampler = sampler
+        self.direction = direction
+        self.storage = storage
+        self.study_name = study_name
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
         self.max_failure_rate = max_failure_rate
+        self.params = params
+        self.custom_search_space = custom_search_space
         self.host = socket.gethostname()
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments: list[str]) -> None:
         """The search; a problem the user can fix ends it with one line (ae_lab.run.errors)."""
@@ -75,32 +129,44 @@ class ContinuingSearch(OptunaSweeperImpl):
             exit_with(str(err), err.exit_code)
 
     def _check_settings(self) -> None:
+        if self.unknown:
+            raise ConfigError(
+                f"hydra.sweeper.{self.unknown[0]}: not a setting of the Optuna search; it takes "
+                "direction, n_trials, n_jobs, max_failure_rate, study_name, storage, sampler, "
+                "params and custom_search_space (the pruner: hparams_search.pruner)"
+            )
         for key in ("n_trials", "n_jobs"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"hydra.sweeper.{key}={getattr(self, key)}: give an integer >= 1")
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"hydra.sweeper.{key}={value}: give an integer >= 1")
         if not 0 <= self.max_failure_rate <= 1:
             raise ConfigError(
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate}: give the fraction of "
                 "n_trials that may fail, from 0 to 1"
             )
+        if self.config is not None:  # the jobs make it: a wrong one is said before any starts
+            make_pruner(OmegaConf.select(self.config, "hparams_search.pruner"))
+        for direction in self._directions():
+            if direction not in ("minimize", "maximize"):
+                raise ConfigError(
+                    f"hydra.sweeper.direction={self.direction}: give minimize or maximize "
+                    "(a list of them for several objectives)"
+                )
+
+    def _directions(self) -> list[str]:
+        if isinstance(self.direction, str):
+            return [self.direction]
+        return [str(d) for d in self.direction]
 
     def _search(self, arguments: list[str]) -> None:
-        self._process_searchspace_config()
-        overrides = self._parse_sweeper_params_config() + list(arguments)
-        distributions, fixed = create_params_from_overrides(overrides)
-        distributions = {**(self.search_space_distributions or {}), **distributions}
-        grid = self._grid_sampler(distributions)
-        for name in fixed:
-            distributions.pop(name, None)
-        directions = self._get_directions()
-
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=self.sampler,
-            directions=directions,
-            load_if_exists=True,
-        )
+        assert self.config is not None
+        params = [f"{k!s}={v}" for k, v in (self.params or {}).items()]
+        space, fixed = optuna_space.parse(params + list(arguments))
+        directions = self._directions()
+        storage = storage_url(self.storage, self.config.hydra.sweep.dir)
+        if self.storage is None:
+            Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+        study = self._study(storage, directions)
         self._retry_stale(study)
         n_trials_in_study = len(study.get_trials(deepcopy=False))
         sampler = continued_sampler(self.config.hydra.sweeper.sampler, n_trials_in_study)
@@ -124,28 +190,38 @@ class ContinuingSearch(OptunaSweeperImpl):
                 continue
             trials = [self._ask(study) for _ in range(min(self.n_jobs, to_go))]
             try:
-                overrides = self._configure_trials(trials, distributions, fixed)
+                overrides = [self._configure(trial, space, fixed) for trial in trials]
             except ValueError as err:  # a queued trial from before the search space changed
                 for trial in trials:
                     study.tell(trial, state=TrialState.FAIL)
                 log.warning("trials %s failed: %s", [t.number for t in trials], one_line(err))
                 continue
-            returns = self._run(study, trials, overrides)
-            self._tell(study, trials, returns, len(directions), grid)
+            jobs = [
+                (*o, *trial_overrides(storage, study.study_name, t.number))
+                for o, t in zip(overrides, trials, strict=True)
+            ]
+            returns = self._run(study, trials, jobs)
+            self._tell(study, trials, returns, len(directions))
         self._write_results(study, directions)
 
-    def _grid_sampler(self, distributions: dict[str, Any]) -> bool:
-        """The plugin's handling of ``sampler=grid``: the grid from the search space, and no
-        more trials than it has points."""
-        sampler = self.sampler
-        if not (
-            isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler
-        ):
-            return False
-        grid = {k: self._to_grid_sampler_choices(d) for k, d in distributions.items()}
-        self.sampler = sampler(grid)
-        self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
-        return True
+    def _study(self, storage: str, directions: list[str]) -> optuna.Study:
+        try:
+            return optuna.create_study(
+                study_name=self.study_name,
+                storage=storage,
+                sampler=self.sampler,
+                directions=directions,
+                load_if_exists=True,
+            )
+        except RuntimeError as err:  # a storage an older Optuna made: upgraded by one command
+            if "storage upgrade" not in str(err):
+                raise
+            raise AeLabError(
+                f"hydra.sweeper.storage={self.storage}: {one_line(err)} (Optuna "
+                f"{optuna.__version__})"
+            ) from err
+        except ValueError as err:  # the stored study's directions are not the configured ones
+            raise ConfigError(f"hydra.sweeper.direction: {one_line(err)}") from err
 
     def _ask(self, study: optuna.Study) -> Trial:
         """A new trial (or a queued retry), marked as this process's at once."""
@@ -153,25 +229,30 @@ class ContinuingSearch(OptunaSweeperImpl):
         heartbeat(trial, self.host)
         return trial
 
-    def _configure_trials(
-        self,
-        trials: list[Trial],
-        search_space_distributions: dict[str, Any],
-        fixed_params: dict[str, Any],
-    ) -> list[tuple[str, ...]]:
-        """The plugin's overrides in one order for every attempt of a trial: the search space's,
-        then other suggested parameters by name, then the fixed ones. Optuna's storage gives a
-        retried trial its parameters in its own order, and the job's folder name follows it;
-        in one order, a retry runs in the folder of the attempt it retries and resumes there."""
-        rank = {name: (0, i, "") for i, name in enumerate(search_space_distributions)}
-        rank |= {name: (2, i, "") for i, name in enumerate(fixed_params)}
-
-        def key(override: str) -> tuple[int, int, str]:
-            name = override.split("=", 1)[0]
-            return rank.get(name, (1, 0, name))
-
-        configured = super()._configure_trials(trials, search_space_distributions, fixed_params)
-        return [tuple(sorted(overrides, key=key)) for overrides in configured]
+    def _configure(
+        self, trial: Trial, space: dict[str, Any], fixed: dict[str, str]
+    ) -> tuple[str, ...]:
+        """A trial's parameters as Hydra overrides, in one order for every attempt of a trial:
+        the search space's, then other suggested parameters by name, then the fixed ones.
+        Optuna's storage gives a retried trial its parameters in its own order, and the job's
+        folder name follows it; in one order, a retry runs in the folder of the attempt it
+        retries and resumes there."""
+        assert self.config is not None
+        for name, dist in space.items():
+            optuna_space.suggest(trial, name, dist)
+        for name, value in fixed.items():
+            trial.set_user_attr(name, value)
+        if self.custom_search_space:
+            get_method(self.custom_search_space)(self.config, trial)
+        overlap = trial.params.keys() & fixed.keys()
+        if overlap:
+            raise ValueError(f"parameters both searched and fixed: {sorted(overlap)}")
+        rank = {name: (0, i, "") for i, name in enumerate(space)}
+        searched = sorted(trial.params, key=lambda n: rank.get(n, (1, 0, n)))
+        return (
+            *(f"{name}={trial.params[name]}" for name in searched),
+            *(f"{name}={value}" for name, value in fixed.items()),
+        )
 
     def _announce(self, study: optuna.Study) -> None:
         latest = latest_attempts(study.get_trials(deepcopy=False))
@@ -230,20 +311,19 @@ class ContinuingSearch(OptunaSweeperImpl):
         trials: list[Trial],
         returns: Sequence[JobReturn],
         n_directions: int,
-        grid: bool,
     ) -> None:
         for trial, ret in zip(trials, returns, strict=True):
+            if is_pruned(ret):
+                study.tell(trial, state=TrialState.PRUNED)
+                log.info("trial %d pruned: %s", trial.number, one_line(ret._return_value))
+                continue
             try:
                 values = objective_values(ret.return_value, n_directions)  # a job's error too
             except Exception as err:  # noqa: BLE001 - any failure of a job fails its trial
                 study.tell(trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s", trial.number, one_line(err))
                 continue
-            try:
-                study.tell(trial, values)
-            except RuntimeError:  # the grid sampler stops the study when the grid is done
-                if not grid:
-                    raise
+            study.tell(trial, values)
 
     def _check_failures(self, study: optuna.Study, failed: list[FrozenTrial]) -> None:
         if len(failed) > self.max_failure_rate * self.n_trials:
@@ -257,7 +337,9 @@ class ContinuingSearch(OptunaSweeperImpl):
             )
 
     def _write_results(self, study: optuna.Study, directions: list[str]) -> None:
-        """``optimization_results.yaml`` as the plugin writes it, over the whole study."""
+        """``optimization_results.yaml`` as Hydra's Optuna sweeper wrote it, over the whole
+        study."""
+        assert self.config is not None
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             raise AeLabError(f"no trial of study {study.study_name} completed")
         results: dict[str, Any] = {"name": "optuna"}

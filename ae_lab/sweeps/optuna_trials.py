@@ -1,6 +1,10 @@
 """The trials of a stored Optuna study as a search that continues sees them: each counted once by
 its last attempt, a stopped search's trials recognised (by its process or its heartbeat) and
-queued again, and the sampler's seed moved on past the trials the study has.
+queued again, and the sampler's seed moved on past the trials the study has. Also how a trial's
+job finds its trial in the storage (``trial_overrides``; ``ae_lab.sweeps.optuna_pruning``).
+
+Optuna's public API only: a running trial's owner record is a user attribute, and a retry is
+queued by Optuna's ``RetryHeartbeatStaleTrialCallback``, which records what it retries.
 """
 
 from __future__ import annotations
@@ -20,27 +24,64 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from optuna.exceptions import ExperimentalWarning
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from ae_lab.run.errors import one_line
+from ae_lab.run.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
 
-# a running trial's system attribute: the host and process of its search, the trial's number (an
+# a running trial's user attribute: the host and process of its search, the trial's number (an
 # attempt copied into a retry is not the retry's) and the time of its last heartbeat
 OWNER = "ae_lab:owner"
 HEARTBEAT_S = 30.0
 STALE_S = 120.0
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+# where a trial's job finds its trial: set for the job through ``hydra.job.env_set``
+TRIAL_ENV = {
+    "storage": "AE_LAB_OPTUNA_STORAGE",
+    "study": "AE_LAB_OPTUNA_STUDY",
+    "trial": "AE_LAB_OPTUNA_TRIAL",
+}
 
 
 @contextlib.contextmanager
 def experimental_ok() -> Iterator[None]:
-    """Optuna 2.10 warns on every use of its (stable since) retry helpers."""
+    """Optuna warns on every use of its retry helpers, experimental since 2.8."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         yield
+
+
+# hparams_search.pruner=<name>: the options of conf/hparams_search/pruner/, at their settings there
+# (Optuna's defaults)
+PRUNERS = {
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def make_pruner(value: Any) -> optuna.pruners.BasePruner:
+    """The pruner ``hparams_search.pruner`` names: a pruner (its config instantiated), one of
+    ``PRUNERS`` by name, or None for none; raises ConfigError for anything else."""
+    if value is None:
+        return optuna.pruners.NopPruner()
+    if isinstance(value, optuna.pruners.BasePruner):
+        return value
+    if isinstance(value, str) and value in PRUNERS:
+        return PRUNERS[value]()
+    if isinstance(value, DictConfig):
+        try:
+            made = instantiate(value)
+        except Exception as err:  # noqa: BLE001 - a wrong setting or target, said in one line
+            raise ConfigError(f"hparams_search.pruner: {one_line(err)}") from err
+        if isinstance(made, optuna.pruners.BasePruner):
+            return made
+    raise ConfigError(
+        f"hparams_search.pruner={value}: give median, hyperband or none "
+        "(hparams_search/pruner=<name>, its settings as hparams_search.pruner.<key>=...)"
+    )
 
 
 def latest_attempts(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
@@ -48,7 +89,7 @@ def latest_attempts(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     last: dict[int, FrozenTrial] = {}
     with experimental_ok():
         for trial in sorted(trials, key=lambda t: t.number):
-            first = RetryFailedTrialCallback.retried_trial_number(trial)
+            first = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
             last[trial.number if first is None else first] = trial
     return list(last.values())
 
@@ -71,7 +112,7 @@ def stale_reason(trial: FrozenTrial, now: float, host: str) -> str | None:
     On this machine the search's process tells; elsewhere only its heartbeat can. A trial
     without an owner record of its own (asked by a search that writes none, or a retry not yet
     taken up) is gone once it has been running for ``STALE_S`` seconds."""
-    owner = trial.system_attrs.get(OWNER)
+    owner = trial.user_attrs.get(OWNER)
     if not owner or owner.get("number") != trial.number:
         started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
         return "started by a search that left no heartbeat" if now - started > STALE_S else None
@@ -108,7 +149,7 @@ def objective_values(value: Any, n_directions: int) -> list[float]:
 def heartbeat(trial: Trial, host: str) -> None:
     """The owner record of a trial this process runs, as of now."""
     record = {"host": host, "pid": os.getpid(), "number": trial.number, "beat": time.time()}
-    trial.set_system_attr(OWNER, record)
+    trial.set_user_attr(OWNER, record)
 
 
 class Heartbeat:
@@ -143,4 +184,19 @@ def fail_and_retry(study: optuna.Study, trial: FrozenTrial) -> None:
     same parameters; counting by last attempts, it counts once, when the retry is done."""
     study.tell(trial.number, state=TrialState.FAIL)
     with experimental_ok():
-        RetryFailedTrialCallback()(study, trial)
+        RetryHeartbeatStaleTrialCallback()(study, trial)
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a quoted string of Hydra's override grammar."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def trial_overrides(storage: str, study_name: str, number: int) -> list[str]:
+    """Hydra overrides that tell a trial's job where its trial is: environment variables set
+    while the job runs (``hydra.job.env_set``), whatever the launcher and wherever it runs the
+    job. Being Hydra's own settings, they stay out of the job's folder name, its overrides in
+    job.json and summary.md, and its identity, so a retried trial's job resumes in the folder
+    of the attempt it retries."""
+    values = {"storage": storage, "study": study_name, "trial": str(number)}
+    return [f"++hydra.job.env_set.{TRIAL_ENV[k]}={_quoted(v)}" for k, v in values.items()]

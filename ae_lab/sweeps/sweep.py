@@ -22,6 +22,7 @@ A single run continued with ``ckpt_path=last`` is checked the same way, by
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +48,13 @@ def _select(config: DictConfig, key: str) -> Any:
         return OmegaConf.select(config, key, throw_on_missing=False)
     except Exception:  # noqa: BLE001 - an unresolvable value is just not recorded
         return None
+
+
+def pruned(error: BaseException) -> bool:
+    """Whether a job ended because an Optuna search's pruner stopped it
+    (``ae_lab.sweeps.optuna_pruning``). Optuna is loaded by then wherever it can be."""
+    optuna = sys.modules.get("optuna")
+    return optuna is not None and isinstance(error, optuna.TrialPruned)
 
 
 def completed_metrics() -> dict[str, float] | None:
@@ -156,14 +164,16 @@ class SweepSummary(Callback):
             return
         out = Path(config.hydra.runtime.output_dir)
         completed = job_return.status == JobStatus.COMPLETED
-        error = None
+        error, stopped = None, False
         if not completed:
             err = job_return._return_value
-            error = one_line(err)
-            if multirun:  # a bug's traceback goes to the job's train.log
+            error, stopped = one_line(err), pruned(err)
+            if stopped:
+                log.info("job %s pruned: %s", out.name, error)
+            elif multirun:  # a bug's traceback goes to the job's train.log
                 bug = None if isinstance(err, AeLabError) else err
                 log.error("ae_lab: job %s failed: %s", out.name, error, exc_info=bug)
-        records.finish(out, self.record, completed, error)
+        records.finish(out, self.record, completed, error, pruned=stopped)
         if multirun:
             self._summarize(config)
 
