@@ -63,11 +63,26 @@ def path_name(path: str) -> str:
     return Path(path).name
 
 
+def tracker_run_name(output_dir: str, mode: object, overrides: Iterable[str], model: str) -> str:
+    """What MLflow and W&B call a run, as TensorBoard does: a sweep job's folder name (its
+    overrides, ``model=conv_vae,latent=8``); for a single run, whose folder is named by the time,
+    its overrides as a sweep job's are named, the logger choice left out (every run of the store
+    has it), or the model's config name (``ae``) when it has none."""
+    if str(mode).endswith("MULTIRUN"):
+        return path_name(output_dir)
+    overrides = list(overrides)
+    loggers = [override_key(o) for o in overrides if under(override_key(o), ("logger",))]
+    name = run_name(overrides, loggers)
+    return model if name == "default" else name
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
     if not OmegaConf.has_resolver("path_name"):
         OmegaConf.register_new_resolver("path_name", path_name)
+    if not OmegaConf.has_resolver("tracker_run_name"):
+        OmegaConf.register_new_resolver("tracker_run_name", tracker_run_name)
     if not OmegaConf.has_resolver("ae_lab_help"):  # --help's lists (conf/hydra/default.yaml)
         from ae_lab.config import help as help_text
 

@@ -9,9 +9,14 @@ lines would be printed twice; ``quiet_lightning`` leaves them to the root's hand
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+import os
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ae_lab.reporting import metrics as headline
 
@@ -69,8 +74,90 @@ def quiet_lightning() -> None:
             logger.addFilter(DropLightningNotes())
 
 
-def run_end_block(values: Mapping[str, float], run_dir: Path | None) -> str:
-    """The headline metrics a run ends with, its folder and how to look at it in TensorBoard."""
+# where TensorBoard opens the model-vs-PCA charts (ae_lab/callbacks/comparison.py); it opens
+# on another tab by itself
+CUSTOM_SCALARS_URL = "http://localhost:6006/#custom_scalars"
+SQLITE = "sqlite:///"
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as a command line takes it: relative to the working folder when inside it (where
+    ae_lab writes its runs), quoted for the shell where it needs it."""
+    path = Path(os.path.abspath(path))  # not resolved: a venv's python is a symlink out of it
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return shlex.quote(str(path))
+
+
+def tool(script: str, module: str) -> str:
+    """How to start a tool of this Python's environment from a fresh shell, venv activated or
+    not: its console script beside this Python (``.venv/bin/tensorboard``), else this Python
+    running its module (``.venv/bin/python -m tensorboard.main``)."""
+    beside = Path(sys.executable).parent / script  # the venv's bin/, symlinks left as they are
+    if beside.is_file():
+        return shown_path(beside)
+    return f"{shown_path(sys.executable)} -m {module}"
+
+
+def tensorboard_command(logdir: Path | str) -> str:
+    return f"{tool('tensorboard', 'tensorboard.main')} --logdir {shown_path(logdir)}"
+
+
+def mlflow_command(tracking_uri: str) -> str:
+    """``mlflow ui`` on a SQLite store; a tracking server is its address."""
+    if not tracking_uri.startswith(SQLITE):
+        return tracking_uri
+    store = shown_path(tracking_uri[len(SQLITE) :])
+    return f"{tool('mlflow', 'mlflow')} ui --backend-store-uri {SQLITE}{store}"
+
+
+def where_to_look(loggers: Iterable[Any], run_dir: Path | None) -> list[str]:
+    """One line per logger of the run that has something to look at, with the command that
+    shows it: only the loggers the run used, each as it is configured."""
+    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    lines = []
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            lines.append(f"curves and figures: {tensorboard_command(logger.log_dir)}")
+            lines.append(f"model vs PCA: {CUSTOM_SCALARS_URL}")
+        elif isinstance(logger, MLFlowLogger):
+            uri = getattr(logger, "_tracking_uri", None) or ""
+            if uri:
+                lines.append(f"MLflow: {mlflow_command(uri)}")
+        elif isinstance(logger, WandbLogger):
+            folder = Path(logger.save_dir or run_dir or ".") / "wandb"
+            if getattr(logger, "_offline", False):
+                runs = f"{shown_path(folder)}/offline-run-*"
+                lines.append(f"W&B: {tool('wandb', 'wandb')} sync {runs}")
+        elif isinstance(logger, CSVLogger):
+            lines.append(f"metrics table: {shown_path(Path(logger.log_dir) / 'metrics.csv')}")
+    return lines
+
+
+def sweep_views(logger_configs: Mapping[str, Any] | None, sweep_dir: Path) -> list[str]:
+    """``where_to_look`` for a whole sweep, from its ``logger`` group's configs (the jobs' own
+    loggers are gone when it ends): TensorBoard on the sweep folder, MLflow on its store."""
+    lines = []
+    for config in (logger_configs or {}).values():
+        target = str(getattr(config, "get", lambda *_: "")("_target_", "")).rsplit(".", 1)[-1]
+        if target == "TensorBoardLogger":
+            lines.append(f"curves: {tensorboard_command(sweep_dir)}")
+        elif target in ("MLFlowLogger", "mlflow_logger"):
+            try:
+                uri = str(config.get("tracking_uri") or "")
+            except Exception:  # noqa: BLE001 - an interpolation only a job could resolve
+                uri = ""
+            if uri:
+                lines.append(f"MLflow: {mlflow_command(uri)}")
+    return list(dict.fromkeys(lines))
+
+
+def run_end_block(
+    values: Mapping[str, float], run_dir: Path | None, loggers: Iterable[Any] = ()
+) -> str:
+    """The headline metrics a run ends with, its folder and how to look at it in each of its
+    ``loggers`` (``where_to_look``)."""
     shown = headline.select(values, headline.RUN_END)
     width = max((len(name) for name in shown), default=0)
     lines = ["run finished:"]
@@ -80,8 +167,6 @@ def run_end_block(values: Mapping[str, float], run_dir: Path | None) -> str:
         label = f"  {metric.label}" if metric else ""
         lines.append(f"  {name:<{width}}  {text:>10}{label}")
     if run_dir is not None:
-        lines.append(f"  run folder: {run_dir}")
-        lines.append(f"  curves and figures: tensorboard --logdir {run_dir}")
-        # the model-vs-PCA charts (ae_lab/callbacks/comparison.py); TensorBoard opens elsewhere
-        lines.append("  model vs PCA: http://localhost:6006/#custom_scalars")
+        lines.append(f"  run folder: {shown_path(run_dir)}")
+    lines += [f"  {line}" for line in where_to_look(loggers, run_dir)]
     return "\n".join(lines)

@@ -157,7 +157,7 @@ class Run:
         if self.trainer.is_global_zero:
             from ae_lab.run import console
 
-            log.info(console.run_end_block(metrics, self.out))
+            log.info(console.run_end_block(metrics, self.out, self.trainer.loggers))
         return metrics
 
 
