@@ -62,11 +62,16 @@ def _every_stage(metric: str) -> str:
     return f"^(?!{re.escape(metrics.PCA_PREFIX)})[^/]+/{re.escape(metric)}$"
 
 
+# what a class defines when its objective differs from its parent's (ae_lab.models.base)
+OBJECTIVE_HOOKS = ("objective", "loss_terms", "shared_step")
+
+
 def objective_name(model: Any) -> str:
-    """The model's objective in a word (``mse``, ``neg_elbo``): the ``objective`` of the class
-    that defines its ``loss_terms`` (a variant that defines its own loss without naming it is
-    named by its class), or ``loss`` for a model without ``loss_terms``."""
-    owner = next((c for c in type(model).__mro__ if "loss_terms" in vars(c)), None)
+    """The model's objective in a word (``mse``, ``neg_elbo``): the ``objective`` of the nearest
+    class that defines its loss (``loss_terms`` or ``shared_step``) or names it; a class that
+    defines its own loss without naming it is named by its class name; a model with none of
+    these is named ``loss``."""
+    owner = next((c for c in type(model).__mro__ if set(OBJECTIVE_HOOKS) & set(vars(c))), None)
     if owner is None:
         return LOSS
     return str(vars(owner).get("objective", owner.__name__))

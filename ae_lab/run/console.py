@@ -78,6 +78,9 @@ def quiet_lightning() -> None:
 # on another tab by itself
 CUSTOM_SCALARS_URL = "http://localhost:6006/#custom_scalars"
 SQLITE = "sqlite:///"
+# an experiment's runs in `mlflow ui` (its default address), in the model-training view: MLflow 3's
+# UI opens on its GenAI view unless the address or the browser's last choice says otherwise
+MLFLOW_RUNS_URL = "http://127.0.0.1:5000/#/experiments/{id}/runs?workflowType=machine_learning"
 
 
 def shown_path(path: Path | str) -> str:
@@ -125,6 +128,8 @@ def where_to_look(loggers: Iterable[Any], run_dir: Path | None) -> list[str]:
             uri = getattr(logger, "_tracking_uri", None) or ""
             if uri:
                 lines.append(f"MLflow: {mlflow_command(uri)}")
+            if uri.startswith(SQLITE) and logger.experiment_id is not None:
+                lines.append(f"MLflow runs: {MLFLOW_RUNS_URL.format(id=logger.experiment_id)}")
         elif isinstance(logger, WandbLogger):
             folder = Path(logger.save_dir or run_dir or ".") / "wandb"
             if getattr(logger, "_offline", False):
@@ -144,13 +149,23 @@ def sweep_views(logger_configs: Mapping[str, Any] | None, sweep_dir: Path) -> li
         if target == "TensorBoardLogger":
             lines.append(f"curves: {tensorboard_command(sweep_dir)}")
         elif target in ("MLFlowLogger", "mlflow_logger"):
-            try:
-                uri = str(config.get("tracking_uri") or "")
-            except Exception:  # noqa: BLE001 - an interpolation only a job could resolve
-                uri = ""
+            uri = _tracking_uri(config)
             if uri:
                 lines.append(f"MLflow: {mlflow_command(uri)}")
     return list(dict.fromkeys(lines))
+
+
+def _tracking_uri(config: Any) -> str:
+    """A logger config's ``tracking_uri``; once the sweep's jobs have ended, Hydra's
+    ``${hydra:runtime.cwd}`` no longer resolves, and is the folder the sweep runs in."""
+    from omegaconf import OmegaConf
+
+    try:
+        return str(config.get("tracking_uri") or "")
+    except Exception:  # noqa: BLE001 - an interpolation only a job could resolve
+        raw = str(OmegaConf.to_container(config, resolve=False).get("tracking_uri") or "")
+        raw = raw.replace("${hydra:runtime.cwd}", os.getcwd())
+        return "" if "${" in raw else raw
 
 
 def run_end_block(
