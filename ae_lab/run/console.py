@@ -128,8 +128,9 @@ def where_to_look(loggers: Iterable[Any], run_dir: Path | None) -> list[str]:
             uri = getattr(logger, "_tracking_uri", None) or ""
             if uri:
                 lines.append(f"MLflow: {mlflow_command(uri)}")
-            if uri.startswith(SQLITE) and logger.experiment_id is not None:
-                lines.append(f"MLflow runs: {MLFLOW_RUNS_URL.format(id=logger.experiment_id)}")
+            experiment = getattr(logger, "_experiment_id", None)  # without making one
+            if uri.startswith(SQLITE) and experiment is not None:
+                lines.append(f"MLflow runs: {MLFLOW_RUNS_URL.format(id=experiment)}")
         elif isinstance(logger, WandbLogger):
             folder = Path(logger.save_dir or run_dir or ".") / "wandb"
             if getattr(logger, "_offline", False):
