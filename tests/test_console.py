@@ -79,7 +79,8 @@ def test_a_run_ends_with_its_headline_metrics_folder_and_tensorboard_command(tin
     assert re.search(rf"^  {re.escape(metrics.RATIO)} +\d", block, re.M)
     assert re.search(r"^  test/mse +\d", block, re.M)
     assert f"run folder: {tiny_run.run_dir}" in block
-    assert f"tensorboard --logdir {tiny_run.run_dir}" in block
+    [command] = re.findall(r"curves and figures: (.+)", block)
+    assert "tensorboard" in command and command.endswith(f" --logdir {tiny_run.run_dir}")
     assert "test: test/loss=" not in tiny_run.out  # the one-line summary it replaces
     assert (tiny_run.run_dir / "metrics.json").exists()
 

@@ -129,7 +129,7 @@ def test_a_run_logged_to_mlflow_alone_points_at_mlflow_alone(rest, store):
     block = store["output"][store["output"].index("run finished:") :]
     assert "tensorboard" not in block and "custom_scalars" not in block
     [command] = re.findall(r"MLflow: (.+)", block)
-    assert command.endswith(" ui --backend-store-uri sqlite:///mlflow.db")
+    assert command.endswith(f" ui --backend-store-uri sqlite:///{store['cwd']}/mlflow.db")
     [url] = re.findall(r"MLflow runs: (\S+)", block)
     assert f"/#/experiments/{experiment(rest)['experiment_id']}/runs?" in url
     assert "workflowType=machine_learning" in url  # the runs, not MLflow's GenAI view

@@ -167,16 +167,16 @@ def test_the_run_end_block_points_at_the_loggers_the_run_used(tmp_path, monkeypa
 
     only_mlflow = console.run_end_block(values, run, [mlflow])
     assert "tensorboard" not in only_mlflow and "custom_scalars" not in only_mlflow
-    assert "ui --backend-store-uri sqlite:///mlflow.db\n" in only_mlflow  # relative: printed here
+    assert f"ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db\n" in only_mlflow
     assert "/#/experiments/3/runs?workflowType=machine_learning" in only_mlflow
 
     only_tb = console.run_end_block(values, run, [TensorBoardLogger(run, name="", version="")])
     assert "mlflow" not in only_tb.lower()
-    assert " --logdir outputs/2026-01-01/12-00-00\n" in only_tb
+    assert f" --logdir {run}\n" in only_tb  # absolute: it runs from any folder
 
     csv = console.run_end_block(values, run, [CSVLogger(run, name="csv", version="")])
-    assert csv.endswith("metrics table: outputs/2026-01-01/12-00-00/csv/metrics.csv")
-    assert console.run_end_block(values, run).endswith("run folder: outputs/2026-01-01/12-00-00")
+    assert csv.endswith(f"metrics table: {run}/csv/metrics.csv")
+    assert console.run_end_block(values, run).endswith(f"run folder: {run}")
 
 
 def test_tools_are_named_by_the_path_of_this_environment(tmp_path, monkeypatch):
@@ -187,8 +187,8 @@ def test_tools_are_named_by_the_path_of_this_environment(tmp_path, monkeypatch):
     bin_dir.mkdir(parents=True)
     (bin_dir / "tensorboard").write_text("")
     monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
-    assert console.tool("tensorboard", "tensorboard.main") == ".venv/bin/tensorboard"
-    assert console.tool("mlflow", "mlflow") == ".venv/bin/python -m mlflow"
+    assert console.tool("tensorboard", "tensorboard.main") == f"{bin_dir}/tensorboard"
+    assert console.tool("mlflow", "mlflow") == f"{bin_dir}/python -m mlflow"
     monkeypatch.setattr(sys, "executable", "/opt/my env/bin/python")
     assert console.tool("mlflow", "mlflow") == "'/opt/my env/bin/python' -m mlflow"
 
@@ -282,7 +282,7 @@ def test_the_printed_tensorboard_command_runs_from_a_fresh_shell(sweep):
         log = (sweep / job / "train.log").read_text()
         [command] = re.findall(r"curves and figures: (.+)", log)
         words = shlex.split(command)
-        assert words[-2:] == ["--logdir", f"sweep/{job}"]
+        assert words[-2:] == ["--logdir", str(sweep / job)]
         fresh = {"PATH": "/usr/bin:/bin", "HOME": str(sweep.parent)}
         proc = subprocess.run([*words[:-2], "--version_tb"], cwd=sweep.parent, env=fresh,
                               capture_output=True, text=True, timeout=120)  # fmt: skip

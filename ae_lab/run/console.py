@@ -9,7 +9,6 @@ lines would be printed twice; ``quiet_lightning`` leaves them to the root's hand
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shlex
@@ -84,18 +83,15 @@ MLFLOW_RUNS_URL = "http://127.0.0.1:5000/#/experiments/{id}/runs?workflowType=ma
 
 
 def shown_path(path: Path | str) -> str:
-    """A path as a command line takes it: relative to the working folder when inside it (where
-    ae_lab writes its runs), quoted for the shell where it needs it."""
-    path = Path(os.path.abspath(path))  # not resolved: a venv's python is a symlink out of it
-    with contextlib.suppress(ValueError):
-        path = path.relative_to(Path.cwd())
-    return shlex.quote(str(path))
+    """A path as a command line takes it from any folder: absolute (not resolved: a venv's
+    python is a symlink out of the venv), quoted for the shell where it needs it."""
+    return shlex.quote(os.path.abspath(path))
 
 
 def tool(script: str, module: str) -> str:
     """How to start a tool of this Python's environment from a fresh shell, venv activated or
-    not: its console script beside this Python (``.venv/bin/tensorboard``), else this Python
-    running its module (``.venv/bin/python -m tensorboard.main``)."""
+    not: its console script beside this Python (``/path/.venv/bin/tensorboard``), else this
+    Python running its module (``/path/.venv/bin/python -m tensorboard.main``)."""
     beside = Path(sys.executable).parent / script  # the venv's bin/, symlinks left as they are
     if beside.is_file():
         return shown_path(beside)
