@@ -19,14 +19,25 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hydra.types import RunMode
 
 from ae_lab.callbacks.loggers import EXPERIMENT_KIND_TAG, MODEL_TRAINING
+from ae_lab.config.resolvers import tracker_run_name
 from tests.conftest import TINY, run_ae_lab
-
-pytestmark = pytest.mark.integration
 
 EPOCHS = 2
 SINGLE = ("model=vae", "latent=8")
+
+
+def test_a_single_run_is_named_by_its_overrides_and_a_sweep_job_by_its_folder():
+    single = "/work/outputs/2026-01-01/12-00-00"
+    named = tracker_run_name(single, RunMode.RUN, ["logger=mlflow", "model=vae", "latent=8"], "vae")
+    assert named == "model=vae,latent=8"
+    assert tracker_run_name(single, RunMode.RUN, ["logger=[mlflow,wandb]"], "ae") == "ae"
+    evaluated = ["ckpt_path=/work/outputs/x/checkpoints/best.ckpt", "transform=mask"]
+    assert tracker_run_name(single, RunMode.RUN, evaluated, "ae") == "transform=mask"
+    job = "/work/multirun/2026-01-01/12-00-00/model=vae,latent=8"
+    assert tracker_run_name(job, RunMode.MULTIRUN, ["model=vae"], "vae") == "model=vae,latent=8"
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +46,17 @@ def store(tmp_path_factory, mnist_root) -> dict:
     ``mlflow.db`` holds them all."""
     cwd = tmp_path_factory.mktemp("views_mlflow")
     shared = (*TINY, f"trainer.max_epochs={EPOCHS}", "threads=1", "logger=mlflow")
-    run_ae_lab("-m", "model=ae,vae", *shared, cwd=cwd, data_root=mnist_root)
+    swept = run_ae_lab("-m", "model=ae,vae", *shared, cwd=cwd, data_root=mnist_root)
     single = run_ae_lab(*SINGLE, *shared, cwd=cwd, data_root=mnist_root)
     [sweep] = cwd.glob("multirun/*/*")
     [run_dir] = cwd.glob("outputs/*/*")
-    return {"cwd": cwd, "sweep": sweep, "run_dir": run_dir, "output": single.stdout + single.stderr}
+    return {
+        "cwd": cwd,
+        "sweep": sweep,
+        "run_dir": run_dir,
+        "output": single.stdout + single.stderr,
+        "sweep_output": swept.stdout + swept.stderr,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +111,13 @@ def runs(rest) -> dict[str, dict]:
     return {run["info"]["run_name"]: run for run in found}
 
 
+@pytest.mark.integration
 def test_the_experiment_is_marked_as_model_training(rest):
     tags = {t["key"]: t["value"] for t in experiment(rest).get("tags", [])}
     assert tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING
 
 
+@pytest.mark.integration
 def test_runs_are_named_as_tensorboard_names_them(rest, store):
     names = set(runs(rest))
     jobs = {p.name for p in store["sweep"].iterdir() if (p / "job.json").exists()}
@@ -115,6 +134,7 @@ def history(rest, run: dict, metric: str) -> list[tuple[int, float]]:
     return sorted((p["step"], p["value"]) for p in points)
 
 
+@pytest.mark.integration
 def test_model_and_pca_mse_are_series_on_the_same_epochs(rest, store):
     for name, run in runs(rest).items():
         model, pca = history(rest, run, "val/mse"), history(rest, run, "pca/val_mse")
@@ -125,6 +145,7 @@ def test_model_and_pca_mse_are_series_on_the_same_epochs(rest, store):
         assert "step" not in {m["key"] for m in run["data"].get("metrics", [])}
 
 
+@pytest.mark.integration
 def test_a_run_logged_to_mlflow_alone_points_at_mlflow_alone(rest, store):
     block = store["output"][store["output"].index("run finished:") :]
     assert "tensorboard" not in block and "custom_scalars" not in block
@@ -135,6 +156,7 @@ def test_a_run_logged_to_mlflow_alone_points_at_mlflow_alone(rest, store):
     assert "workflowType=machine_learning" in url  # the runs, not MLflow's GenAI view
 
 
+@pytest.mark.integration
 def test_the_printed_mlflow_command_runs_from_a_fresh_shell(store):
     """The executable of the printed command, run with a PATH that has no venv on it, from the
     folder the run was started from."""
@@ -148,3 +170,10 @@ def test_the_printed_mlflow_command_runs_from_a_fresh_shell(store):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "version" in proc.stdout
     assert not Path(tool[0]).is_absolute() or Path(tool[0]).is_file()
+
+
+@pytest.mark.integration
+def test_a_sweep_logged_to_mlflow_alone_ends_by_pointing_at_its_store(store):
+    [last] = [line for line in store["sweep_output"].splitlines() if "sweep finished:" in line]
+    assert last.endswith(f" ui --backend-store-uri sqlite:///{store['cwd']}/mlflow.db")
+    assert "tensorboard" not in last

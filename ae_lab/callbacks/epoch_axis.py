@@ -31,7 +31,7 @@ class EpochAxis(L.Callback):
     """Logs ``step`` = ``completed_epochs`` with every epoch's metrics (see the module's doc)."""
 
     def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.loggers:  # no logger: no x-axis to set
             return
         value = float(completed_epochs(trainer))
         # the same on every process: synced so that Lightning does not warn under DDP

@@ -66,13 +66,14 @@ def path_name(path: str) -> str:
 def tracker_run_name(output_dir: str, mode: object, overrides: Iterable[str], model: str) -> str:
     """What MLflow and W&B call a run, as TensorBoard does: a sweep job's folder name (its
     overrides, ``model=conv_vae,latent=8``); for a single run, whose folder is named by the time,
-    its overrides as a sweep job's are named, the logger choice left out (every run of the store
-    has it), or the model's config name (``ae``) when it has none."""
+    its overrides as a sweep job's are named, the logger choice and the checkpoint left out (every
+    run of the store has the one; a resumed or evaluated run is named by what it is, not by its
+    file), or the model's config name (``ae``) when it has none."""
     if str(mode).endswith("MULTIRUN"):
         return path_name(output_dir)
     overrides = list(overrides)
-    loggers = [override_key(o) for o in overrides if under(override_key(o), ("logger",))]
-    name = run_name(overrides, loggers)
+    left_out = [k for k in map(override_key, overrides) if under(k, ("logger", "ckpt_path"))]
+    name = run_name(overrides, left_out)
     return model if name == "default" else name
 
 
