@@ -289,3 +289,23 @@ def test_the_printed_tensorboard_command_runs_from_a_fresh_shell(sweep):
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert re.match(r"\d+\.\d+", proc.stdout.strip())
         assert "step" not in json.loads((sweep / job / "metrics.json").read_text())
+
+
+def test_a_sweep_points_at_the_loggers_of_its_config(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    monkeypatch.chdir(tmp_path)
+    loggers = OmegaConf.create(
+        {
+            "tensorboard": {"_target_": "lightning.pytorch.loggers.TensorBoardLogger"},
+            "mlflow": {
+                "_target_": "ae_lab.callbacks.loggers.mlflow_logger",
+                # what only a job resolves: the sweep's folder stands for it once they are over
+                "tracking_uri": "sqlite:///${hydra:runtime.cwd}/mlflow.db",
+            },
+        }
+    )
+    curves, store = console.sweep_views(loggers, tmp_path / "sweep")
+    assert curves.startswith("curves: ") and curves.endswith(f" --logdir {tmp_path}/sweep")
+    assert store.endswith(f" ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db")
+    assert console.sweep_views(OmegaConf.create({}), tmp_path) == []  # logger=none

@@ -142,7 +142,9 @@ def sweep_views(logger_configs: Mapping[str, Any] | None, sweep_dir: Path) -> li
     loggers are gone when it ends): TensorBoard on the sweep folder, MLflow on its store."""
     lines = []
     for config in (logger_configs or {}).values():
-        target = str(getattr(config, "get", lambda *_: "")("_target_", "")).rsplit(".", 1)[-1]
+        if not isinstance(config, Mapping):
+            continue
+        target = str(config.get("_target_", "")).rsplit(".", 1)[-1]
         if target == "TensorBoardLogger":
             lines.append(f"curves: {tensorboard_command(sweep_dir)}")
         elif target in ("MLFlowLogger", "mlflow_logger"):
