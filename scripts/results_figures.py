@@ -25,7 +25,9 @@ CLASSES = range(10)
 
 
 def read_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
-    """Per-epoch values of ``tags`` from a run's TensorBoard event files, as (epoch, value)."""
+    """Per-epoch values of ``tags`` from a run's TensorBoard event files, as (epoch, value): the
+    step is the epoch (ae_lab/callbacks/epoch_axis.py); in runs from before that, the ``epoch``
+    scalar logged at the same step gives it, counted from 0."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out: dict[str, list[tuple[int, float]]] = {}
@@ -36,7 +38,9 @@ def read_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, list[tuple[int
         epochs = {e.step: e.value for e in acc.Scalars("epoch")} if "epoch" in scalars else {}
         for tag in set(tags) & set(scalars):
             out.setdefault(tag, []).extend(
-                (int(epochs.get(e.step, i)) + 1, e.value) for i, e in enumerate(acc.Scalars(tag))
+                (int(epochs[e.step]) + 1 if epochs else e.step, e.value)
+                for e in acc.Scalars(tag)
+                if not epochs or e.step in epochs
             )
     return out
 

@@ -79,7 +79,8 @@ def test_a_run_ends_with_its_headline_metrics_folder_and_tensorboard_command(tin
     assert re.search(rf"^  {re.escape(metrics.RATIO)} +\d", block, re.M)
     assert re.search(r"^  test/mse +\d", block, re.M)
     assert f"run folder: {tiny_run.run_dir}" in block
-    assert f"tensorboard --logdir {tiny_run.run_dir}" in block
+    [command] = re.findall(r"curves and figures: (.+)", block)
+    assert "tensorboard" in command and command.endswith(f" --logdir {tiny_run.run_dir}")
     assert "test: test/loss=" not in tiny_run.out  # the one-line summary it replaces
     assert (tiny_run.run_dir / "metrics.json").exists()
 
@@ -97,7 +98,9 @@ def test_a_sweep_ends_with_its_summary_and_job_counts(tmp_path, mnist_root):
     )
     out = proc.stdout + proc.stderr
     assert f"sweep finished: 1 completed, 0 failed; summary in {sweep_dir / 'summary.md'}" in out
-    assert f"tensorboard --logdir {sweep_dir}" in out
+    # logger=none: no logger to point at
+    [last] = [line for line in out.splitlines() if "sweep finished:" in line]
+    assert last.endswith("summary.md") and "tensorboard" not in last
 
 
 @pytest.fixture(scope="module")
@@ -137,18 +140,21 @@ def test_the_wrong_python_gets_a_one_line_hint(tmp_path, mnist_root):
 
 # --------------------------------------------------------------------------------- unit tests
 def test_the_end_of_run_block_shows_the_ratio_and_where_to_look(tmp_path):
-    block = console.run_end_block({"test/mse": 0.02, "pca/test_mse": 0.04, "val/mse": 1}, tmp_path)
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    values = {"test/mse": 0.02, "pca/test_mse": 0.04, "val/mse": 1}
+    block = console.run_end_block(values, tmp_path, [TensorBoardLogger(tmp_path, "", "")])
     assert re.search(rf"^  {re.escape(metrics.RATIO)} +0\.5 ", block, re.M)
     assert "val/mse" not in block  # not a run-end metric
-    assert f"tensorboard --logdir {tmp_path}\n" in block
+    assert f" --logdir {tmp_path}\n" in block
     assert block.endswith("#custom_scalars")  # where the model-vs-PCA charts open
 
 
 def test_the_sweep_line_counts_completed_and_failed_jobs(tmp_path):
     rows = [{"status": "completed"}, {"status": "failed"}, {"status": "completed"}]
-    line = summary_line(rows, tmp_path, final=True)
+    line = summary_line(rows, tmp_path, final=True, views=[f"curves: tb --logdir {tmp_path}"])
     assert line.startswith("sweep finished: 2 completed, 1 failed; summary in ")
-    assert str(tmp_path / "summary.md") in line and f"tensorboard --logdir {tmp_path}" in line
+    assert str(tmp_path / "summary.md") in line and f"tb --logdir {tmp_path}" in line
     assert summary_line(rows, tmp_path, final=False).startswith(
         "sweep summary updated: 2 completed"
     )

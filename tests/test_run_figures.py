@@ -87,10 +87,10 @@ def test_a_two_epoch_run_logs_one_val_mse_point_per_epoch_and_hparams_names_the_
     assert {"val/mse", "test/mse", "pca/test_mse", "test/mse_ratio"} <= named
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     shown = start.session_start_info.hparams
-    # integers as integers; the tab writes a number as 2.0000
-    assert shown["latent"].string_value == "2"
-    assert shown["batch_size"].string_value == "64"
-    assert shown["n_params"].string_value == str(model.n_params)
+    # numbers as numbers, which the tab sorts and filters by value
+    assert shown["latent"].number_value == 2
+    assert shown["batch_size"].number_value == 64
+    assert shown["n_params"].number_value == model.n_params
     assert shown["lr"].number_value == pytest.approx(0.001)
 
 

@@ -42,13 +42,15 @@ def test_pca_counterparts_pair_each_model_metric_with_pca_of_the_same_quantity()
 
 
 def test_the_layout_puts_model_and_pca_of_a_metric_on_one_chart():
-    [(category, charts)] = comparison_layout(LOGGED).items()
+    [(category, charts)] = comparison_layout(LOGGED, "mse").items()
     assert category == CATEGORY
-    shown = [drawn(chart, LOGGED) for chart in charts.values()]
+    # PCA's values are drawn from the run's PCA run, under the model's names
+    losses = ["loss_mse/train", "loss_mse/val", "loss_neg_elbo/val"]
+    shown = [drawn(chart, [*LOGGED, *losses]) for chart in charts.values()]
     assert shown == [
-        {"val/mse", "pca/val_mse", "test/mse", "pca/test_mse"},
-        {"downstream/acc_recon", "downstream/acc_pca"},
-        {"train/loss", "val/loss", "test/loss"},
+        {"val/mse", "test/mse"},
+        {"downstream/acc_recon"},
+        {"loss_mse/train", "loss_mse/val"},  # a chart per objective
     ]
     # the same charts from the first validation on: a sweep half tested shows no duplicates
     assert comparison_layout(["val/mse", "pca/val_mse", "val/loss"])[CATEGORY]["mse: model and PCA"]
@@ -94,8 +96,13 @@ def test_a_run_writes_the_layout_to_tensorboard_only(logged):
     [category] = layouts[-1].category
     tags = list(scalars(logged))
     charts = {c.title: drawn(["Multiline", c.multiline.tag], tags) for c in category.chart}
-    assert charts["mse: model and PCA"] == {"val/mse", "pca/val_mse", "test/mse", "pca/test_mse"}
-    assert charts["loss: the model's objective"] == {"train/loss", "val/loss", "test/loss"}
+    assert charts["mse: model and PCA"] == {"val/mse", "test/mse"}
+    assert charts["loss (mse): the model's objective"] == {
+        "loss_mse/train", "loss_mse/val", "loss_mse/test"
+    }  # fmt: skip
+    pca = scalars(logged / "pca")  # PCA's run: its values under the model's names
+    assert pca["val/mse"] == scalars(logged)["pca/val_mse"]
+    assert pca["test/mse"] == scalars(logged)["pca/test_mse"]
     assert "custom_scalars" not in (logged / "csv" / "metrics.csv").read_text()
 
 

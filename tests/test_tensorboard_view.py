@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ae_lab.callbacks.comparison import CATEGORY
+from ae_lab.callbacks.comparison import CATEGORY, PCA_RUN
 from ae_lab.callbacks.loggers import FIGURES
 from ae_lab.reporting import metrics
 from ae_lab.reporting.identity import override_key
@@ -97,8 +97,9 @@ def api(sweep, request) -> Api:
 
 def test_runs_are_named_by_what_tells_the_jobs_apart(api, sweep):
     runs = api("runs")
-    assert sorted(runs) == sorted(JOBS)
-    assert sorted(runs) == sorted(p.name for p in sweep.iterdir() if (p / "job.json").exists())
+    # each job and, as a run of its own, its PCA baseline
+    assert sorted(runs) == sorted([*JOBS, *(f"{job}/{PCA_RUN}" for job in JOBS)])
+    assert sorted(JOBS) == sorted(p.name for p in sweep.iterdir() if (p / "job.json").exists())
     # what every job shares is in the sweep's config and each job's overrides, not in the names
     assert set(SHARED) <= set(load_yaml(sweep / "multirun.yaml")["hydra"]["overrides"]["task"])
     shared = {override_key(o) for o in SHARED}
@@ -133,8 +134,10 @@ def test_custom_scalars_draw_the_model_and_pca_on_one_chart(api):
     assert len(charts) == len(first["chart"])  # each run's charts merged into one set
     for job in JOBS:
         drawn = {title: chart_tags(api, job, chart) for title, chart in charts.items()}
-        assert MSE in drawn.values()  # model and PCA, validation and test, on one chart
-        assert {"train/loss", "val/loss", "test/loss"} in drawn.values()
+        pca = {title: chart_tags(api, f"{job}/{PCA_RUN}", chart) for title, chart in charts.items()}
+        # model and PCA (its own run, another colour), validation and test, on one chart
+        assert drawn["mse: model and PCA"] == pca["mse: model and PCA"] == {"val/mse", "test/mse"}
+        assert {"loss_mse/train", "loss_mse/val", "loss_mse/test"} in drawn.values()
 
 
 def test_hparams_has_one_session_per_job_with_its_final_metrics(api):
@@ -150,7 +153,7 @@ def test_hparams_has_one_session_per_job_with_its_final_metrics(api):
     sessions = [s for g in groups["sessionGroups"] for s in g["sessions"]]
     assert sorted(s["name"] for s in sessions) == sorted(JOBS)
     for group in groups["sessionGroups"]:
-        assert group["hparams"]["latent"] == group["name"].split("=")[1]  # 2, not 2.0000
+        assert group["hparams"]["latent"] == int(group["name"].split("=")[1])  # a number
         values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
         assert values[metrics.RATIO] == pytest.approx(values["test/mse"] / values["pca/test_mse"])
 

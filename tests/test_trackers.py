@@ -43,8 +43,8 @@ def test_a_logger_whose_package_is_missing_is_named_with_the_pip_command(monkeyp
     validation.check_environment(cfg)  # installed: no complaint
 
 
-def test_mlflow_and_wandb_name_a_run_after_its_folder():
-    cfg = compose_cfg("logger=[mlflow,wandb]", run_dir="/tmp/multirun/x/model=vae,latent=8")
+def test_mlflow_and_wandb_name_a_run_after_its_overrides():
+    cfg = compose_cfg("logger=[mlflow,wandb]", "model=vae", "latent=8", run_dir="/tmp/x/12-00-00")
     assert cfg.logger.mlflow.run_name == cfg.logger.wandb.name == "model=vae,latent=8"
     assert cfg.logger.mlflow.tracking_uri.startswith("sqlite:////")  # an absolute file
 
@@ -68,13 +68,23 @@ def test_mlflow_makes_its_sqlite_store_under_a_lock(monkeypatch, tmp_path):
         def __exit__(self, *exc):
             events.append("released")
 
+    class Client:
+        def get_experiment(self, experiment_id):
+            return type("Experiment", (), {"tags": {}})
+
+        def set_experiment_tag(self, experiment_id, key, value):
+            events.append(("tagged", key, value))
+
     class Logger:
+        experiment_id = "1"
+
         def __init__(self, **kwargs):
             events.append(("made", kwargs["tracking_uri"]))
 
         @property
         def experiment(self):
             events.append("experiment")
+            return Client()
 
     monkeypatch.setattr(filelock, "FileLock", Lock)
     monkeypatch.setattr(loggers, "MLFlowLogger", Logger)
@@ -85,6 +95,7 @@ def test_mlflow_makes_its_sqlite_store_under_a_lock(monkeypatch, tmp_path):
         "acquired",
         ("made", f"sqlite:///{db}"),
         "experiment",
+        ("tagged", "mlflow.experimentKind", "custom_model_development"),
         "released",
     ]
     assert db.parent.is_dir()

@@ -31,6 +31,7 @@ from torch.utils.tensorboard.summary import hparams as tb_hparams
 from torchvision.utils import save_image
 
 from ae_lab.callbacks.common import writes_files
+from ae_lab.callbacks.epoch_axis import STEP
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ def log_hyperparams(
     whose values it reads from the run's own scalars; the other loggers take the settings as
     settings (CSV: ``hparams.yaml``, MLflow: params, W&B: config) and the final metrics as
     ``FINAL_METRICS_WRITERS`` says (W&B: all of them in its run summary)."""
-    step = trainer.global_step
+    # at the step the run's last metrics were logged (the epoch axis, ae_lab.callbacks.epoch_axis)
+    step = int(getattr(trainer, "logged_metrics", {}).get(STEP, trainer.global_step))
     new = {k: v for k, v in metrics.items() if k not in logged}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
@@ -170,34 +172,67 @@ def final_metrics_writer(logger: Logger) -> FinalMetricsWriter:
 SQLITE = "sqlite:///"
 
 
-def mlflow_logger(tracking_uri: str | None = None, **kwargs: Any) -> MLFlowLogger:
-    """Lightning's ``MLFlowLogger`` with its experiment and run made at once. On a SQLite store,
-    under a lock beside the file: the jobs of a parallel sweep start together, and two processes
-    that create the store's tables, or its experiment, at the same time fail (alembic:
-    ``Online migration expected to match one row``); the file's folder is made if missing."""
-    if not (tracking_uri or "").startswith(SQLITE):
-        logger = MLFlowLogger(tracking_uri=tracking_uri, **kwargs)
-        _ = logger.experiment  # the run, now rather than at the first metric
+# the experiment tag by which MLflow's UI (3.x) decides what an experiment holds, and the value
+# that opens it on its runs (model training), not on GenAI traces (its web app's ExperimentKind)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
+def mlflow_logger(
+    tracking_uri: str | None = None, experiment_name: str = "ae_lab", **kwargs: Any
+) -> MLFlowLogger:
+    """Lightning's ``MLFlowLogger`` with its experiment and run made at once, the experiment
+    marked as model training (``EXPERIMENT_KIND_TAG``) so that MLflow's UI opens it on its runs.
+    On a SQLite store, under a lock beside the file: the jobs of a parallel sweep start together,
+    and two processes that create the store's tables, or its experiment, at the same time fail
+    (alembic: ``Online migration expected to match one row``); the file's folder is made if
+    missing."""
+
+    def make() -> MLFlowLogger:
+        logger = MLFlowLogger(tracking_uri=tracking_uri, experiment_name=experiment_name, **kwargs)
+        client = logger.experiment  # the experiment (made if missing) and the run, now
+        _mark_model_training(client, logger.experiment_id)
         return logger
+
+    if not (tracking_uri or "").startswith(SQLITE):
+        return make()
     from filelock import FileLock
 
     db = Path(tracking_uri[len(SQLITE) :])
     db.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{db}.lock"):
-        logger = MLFlowLogger(tracking_uri=tracking_uri, **kwargs)
-        _ = logger.experiment
-    return logger
+        return make()
+
+
+def _mark_model_training(client: Any, experiment_id: str) -> None:
+    """Tags the experiment as model training unless it says what it holds already (a user who
+    chose another kind in the UI keeps it)."""
+    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+
+
+class FailingWandbLogger(WandbLogger):
+    """Lightning's ``WandbLogger``, which closes the W&B run of a job that failed as failed.
+    Lightning tells every logger ``finalize("failed")`` when a fit or test raises, which its
+    ``WandbLogger`` ignores; the run would stay open until the next job's logger or the end of
+    the process closes it as finished."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if status == "failed" and self._experiment is not None:
+            self._experiment.finish(exit_code=1)
 
 
 def wandb_logger(**kwargs: Any) -> WandbLogger:
-    """Lightning's ``WandbLogger`` for a run of its own. The jobs of a sweep on the basic
-    launcher share one process, where Lightning would go on logging into the W&B run the previous
-    job left open (W&B closes its last run as the process exits): that one is closed first."""
+    """A ``FailingWandbLogger`` for a run of its own. The jobs of a sweep on the basic launcher
+    share one process, where Lightning would go on logging into the W&B run the previous job left
+    open (W&B closes its last run as the process exits): that one is closed first."""
     import wandb
 
     if wandb.run is not None:
         wandb.finish()
-    return WandbLogger(**kwargs)
+    return FailingWandbLogger(**kwargs)
 
 
 # the package each logger needs beyond ae_lab's core install (all of them: pip install
@@ -234,13 +269,11 @@ def _tensorboard_hparams(
 ) -> None:
     """What Lightning's ``TensorBoardLogger.log_hyperparams(params, metrics)`` writes, without
     its logging the metrics a second time: ``hparams.yaml`` and the HPARAMS summaries, which name
-    the metrics (their values are the run's scalars of those names). Integers are written as text,
-    which the tab shows as they are (``latent 2``; a number it shows as ``2.0000``)."""
+    the metrics (their values are the run's scalars of those names). Numbers are written as
+    numbers, so that the tab sorts and filters them as numbers (latent 2, 4, 16; as text: "16",
+    "2", "4")."""
     logger.hparams.update(params)  # hparams.yaml, when the logger saves
-    flat = logger._sanitize_params(_flatten_dict(_convert_params(dict(params))))
-    shown = {
-        k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in flat.items()
-    }
+    shown = logger._sanitize_params(_flatten_dict(_convert_params(dict(params))))
     writer = logger.experiment._get_file_writer()
     for summary in tb_hparams(shown, dict.fromkeys(metrics, 0.0)):
         writer.add_summary(summary, step)

@@ -77,6 +77,20 @@ def file_sha256(path: str | None) -> str | None:
     return f"sha256:{digest.hexdigest()}"
 
 
+def tracker_run_name(output_dir: str, mode: object, overrides: Iterable[str], model: str) -> str:
+    """What MLflow and W&B call a run, as TensorBoard does: a sweep job's folder name (its
+    overrides, ``model=conv_vae,latent=8``); for a single run, whose folder is named by the time,
+    its overrides as a sweep job's are named, the logger choice and the checkpoint left out (every
+    run of the store has the one; a resumed or evaluated run is named by what it is, not by its
+    file), or the model's config name (``ae``) when it has none."""
+    if str(mode).endswith("MULTIRUN"):
+        return path_name(output_dir)
+    overrides = list(overrides)
+    left_out = [k for k in map(override_key, overrides) if under(k, ("logger", "ckpt_path"))]
+    name = run_name(overrides, left_out)
+    return model if name == "default" else name
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
@@ -84,6 +98,8 @@ def register() -> None:
         OmegaConf.register_new_resolver("path_name", path_name)
     if not OmegaConf.has_resolver("file_sha256"):
         OmegaConf.register_new_resolver("file_sha256", file_sha256)
+    if not OmegaConf.has_resolver("tracker_run_name"):
+        OmegaConf.register_new_resolver("tracker_run_name", tracker_run_name)
     if not OmegaConf.has_resolver("ae_lab_help"):  # --help's lists (conf/hydra/default.yaml)
         from ae_lab.config import help as help_text
 

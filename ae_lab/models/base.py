@@ -86,7 +86,8 @@ class LabModule(L.LightningModule):
         # after limit_train_batches and gradient accumulation)
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
-        step_wise = {"scheduler": scheduler, "interval": "step"}
+        # "name": the learning rate's tag (LearningRateMonitor), beside the training metrics
+        step_wise = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
         return {"optimizer": optimizer, "lr_scheduler": step_wise}
 
     def on_train_start(self) -> None:
@@ -108,6 +109,11 @@ class LabModule(L.LightningModule):
 class AutoencoderModule(LabModule):
     """Shared steps and metrics. Every reported MSE is the mean over pixels in [0, 1] of the
     reconstruction against the *clean* image, the same quantity the PCA baseline logs."""
+
+    # what ``loss`` is, in a word: runs whose objectives differ (an MSE near 0.02, a VAE's
+    # negative ELBO near 100) never share a loss chart in TensorBoard (ae_lab.callbacks.comparison);
+    # a variant that defines its own ``loss_terms`` names its objective here too
+    objective = "mse"
 
     def __init__(self, latent_dim: int, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__(optimizer)

@@ -46,6 +46,8 @@ class ContractiveAE(AutoencoderModule):
     unit, so deep encoders with wide codes are slower.
     """
 
+    objective = "mse_contractive"
+
     def __init__(
         self,
         latent_dim: int,

@@ -37,6 +37,8 @@ class SparseAE(AutoencoderModule):
     different scales, so change ``weight`` with ``sparsity`` (see docs/models.md).
     """
 
+    objective = "mse_sparsity"
+
     def __init__(
         self,
         latent_dim: int,

@@ -45,6 +45,8 @@ class VariationalAutoencoder(AutoencoderModule):
     which bounds the NLL from above.
     """
 
+    objective = "neg_elbo"
+
     def __init__(
         self,
         latent_dim: int,

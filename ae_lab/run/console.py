@@ -10,8 +10,12 @@ lines would be printed twice; ``quiet_lightning`` leaves them to the root's hand
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ae_lab.reporting import metrics as headline
 
@@ -69,11 +73,109 @@ def quiet_lightning() -> None:
             logger.addFilter(DropLightningNotes())
 
 
+# where TensorBoard opens the model-vs-PCA charts (ae_lab/callbacks/comparison.py); it opens
+# on another tab by itself
+CUSTOM_SCALARS_URL = "http://localhost:6006/#custom_scalars"
+SQLITE = "sqlite:///"
+# an experiment's runs in `mlflow ui` (its default address), in the model-training view: MLflow 3's
+# UI opens on its GenAI view unless the address or the browser's last choice says otherwise
+MLFLOW_RUNS_URL = "http://127.0.0.1:5000/#/experiments/{id}/runs?workflowType=machine_learning"
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as a command line takes it from any folder: absolute (not resolved: a venv's
+    python is a symlink out of the venv), quoted for the shell where it needs it."""
+    return shlex.quote(os.path.abspath(path))
+
+
+def tool(script: str, module: str) -> str:
+    """How to start a tool of this Python's environment from a fresh shell, venv activated or
+    not: its console script beside this Python (``/path/.venv/bin/tensorboard``), else this
+    Python running its module (``/path/.venv/bin/python -m tensorboard.main``)."""
+    beside = Path(sys.executable).parent / script  # the venv's bin/, symlinks left as they are
+    if beside.is_file():
+        return shown_path(beside)
+    return f"{shown_path(sys.executable)} -m {module}"
+
+
+def tensorboard_command(logdir: Path | str) -> str:
+    return f"{tool('tensorboard', 'tensorboard.main')} --logdir {shown_path(logdir)}"
+
+
+def mlflow_command(tracking_uri: str) -> str:
+    """``mlflow ui`` on a SQLite store; a tracking server is its address."""
+    if not tracking_uri.startswith(SQLITE):
+        return tracking_uri
+    store = shown_path(tracking_uri[len(SQLITE) :])
+    return f"{tool('mlflow', 'mlflow')} ui --backend-store-uri {SQLITE}{store}"
+
+
+def where_to_look(loggers: Iterable[Any], run_dir: Path | None) -> list[str]:
+    """One line per logger of the run that has something to look at, with the command that
+    shows it: only the loggers the run used, each as it is configured."""
+    from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    lines = []
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            lines.append(f"curves and figures: {tensorboard_command(logger.log_dir)}")
+            lines.append(f"model vs PCA: {CUSTOM_SCALARS_URL}")
+        elif isinstance(logger, MLFlowLogger):
+            uri = getattr(logger, "_tracking_uri", None) or ""
+            if uri:
+                lines.append(f"MLflow: {mlflow_command(uri)}")
+            experiment = getattr(logger, "_experiment_id", None)  # without making one
+            if uri.startswith(SQLITE) and experiment is not None:
+                lines.append(f"MLflow runs: {MLFLOW_RUNS_URL.format(id=experiment)}")
+        elif isinstance(logger, WandbLogger):
+            folder = Path(logger.save_dir or run_dir or ".") / "wandb"
+            if getattr(logger, "_offline", False):
+                runs = f"{shown_path(folder)}/offline-run-*"
+                lines.append(f"W&B: {tool('wandb', 'wandb')} sync {runs}")
+        elif isinstance(logger, CSVLogger):
+            lines.append(f"metrics table: {shown_path(Path(logger.log_dir) / 'metrics.csv')}")
+    return lines
+
+
+def sweep_views(logger_configs: Mapping[str, Any] | None, sweep_dir: Path) -> list[str]:
+    """``where_to_look`` for a whole sweep, from its ``logger`` group's configs (the jobs' own
+    loggers are gone when it ends): TensorBoard on the sweep folder, MLflow on its store."""
+    lines = []
+    for config in (logger_configs or {}).values():
+        if not isinstance(config, Mapping):
+            continue
+        target = str(config.get("_target_", "")).rsplit(".", 1)[-1]
+        if target == "TensorBoardLogger":
+            lines.append(f"curves: {tensorboard_command(sweep_dir)}")
+        elif target in ("MLFlowLogger", "mlflow_logger"):
+            uri = _tracking_uri(config)
+            if uri:
+                lines.append(f"MLflow: {mlflow_command(uri)}")
+    return list(dict.fromkeys(lines))
+
+
+def _tracking_uri(config: Any) -> str:
+    """A logger config's ``tracking_uri``; once the sweep's jobs have ended, Hydra's
+    ``${hydra:runtime.cwd}`` no longer resolves, and is the folder the sweep runs in."""
+    from omegaconf import OmegaConf
+
+    try:
+        return str(config.get("tracking_uri") or "")
+    except Exception:  # noqa: BLE001 - an interpolation only a job could resolve
+        raw = str(OmegaConf.to_container(config, resolve=False).get("tracking_uri") or "")
+        raw = raw.replace("${hydra:runtime.cwd}", os.getcwd())
+        return "" if "${" in raw else raw
+
+
 def run_end_block(
-    values: Mapping[str, float], run_dir: Path | None, heading: str = "run finished"
+    values: Mapping[str, float],
+    run_dir: Path | None,
+    loggers: Iterable[Any] = (),
+    heading: str = "run finished",
 ) -> str:
-    """The headline metrics a run ends with, its folder and how to look at it in TensorBoard,
-    under ``heading`` (an evaluation names the corruption it tested)."""
+    """The headline metrics a run ends with, its folder and how to look at it in each of its
+    ``loggers`` (``where_to_look``), under ``heading`` (an evaluation names the corruption it
+    tested)."""
     shown = headline.select(values, headline.RUN_END)
     width = max((len(name) for name in shown), default=0)
     lines = [f"{heading}:"]
@@ -83,8 +185,6 @@ def run_end_block(
         label = f"  {metric.label}" if metric else ""
         lines.append(f"  {name:<{width}}  {text:>10}{label}")
     if run_dir is not None:
-        lines.append(f"  run folder: {run_dir}")
-        lines.append(f"  curves and figures: tensorboard --logdir {run_dir}")
-        # the model-vs-PCA charts (ae_lab/callbacks/comparison.py); TensorBoard opens elsewhere
-        lines.append("  model vs PCA: http://localhost:6006/#custom_scalars")
+        lines.append(f"  run folder: {shown_path(run_dir)}")
+    lines += [f"  {line}" for line in where_to_look(loggers, run_dir)]
     return "\n".join(lines)

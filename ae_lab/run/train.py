@@ -89,7 +89,10 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if hasattr(v, "__float__")}
+    # the x-axis value of the epoch's metrics (ae_lab.callbacks.epoch_axis), not a metric
+    from ae_lab.callbacks.epoch_axis import STEP
+
+    return {k: float(v) for k, v in metrics.items() if hasattr(v, "__float__") and k != STEP}
 
 
 def _fit(
@@ -156,7 +159,7 @@ class Run:
         if self.trainer.is_global_zero:
             from ae_lab.run import console
 
-            log.info(console.run_end_block(metrics, self.out, heading))
+            log.info(console.run_end_block(metrics, self.out, self.trainer.loggers, heading))
         return metrics
 
 
@@ -171,6 +174,7 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ProgressBar
 
     from ae_lab.callbacks.common import TestStageCallback
+    from ae_lab.callbacks.epoch_axis import EpochAxis
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
     from ae_lab.run import checkpoints, console, resume
     from ae_lab.sweeps import slurm
@@ -190,11 +194,12 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
     model.scheduler_factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
-    # always on, whatever the callbacks group: exact resume and the NaN stop
+    # always on, whatever the callbacks group: exact resume, the NaN stop, epochs on x-axes
     callbacks = [
         *instantiate_group(cfg.get("callbacks")),
         resume.ExactResume(run=trained_run.describe(cfg)),
         StopOnNonFiniteLoss(),
+        EpochAxis(),
     ]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.reporting import records, report
 from ae_lab.reporting.identity import changes, resolved_identity
-from ae_lab.run import locks, run_dir
+from ae_lab.run import console, locks, run_dir
 from ae_lab.run.errors import AeLabError, exit_with, one_line
 
 log = logging.getLogger(__name__)
@@ -196,12 +197,16 @@ class SweepSummary(Callback):
             log.exception("could not summarise the sweep in %s", sweep_dir)
             return
         if announce:
-            log.info(summary_line(rows, sweep_dir, final))
+            views = console.sweep_views(_select(config, "logger"), sweep_dir) if final else []
+            log.info(summary_line(rows, sweep_dir, final, views))
 
 
-def summary_line(rows: list[dict[str, Any]], sweep_dir: Path, final: bool) -> str:
+def summary_line(
+    rows: list[dict[str, Any]], sweep_dir: Path, final: bool, views: Sequence[str] = ()
+) -> str:
     """``sweep finished: 3 completed, 1 failed; summary ...``: how many jobs did what, and where
-    to look (at the end of the sweep, also how to open it in TensorBoard)."""
+    to look (at the end of the sweep, also ``views``: how to open it in each of its loggers,
+    ``ae_lab.run.console.sweep_views``)."""
     counts = Counter(str(r.get("status")) for r in rows)
     parts = [
         f"{counts.pop(records.COMPLETED, 0)} completed",
@@ -210,4 +215,4 @@ def summary_line(rows: list[dict[str, Any]], sweep_dir: Path, final: bool) -> st
     parts += [f"{n} {status}" for status, n in sorted(counts.items())]
     what = "sweep finished" if final else "sweep summary updated"
     line = f"{what}: {', '.join(parts)}; summary in {sweep_dir / 'summary.md'}"
-    return f"{line}; curves: tensorboard --logdir {sweep_dir}" if final else line
+    return "; ".join([line, *views]) if final else line
