@@ -4,7 +4,8 @@ Lightning's bar redraws every ``refresh_rate`` steps, so one rate cannot suit bo
 at thousands of steps a second and a convolutional VAE at one or two: the first pays for
 redraws it does not need, the second looks frozen. ``ProgressBar`` redraws by time instead, at
 most once every ``interval_s`` seconds and at the end of each bar (sanity checking included),
-at the cost of one clock read per step.
+at the cost of one clock read per step. A sweep job shows it on a terminal only: in a pipe or a
+SLURM log each redraw would be a line (``ae_lab.sweeps.console`` keeps a job to a few).
 
 Lightning's model summary lists every child module, the metric objects (``val_mse``) among them,
 and a FLOPs column and total that are 0 unless the model defines an example input.

@@ -69,7 +69,8 @@ def position(config: DictConfig) -> str:
 
 
 def end_line(config: DictConfig, job_return: JobReturn) -> str:
-    """``job 3 of 8 completed in 41 s: test/mse 0.01, ...; details in <log file>``."""
+    """``job 3 of 8 completed in 41 s: test/mse 0.01, ...; details in <log file>`` (``in 41 s
+    over 2 attempts`` for a job a re-run continued)."""
     out = Path(config.hydra.runtime.output_dir)
     logs = [p for p in records.open_log_files() if p.parent == out]
     where = f"; details in {_shown(logs[0] if logs else out)}"
@@ -82,6 +83,9 @@ def end_line(config: DictConfig, job_return: JobReturn) -> str:
         shown.append(f"{name} {metric.format(value) if metric else f'{value:.4g}'}")
     took = values.get("time/wall_s")
     timing = f" in {took:.0f} s" if isinstance(took, int | float) else ""
+    record = records.read(out)
+    if record is not None and len(record.attempts) > 1:  # continued where a stop left it
+        timing += f" over {len(record.attempts)} attempts"
     return f"{position(config)} completed{timing}: {', '.join(shown) or 'no metrics'}{where}"
 
 
