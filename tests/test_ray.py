@@ -116,7 +116,10 @@ def test_a_cluster_is_started_here_small_or_the_named_one_joined(fake_ray) -> No
     ray = fake_ray()
     where = ray_launch.connect(RayLauncher(**settings, init={"namespace": "mine"}))
     assert where == "a Ray cluster started on this machine"
-    assert ray.inits == [{**settings, "namespace": "mine", "logging_level": 30}]  # WARNING
+    # "local": a new cluster, even beside one that `ray start` runs here (ray.init() joins that)
+    assert ray.inits == [
+        {**settings, "address": "local", "namespace": "mine", "logging_level": 30}  # WARNING
+    ]
     ray = fake_ray()
     where = ray_launch.connect(RayLauncher(address="127.0.0.1:6379", **settings))
     assert where == "the Ray cluster at 127.0.0.1:6379"

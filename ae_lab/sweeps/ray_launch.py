@@ -88,8 +88,9 @@ def connect(launcher: RayLauncher) -> str:
     if launcher.address:
         settings["address"] = launcher.address
         where = f"the Ray cluster at {launcher.address}"
-    else:
+    else:  # "local": a new cluster, even where `ray start` runs one that ray.init() would join
         settings.update({k: v for k, v in launcher.local.items() if v is not None})
+        settings["address"] = "local"
         where = "a Ray cluster started on this machine"
     ray.init(**settings)
     return where
