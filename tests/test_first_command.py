@@ -94,6 +94,19 @@ def test_a_failed_download_leaves_no_folder_file_or_lock(tmp_path, monkeypatch, 
     assert tree(tmp_path) == []  # not even ./data
 
 
+def test_a_download_stopped_by_ctrl_c_leaves_nothing_either(tmp_path, monkeypatch) -> None:
+    write_then_stop = fake_download(fail=False)
+
+    def stopped(self) -> None:
+        write_then_stop(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torchvision_class(definition("mnist")), "download", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        load_raw("mnist", tmp_path / "data", train=True)
+    assert tree(tmp_path) == []
+
+
 def test_a_failed_download_keeps_what_was_there(tmp_path, monkeypatch) -> None:
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)

@@ -65,10 +65,12 @@ def load_raw(
                 if missing():
                     log.info("%s not found under %s; downloading it", data.name, root)
                     _download(data, root, train)
-        except Exception as err:  # noqa: BLE001 - any download failure means the same to the user
-            for folder in made:
+        except BaseException as err:  # noqa: BLE001 - any download failure means the same to the user
+            for folder in made:  # a Ctrl-C during the download too
                 with contextlib.suppress(OSError):  # only when empty: another job may fill it
                     folder.rmdir()
+            if not isinstance(err, Exception):
+                raise
             lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
             why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
             raise _missing(data, root, f"the download failed: {why}") from err
