@@ -6,12 +6,21 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 ifneq ($(wildcard ../shared/data/MNIST),)
 export AE_LAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
+# make setup records that folder in the venv, where ae_lab reads data.root's default when
+# AE_LAB_DATA_DIR is not set (ae_lab/data/root.py): .venv/bin/python -m ae_lab then finds it too
+DATA_RECORD := .venv/ae_lab-data-dir
 
 SRC := $(wildcard ae_lab hydra_plugins tests scripts)
 
 .PHONY: setup train test test-fast lint format bench results tensorboard clean
 
-setup: .venv/.installed  ## create .venv with ae_lab and everything it needs
+setup: .venv/.installed  ## create .venv with ae_lab and everything it needs; record the data folder
+ifneq ($(AE_LAB_DATA_DIR),)
+	@echo '$(abspath $(AE_LAB_DATA_DIR))' > $(DATA_RECORD)
+	@echo 'ae_lab reads its data from $(abspath $(AE_LAB_DATA_DIR)) (recorded in $(DATA_RECORD))'
+else
+	@rm -f $(DATA_RECORD)
+endif
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv

@@ -4,7 +4,8 @@ Lightning's bar redraws every ``refresh_rate`` steps, so one rate cannot suit bo
 at thousands of steps a second and a convolutional VAE at one or two: the first pays for
 redraws it does not need, the second looks frozen. ``ProgressBar`` redraws by time instead, at
 most once every ``interval_s`` seconds and at the end of each bar (sanity checking included),
-at the cost of one clock read per step.
+at the cost of one clock read per step. A sweep job shows it on a terminal only: in a pipe or a
+SLURM log each redraw would be a line (``ae_lab.sweeps.console`` keeps a job to a few).
 
 Lightning's model summary lists every child module, the metric objects (``val_mse``) among them,
 and a FLOPs column and total that are 0 unless the model defines an example input.
@@ -14,6 +15,7 @@ and a FLOPs column and total that are 0 unless the model defines an example inpu
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,8 @@ from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 from torchmetrics import Metric
+
+from ae_lab.reporting import records
 
 if TYPE_CHECKING:
     import lightning as L
@@ -36,6 +40,8 @@ class ProgressBar(TQDMProgressBar):
         self.interval_s = interval_s
         self._due = 0.0  # time.monotonic() from which the next redraw is due
         self._shown_step = -1  # the last training batch index the bar was redrawn at
+        if records.in_sweep() and not sys.stdout.isatty():  # a sweep's log keeps a few lines a job
+            self.disable()
 
     def _should_update(self, current: int, total: int | float | None) -> bool:
         if not self.is_enabled:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ae_lab.data.root import default_root
 from ae_lab.reporting.identity import DISPLAY_ONLY, override_key, under
 
 # Overrides that say where a run reads or how much of it to show, not what it trains: kept out of
@@ -94,6 +95,8 @@ def tracker_run_name(output_dir: str, mode: object, overrides: Iterable[str], mo
 def register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("ae_lab_data_root"):  # data.root's default (conf/data/mnist.yaml)
+        OmegaConf.register_new_resolver("ae_lab_data_root", default_root)
     if not OmegaConf.has_resolver("path_name"):
         OmegaConf.register_new_resolver("path_name", path_name)
     if not OmegaConf.has_resolver("file_sha256"):

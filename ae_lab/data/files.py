@@ -3,19 +3,22 @@ they are read, so a missing or damaged file ends a run with one message naming i
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import gzip
 import hashlib
 import logging
 import math
+import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from ae_lab.data.definition import DatasetDefinition, definition
 from ae_lab.run.errors import AeLabError
-from ae_lab.run.locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ def load_raw(
     data = definition(dataset)
     root = Path(root).expanduser()
     raw = root / data.folder / "raw"
-    lock = root / data.folder / ".download.lock"  # left by a download, here or in a parallel job
+    lock = root / data.folder / ".download.lock"  # there while a download runs, here or elsewhere
 
     def missing() -> bool:
         return not all((raw / name).is_file() for name in RAW_FILES[train])
@@ -56,12 +59,18 @@ def load_raw(
     if missing() and not download:
         raise _missing(data, root, "download is off (data.download=false)")
     if missing() or lock.exists():
+        made = [p for p in (root / data.folder, root) if not p.exists()]  # removed if left empty
         try:
-            with file_lock(lock):  # a download in progress finishes before its files are read
+            with _download_lock(lock):  # a download in progress finishes before its files are read
                 if missing():
                     log.info("%s not found under %s; downloading it", data.name, root)
-                    torchvision_class(data)(str(root), train=train, download=True)
-        except Exception as err:  # noqa: BLE001 - any download failure means the same to the user
+                    _download(data, root, train)
+        except BaseException as err:  # noqa: BLE001 - any download failure means the same to the user
+            for folder in made:  # a Ctrl-C during the download too
+                with contextlib.suppress(OSError):  # only when empty: another job may fill it
+                    folder.rmdir()
+            if not isinstance(err, Exception):
+                raise
             lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
             why = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
             raise _missing(data, root, f"the download failed: {why}") from err
@@ -75,6 +84,52 @@ def load_raw(
         raise _damaged(data, str(images), why)
     tv = torchvision_class(data)(str(root), train=train, download=False)
     return tv.data, tv.targets
+
+
+def _download(data: DatasetDefinition, root: Path, train: bool) -> None:
+    """torchvision's download of the dataset into ``root``; one that fails takes back every file
+    and folder it made (partial archives, files of a half-done download, an empty ``raw/``), so
+    the next try, or a copy put there by hand, starts from what was there before."""
+    folder = root / data.folder
+    before = set(folder.rglob("*"))
+    try:
+        torchvision_class(data)(str(root), train=train, download=True)
+    except BaseException:
+        for path in sorted(set(folder.rglob("*")) - before, key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):  # deepest first: a folder's files, then the folder
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def _download_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on the file ``path``, removed when the block ends so that the data
+    folder keeps no lock file. A job that waited on a file removed meanwhile (or whose folder a
+    failed download removed) takes the lock again on the file now at ``path``. Opening needs no
+    write access: a read-only copy holding a lock file an older version left is still read."""
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # its folder was removed between the two calls
+            continue
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the lock of a file no longer at ``path``: the job before removed it
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # a read-only folder keeps it, harmlessly
+            path.unlink()
+        os.close(fd)  # closing releases the lock
 
 
 def _missing(data: DatasetDefinition, root: Path, why: str) -> AeLabError:

@@ -107,8 +107,7 @@ class SweepSummary(Callback):
         earlier = records.read(out)
         hydra_dir = config.hydra.get("output_subdir") or ""
         if multirun and earlier and earlier.status == records.COMPLETED and earlier.matches(ident):
-            self.skipped = True  # printed, not logged: the job's train.log stays as it was
-            print(f"{out.name}: completed in an earlier run of this sweep, skipped")
+            self.skipped = True  # said on the console by ae_lab.sweeps.console, not logged
             return
         if multirun and identity and self._superseded(out, earlier, identity, hydra_dir):
             earlier = None
