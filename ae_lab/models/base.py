@@ -82,9 +82,7 @@ class LabModule(L.LightningModule):
             optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        # stepped every batch, over exactly the steps this fit will take (epochs x batches,
-        # after limit_train_batches and gradient accumulation)
-        total_steps = int(self.trainer.estimated_stepping_batches)
+        total_steps = scheduled_steps(self.trainer)
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         step_wise = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": step_wise}
@@ -93,7 +91,7 @@ class LabModule(L.LightningModule):
         """A resumed run must take as many steps as the run that saved the checkpoint: its
         schedule (restored from the checkpoint) spans exactly those, and a longer run would
         fail deep in torch at the old last step, a shorter one would never finish annealing."""
-        steps = int(self.trainer.estimated_stepping_batches)
+        steps = scheduled_steps(self.trainer)
         for config in self.trainer.lr_scheduler_configs:
             planned = getattr(config.scheduler, "total_steps", steps)
             if planned != steps:
@@ -103,6 +101,13 @@ class LabModule(L.LightningModule):
                     "trainer.max_epochs, trainer.limit_train_batches and data.batch_size (its "
                     "learning-rate schedule spans all of its steps), or start a new run."
                 )
+
+
+def scheduled_steps(trainer: L.Trainer) -> int:
+    """The steps a per-batch schedule spans: exactly those this fit takes (epochs x batches, after
+    limit_train_batches and gradient accumulation), and at least one, so that a fit of no steps
+    (``trainer.limit_train_batches=0``: test only) builds its schedule rather than fail in it."""
+    return max(1, int(trainer.estimated_stepping_batches))
 
 
 class AutoencoderModule(LabModule):
