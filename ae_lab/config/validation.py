@@ -200,8 +200,51 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    """Raises ``ConfigError`` listing every ``trainer`` key Lightning's Trainer would refuse."""
-    _refuse(trainer_problems(cfg))
+    """Raises ``ConfigError`` listing every ``trainer`` key Lightning's Trainer would refuse, and
+    every key another object built from the config would (``argument_problems``)."""
+    _refuse(trainer_problems(cfg) + argument_problems(cfg))
+
+
+def _built_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
+    """The config's nodes that ``instantiate`` builds (``_target_``), by key: a group's own node
+    (``model``, ``data``) or one entry of ``callbacks`` and ``logger``; the trainer's is
+    ``trainer_problems``'."""
+    for key, node in cfg.items():
+        if key in ("hydra", "trainer") or not isinstance(node, DictConfig):
+            continue
+        if "_target_" in node:
+            yield str(key), node
+        elif key in ("callbacks", "logger"):
+            for name, entry in node.items():
+                if isinstance(entry, DictConfig) and "_target_" in entry:
+                    yield f"{key}.{name}", entry
+
+
+def argument_problems(cfg: DictConfig) -> list[str]:
+    """Keys that the object their node builds takes no argument for (``+model.foo=1``), which
+    ``instantiate`` would refuse with a traceback only once the run has started."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    found = []
+    for key, node in _built_nodes(cfg):
+        try:
+            target = get_object(str(node._target_))
+            parameters = inspect.signature(target).parameters.values()
+        except Exception:  # noqa: BLE001 - a target that does not load is instantiate's to report
+            continue
+        if any(p.kind == p.VAR_KEYWORD for p in parameters):
+            continue
+        accepted = [p.name for p in parameters if p.kind != p.VAR_POSITIONAL]
+        name = getattr(target, "__name__", str(node._target_))
+        for arg in node:
+            if str(arg) not in INSTANTIATE_KEYS and arg not in accepted:
+                found.append(
+                    f"{key}.{arg} is not an argument of {name}{did_you_mean(arg, accepted)}; "
+                    f"{key} takes {', '.join(accepted)}"
+                )
+    return found
 
 
 def check_environment(cfg: DictConfig) -> None:
