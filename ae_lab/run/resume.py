@@ -229,7 +229,22 @@ def stop_cleanly_on_interrupt(trainer: L.Trainer) -> Iterator[None]:
         _stopped(trainer, "Ctrl-C", 130)
 
 
+def _evaluating() -> bool:
+    """Whether this process runs ``ae-lab-eval`` (a test alone, nothing to continue)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().job.config_name == "eval"
+
+
 def _stopped(trainer: L.Trainer, what: str, code: int) -> None:
+    if trainer.testing and _evaluating():
+        exit_with(f"stopped by {what} during the test; run the same command again", code)
+    if trainer.testing:  # training is over: its epoch counter stands at max_epochs
+        exit_with(
+            f"stopped by {what} during the test, after training had finished. Test again, "
+            f"with what training recorded, with {how_to_continue()}",
+            code,
+        )
     exit_with(
         f"stopped by {what} in epoch {trainer.current_epoch} (counting from 0). Continue from "
         f"the end of the last finished epoch with {how_to_continue()}",
