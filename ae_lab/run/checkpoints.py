@@ -22,6 +22,7 @@ containers, tensors and numbers, which it accepts.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
@@ -36,7 +37,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from ae_lab.run.errors import AeLabError
+from ae_lab.run.errors import AeLabError, disk_full
 
 log = logging.getLogger(__name__)
 DIRNAME = "checkpoints"
@@ -123,14 +124,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target.parent.mkdir(parents=True, exist_ok=True)
         # one writer per process (rank 0), so the process id keeps two writers apart
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        # serialised in memory first: torch's writer reports a full disk as an opaque
+        # RuntimeError ("enforce fail at inline_container.cc"), a plain write as ENOSPC
+        data = io.BytesIO()
+        torch.save(checkpoint, data)
         try:
             with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
+                f.write(data.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as err:
             tmp.unlink(missing_ok=True)
+            if (full := disk_full(err, target)) is not None:
+                raise full from None
             raise
         _sync_folder(target.parent)
 
