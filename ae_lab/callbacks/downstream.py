@@ -157,8 +157,8 @@ class DownstreamClassification(TestStageCallback):
             raise ConfigError(f"{key}: no such file. {use}")
         try:
             state = checkpoints.load(path, key)
-        except checkpoints.UnsafeCheckpoint as err:
-            raise ConfigError(str(err)) from None
+        except checkpoints.UnsafeCheckpoint:
+            raise
         except Exception as err:  # noqa: BLE001 - a damaged file, or none of torch's
             raise ConfigError(
                 f"{key} cannot be read as a checkpoint ({type(err).__name__}). {use}"

@@ -24,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ae_lab.reporting.records import in_sweep
@@ -237,9 +238,11 @@ def _evaluating() -> bool:
 
 
 def _stopped(trainer: L.Trainer, what: str, code: int) -> None:
-    if trainer.testing and _evaluating():
+    # the function the trainer ran (Lightning resets ``trainer.testing`` as the stop unwinds)
+    testing = trainer.state.fn == TrainerFn.TESTING
+    if testing and _evaluating():
         exit_with(f"stopped by {what} during the test; run the same command again", code)
-    if trainer.testing:  # training is over: its epoch counter stands at max_epochs
+    if testing:  # training is over: its epoch counter stands at max_epochs
         exit_with(
             f"stopped by {what} during the test, after training had finished. Test again, "
             f"with what training recorded, with {how_to_continue()}",

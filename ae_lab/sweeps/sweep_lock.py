@@ -129,6 +129,9 @@ class DriverWatch(threading.Thread):
             "again into its folder to continue it",
             self.pid,
         )
+        self.stop_job()
+
+    def stop_job(self) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         if not self.done.wait(self.grace_s):
             os.kill(os.getpid(), signal.SIGKILL)
