@@ -184,6 +184,42 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no .tmp
 
 
+class FillsUp:
+    """A file that takes ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, file, room: int) -> None:
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def test_torchs_own_report_of_a_full_disk_becomes_one_line(tmp_path, monkeypatch):
+    """torch's writer turns the failed write into ``RuntimeError: [enforce fail at
+    inline_container.cc]``; the write's own error says it was a full disk."""
+    target = tmp_path / "last.ckpt"
+    writer = checkpoints.AtomicCheckpointIO()
+    writer.save_checkpoint({"epoch": 0, "w": torch.zeros(10)}, target)
+    before = target.read_bytes()
+    monkeypatch.setattr(checkpoints, "open", lambda p, m: FillsUp(open(p, m), 100), raising=False)  # noqa: SIM115
+    with pytest.raises(DiskFull, match=f"^no space left on device writing {target} "):
+        writer.save_checkpoint({"epoch": 1, "w": torch.ones(100_000)}, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
 def test_a_full_disk_while_writing_a_record_keeps_the_previous_one(tmp_path, monkeypatch):
     records.write_metrics(tmp_path, {"test/mse": 0.5})
     before = (tmp_path / records.METRICS_FILE).read_text()

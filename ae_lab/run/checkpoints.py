@@ -22,7 +22,6 @@ containers, tensors and numbers, which it accepts.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import pickle
@@ -186,22 +185,42 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target.parent.mkdir(parents=True, exist_ok=True)
         # one writer per process (rank 0), so the process id keeps two writers apart
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        # serialised in memory first: torch's writer reports a full disk as an opaque
-        # RuntimeError ("enforce fail at inline_container.cc"), a plain write as ENOSPC
-        data = io.BytesIO()
-        torch.save(checkpoint, data)
+        out: _Writes | None = None
         try:
             with open(tmp, "wb") as f:
-                f.write(data.getbuffer())
+                out = _Writes(f)
+                torch.save(checkpoint, out)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
         except BaseException as err:
             tmp.unlink(missing_ok=True)
-            if (full := disk_full(err, target)) is not None:
+            # torch reports a write that failed as an opaque RuntimeError ("enforce fail at
+            # inline_container.cc"); the write's own error says whether the disk was full
+            failed = out.error if out is not None else None
+            cause = failed if isinstance(err, RuntimeError) and failed else err
+            if (full := disk_full(cause, target)) is not None:
                 raise full from None
             raise
         _sync_folder(target.parent)
+
+
+class _Writes:
+    """A file as ``torch.save`` writes to it, keeping the error of a write that failed, which
+    torch replaces with its own."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
 
 
 def _sync_folder(folder: Path) -> None:

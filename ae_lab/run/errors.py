@@ -32,8 +32,9 @@ class ConfigError(AeLabError):
     exit_code = 2
 
 
-class DiskFull(AeLabError):
-    """A write the disk had no room for; the file it would have replaced is still whole."""
+class DiskFull(AeLabError, OSError):
+    """A write the disk had no room for; the file it would have replaced is still whole. An
+    ``OSError`` still, for code that handles those."""
 
 
 def disk_full(err: BaseException, path: object) -> DiskFull | None:
