@@ -110,6 +110,12 @@ def test_a_fit_of_no_training_batches_builds_its_schedule_and_tests(tmp_path, sy
     assert "test/mse" in metrics
 
 
+def test_a_warm_up_of_exactly_one_step_builds_its_schedule(tmp_path, synthetic_root):
+    """torch's OneCycleLR divides by zero where pct_start x steps is 1: half of debug=tiny's 2."""
+    cfg = config(tmp_path, synthetic_root, "callbacks=none", "scheduler.pct_start=0.5")
+    assert "test/mse" in run_as_the_cli(cfg)
+
+
 def test_a_share_of_batches_below_one_batch_is_one_line(tmp_path, synthetic_root, capsys):
     cfg = config(tmp_path, synthetic_root, "callbacks=none", "trainer.limit_train_batches=0.001")
     # 500 training images in batches of 128 (data.batch_size): 4 batches

@@ -9,6 +9,7 @@ only sets ``self.encoder`` and ``self.decoder`` and, if its objective differs, `
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, TypedDict
 
@@ -82,8 +83,7 @@ class LabModule(L.LightningModule):
             optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        total_steps = scheduled_steps(self.trainer)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        scheduler = build_schedule(self.scheduler_factory, optimizer, scheduled_steps(self.trainer))
         step_wise = {"scheduler": scheduler, "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": step_wise}
 
@@ -108,6 +108,19 @@ def scheduled_steps(trainer: L.Trainer) -> int:
     limit_train_batches and gradient accumulation), and at least one, so that a fit of no steps
     (``trainer.limit_train_batches=0``: test only) builds its schedule rather than fail in it."""
     return max(1, int(trainer.estimated_stepping_batches))
+
+
+def build_schedule(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, steps: int) -> Any:
+    """``factory``'s schedule over ``steps``. torch's OneCycleLR divides by zero where its warm-up
+    is exactly one step long (``pct_start`` x steps = 1: 0.5 of 2 steps, 0.1 of 10); a warm-up
+    longer by the smallest float there is builds, with the same learning rates to within that."""
+    try:
+        return factory(optimizer, total_steps=steps)
+    except ZeroDivisionError:
+        pct_start = getattr(factory, "keywords", {}).get("pct_start")
+        if not isinstance(pct_start, float):
+            raise
+        return factory(optimizer, total_steps=steps, pct_start=math.nextafter(pct_start, 1.0))
 
 
 class AutoencoderModule(LabModule):
