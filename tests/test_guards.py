@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from ae_lab.reporting import records
-from ae_lab.run import checkpoints, locks
+from ae_lab.run import checkpoints, locks, temporaries
 from ae_lab.run.errors import DiskFull
 from ae_lab.run.single_run import SingleRun
 from ae_lab.run.train import train
@@ -332,7 +332,7 @@ def test_a_temporary_file_older_than_the_process_of_its_pid_is_stale(tmp_path):
         os.utime(old, (time.time() - 3600, time.time() - 3600))  # before that process started
         fresh = tmp_path / f".metrics.json.{sleeper.pid}.tmp.keep"  # not an atomic writer's
         fresh.write_bytes(b"")
-        assert checkpoints.remove_stale_temporaries(tmp_path) == [old]
+        assert temporaries.remove_stale_temporaries(tmp_path) == [old]
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -418,3 +418,20 @@ def test_jobs_on_slurm_do_not_watch_their_driver(tmp_path, monkeypatch):
     on_slurm = sweep_lock.join(tmp_path)
     assert on_slurm.watch is None
     on_slurm.release()
+
+
+def test_a_sweep_start_removes_what_killed_writes_left_in_its_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(sweep_lock.ENV, raising=False)
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = sweep / f".summary.csv.{gone.pid}.tmp"
+    stale.write_text("half a summ")
+    cfg = compose_cfg(f"hydra.sweep.dir={sweep}", run_dir=sweep / "job")
+    callback = sweep_lock.SweepLock()
+    callback.on_multirun_start(cfg)
+    try:
+        assert not stale.exists()
+    finally:
+        callback.on_multirun_end(cfg)

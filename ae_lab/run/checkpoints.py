@@ -37,6 +37,7 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ae_lab.run.errors import AeLabError, disk_full
+from ae_lab.run.temporaries import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 DIRNAME = "checkpoints"
@@ -68,63 +69,7 @@ class LastCheckpoint(ModelCheckpoint):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if trainer.is_global_zero:
-            remove_stale_temporaries(self.run_dir)
-
-
-# ``.<file>.<writer's pid>.tmp``: what AtomicCheckpointIO and records.atomic_write write first
-_TEMPORARY = re.compile(r"\..+\.(\d+)\.tmp")
-
-
-def _started(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch; Linux), None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-        return boot + int(stat[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def _stale(path: Path, pid: int) -> bool:
-    """Whether no running writer can still finish ``path``: its writer is gone, is this very
-    process (an attempt before this one), or the pid now names a process started after it."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    started = _started(pid)
-    return started is not None and path.stat().st_mtime < started
-
-
-def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Removes what writes killed mid-way left in ``run_dir`` and its checkpoints folder (the
-    ``.<file>.<pid>.tmp`` of ae_lab's atomic writers), so that they do not pile up; returns
-    them. A file whose writer may still be writing it is kept."""
-    removed = []
-    for folder in (run_dir, run_dir / DIRNAME):
-        try:
-            entries = list(folder.iterdir())
-        except OSError:
-            continue
-        for path in entries:
-            found = _TEMPORARY.fullmatch(path.name)
-            try:
-                if found and path.is_file() and _stale(path, int(found[1])):
-                    path.unlink()
-                    removed.append(path)
-            except OSError:
-                continue
-    if removed:
-        log.info("removed what interrupted writes left: %s", ", ".join(p.name for p in removed))
-    return removed
+            remove_stale_temporaries(self.run_dir, self.run_dir / DIRNAME)
 
 
 class UnsafeCheckpoint(AeLabError):

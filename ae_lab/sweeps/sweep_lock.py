@@ -44,6 +44,7 @@ from omegaconf import DictConfig
 
 from ae_lab.run import locks, run_dir
 from ae_lab.run.errors import exit_with
+from ae_lab.run.temporaries import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 # in the sweep dir: the driver's, and the one its jobs share
@@ -211,7 +212,9 @@ class SweepLock(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir.make(config.hydra.sweep.dir, "hydra.sweep.dir")
-        self.lock = take(Path(str(config.hydra.sweep.dir)))
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.lock = take(sweep_dir)
+        remove_stale_temporaries(sweep_dir)  # the summaries' of a sweep killed as it wrote them
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:
