@@ -67,9 +67,9 @@ class LastCheckpoint(ModelCheckpoint):
         self.run_dir = run_dir
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
-        if trainer.is_global_zero:
+        if trainer.is_global_zero:  # before Lightning looks into the folder
             remove_stale_temporaries(self.run_dir, self.run_dir / DIRNAME)
+        super().setup(trainer, pl_module, stage)
 
 
 class UnsafeCheckpoint(AeLabError):
