@@ -117,10 +117,16 @@ def test_a_warm_up_of_exactly_one_step_builds_its_schedule(tmp_path, synthetic_r
 
 
 def test_a_share_of_batches_below_one_batch_is_one_line(tmp_path, synthetic_root, capsys):
+    # found up front on the official files' count: 59,900 training images in batches of 128
     cfg = config(tmp_path, synthetic_root, "callbacks=none", "trainer.limit_train_batches=0.001")
-    # 500 training images in batches of 128 (data.batch_size): 4 batches
     assert refused(capsys, tmp_path, cfg) == (
-        "ae_lab: trainer.limit_train_batches=0.001 of the 4 train batches is less than one "
+        "ae_lab: trainer.limit_train_batches=0.001 of the 468 train batches is less than one "
+        "batch; give at least 0.002137, or a number of batches (an integer >= 1)"
+    )
+    # files smaller than the official ones (500 training images: 4 batches), found by Lightning
+    cfg = config(tmp_path, synthetic_root, "callbacks=none", "trainer.limit_train_batches=0.01")
+    assert refused(capsys, tmp_path, cfg) == (
+        "ae_lab: trainer.limit_train_batches=0.01 of the 4 train batches is less than one "
         "batch; give at least 0.25, or a number of batches (an integer >= 1)"
     )
 

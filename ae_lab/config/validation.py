@@ -139,8 +139,38 @@ def _classes_left(cfg: DictConfig) -> str | None:
     return None
 
 
+def _batch_shares_fit(cfg: DictConfig) -> str | None:
+    """A ``trainer.limit_*_batches`` share of an epoch must come to one batch at least, which
+    Lightning finds only once training has started. Counted on the dataset's official files
+    (classes left out, smaller files or several processes give fewer batches: Lightning's own
+    refusal then, worded by ``ae_lab.run.resume``)."""
+    name = _select(cfg, "data.dataset")
+    val_size, batch = _select(cfg, "data.val_size"), _select(cfg, "data.batch_size")
+    eval_batch = _select(cfg, "data.eval_batch_size") or batch
+    if name not in dataset_names() or not all(map(is_int, (val_size, batch, eval_batch))):
+        return None
+    data = definition(name)
+    images = {"train": data.train_images - val_size, "val": val_size, "test": data.test_images}
+    for split, n_images in images.items():
+        share = _select(cfg, f"trainer.limit_{split}_batches")
+        size = batch if split == "train" else eval_batch
+        n = -(-n_images // size) if n_images > 0 and size > 0 else 0
+        if isinstance(share, float) and 0 < share < 1 and n and int(n * share) == 0:
+            return (
+                f"trainer.limit_{split}_batches={share} of the {n} {split} batches is less than "
+                f"one batch; give at least {1 / n:.4g}, or a number of batches (an integer >= 1)"
+            )
+    return None
+
+
 # settings that are wrong only together
-CROSS_CHECKS = (_bottleneck_fits, _nesterov_has_momentum, _dataset_fits, _classes_left)
+CROSS_CHECKS = (
+    _bottleneck_fits,
+    _nesterov_has_momentum,
+    _dataset_fits,
+    _classes_left,
+    _batch_shares_fit,
+)
 
 
 def problems(cfg: DictConfig) -> list[str]:
