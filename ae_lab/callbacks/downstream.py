@@ -163,7 +163,9 @@ class DownstreamClassification(TestStageCallback):
             raise ConfigError(
                 f"{key} cannot be read as a checkpoint ({type(err).__name__}). {use}"
             ) from None
-        saved = state.get("ae_lab", {}).get("model") if isinstance(state, dict) else None
+        # what ae_lab.run.resume.ExactResume records: the class of the model that saved it
+        meta = state.get("ae_lab") if isinstance(state, dict) else None
+        saved = meta.get("model") if isinstance(meta, dict) else None
         if saved not in (None, CNNClassifier.__name__):
             raise ConfigError(f"{key} was saved by a {saved} model, not a classifier. {use}")
         try:
