@@ -189,7 +189,7 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(
     last = tmp_path / "outputs" / "run" / "checkpoints" / "last.ckpt"
     assert str(err.value) == (
         f"no space left on device writing {last} (a file there from before is kept whole); free "
-        "some space, then run the same command again"
+        "some space, then run again (ckpt_path=last continues a single run)"
     )
     assert len(tried) == 2
     assert checkpoints.load(last, "last")["epoch"] == 0  # the end of epoch 0, whole

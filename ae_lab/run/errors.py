@@ -44,7 +44,7 @@ def disk_full(err: BaseException, path: object) -> DiskFull | None:
         return None
     return DiskFull(
         f"no space left on device writing {path} (a file there from before is kept whole); "
-        "free some space, then run the same command again"
+        "free some space, then run again (ckpt_path=last continues a single run)"
     )
 
 
