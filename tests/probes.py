@@ -83,3 +83,15 @@ class FailFirstJob(L.Callback):
         if path and not Path(path).exists():
             Path(path).touch()
             raise AeLabError("probe: this job fails")
+
+
+class StallInTraining(L.Callback):
+    """Writes its process id to ``<run dir>/job.pid`` at the first training batch, then waits
+    there until the job is told to stop (SIGTERM, which Lightning turns into a stop at the next
+    batch) or is killed."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        Path(trainer.default_root_dir, "job.pid").write_text(str(os.getpid()))
+        deadline = time.monotonic() + 300
+        while not trainer.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.05)

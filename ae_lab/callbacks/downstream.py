@@ -27,6 +27,7 @@ from ae_lab.models.base import AutoencoderModule, SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
 from ae_lab.models.vae import VariationalAutoencoder  # the models sample quality scores
 from ae_lab.run import checkpoints
+from ae_lab.run.errors import ConfigError
 from ae_lab.run.locks import file_lock
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,33 @@ class DownstreamClassification(TestStageCallback):
         self.scheduler = scheduler or None  # the ``scheduler`` group's none is an empty node
         self.classifier: CNNClassifier | None = None
         self.accuracy: dict[str, FiniteAccuracy] = {}
+        if checkpoint:  # before training, not after it, when the test would load it
+            self.check_checkpoint(Path(checkpoint).expanduser())
+
+    @classmethod
+    def check_checkpoint(cls, path: Path) -> None:
+        """Raises ``ConfigError`` unless ``path`` holds a classifier this callback can load."""
+        key = f"callbacks.downstream.checkpoint={path}"
+        use = "Give a model=classifier run's checkpoints/last.ckpt, or null to train one"
+        if not path.is_file():
+            raise ConfigError(f"{key}: no such file. {use}")
+        try:
+            state = checkpoints.load(path, key)
+        except checkpoints.UnsafeCheckpoint:
+            raise
+        except Exception as err:  # noqa: BLE001 - a damaged file, or none of torch's
+            raise ConfigError(
+                f"{key} cannot be read as a checkpoint ({type(err).__name__}). {use}"
+            ) from None
+        # what ae_lab.run.resume.ExactResume records: the class of the model that saved it
+        meta = state.get("ae_lab") if isinstance(state, dict) else None
+        saved = meta.get("model") if isinstance(meta, dict) else None
+        if saved not in (None, CNNClassifier.__name__):
+            raise ConfigError(f"{key} was saved by a {saved} model, not a classifier. {use}")
+        try:
+            cls._build(state.get("hyper_parameters", {}), state["state_dict"], torch.device("cpu"))
+        except (KeyError, TypeError, AttributeError, RuntimeError):
+            raise ConfigError(f"{key} holds no model=classifier weights. {use}") from None
 
     def cache_path(self, datamodule: ImageData) -> Path:
         """The cached checkpoint for these settings and this data (dataset, root, split)."""

@@ -1,7 +1,9 @@
-"""Stops a run at its first NaN or infinite training loss instead of training on to a NaN model."""
+"""Stops a run at its first NaN or infinite training loss instead of training on to a NaN model,
+and says why whenever a test metric is NaN or infinite."""
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -9,6 +11,8 @@ import lightning as L
 import torch
 
 from ae_lab.run.errors import AeLabError
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(AeLabError):
@@ -68,3 +72,23 @@ class StopOnNonFiniteLoss(L.Callback):
             + (f": {values}" if values else "")
             + ". Lower optimizer.lr or clip gradients (trainer.gradient_clip_val=1.0)."
         )
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """One warning naming every test metric that is not finite, and why: the weights tested
+        are not finite, or they are and the values computed from them overflow float32."""
+        bad = {
+            name: float(value)
+            for name, value in trainer.callback_metrics.items()
+            if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.isfinite()
+        }
+        if not bad:
+            return
+        weights = all(bool(p.isfinite().all()) for p in pl_module.parameters())
+        why = (
+            "the model's weights are finite, but values computed from them overflow (weights "
+            "this large give outputs, variances or likelihoods beyond float32)"
+            if weights
+            else "the tested model's weights are not finite (it diverged)"
+        )
+        listed = ", ".join(f"{name}={value}" for name, value in sorted(bad.items()))
+        log.warning("not finite: %s; %s", listed, why)

@@ -7,6 +7,7 @@ VAE on binarized MNIST is about 87-90 nats: compare with ``data.binarize_target=
 
 from __future__ import annotations
 
+import logging
 import math
 
 import lightning as L
@@ -19,6 +20,7 @@ from ae_lab.models.vae import VariationalAutoencoder, log_likelihood
 __all__ = ["ImportanceSampledNLL", "importance_sampled_nll", "is_binary", "log_likelihood"]
 
 LOG_2PI = math.log(2 * math.pi)
+log = logging.getLogger(__name__)
 
 
 def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -110,6 +112,14 @@ class ImportanceSampledNLL(TestStageCallback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.mean is not None:
-            pl_module.log("test/nll", self.mean.compute().float(), sync_dist=True)
+            nll = self.mean.compute()
+            if not nll.isfinite():
+                log.warning(
+                    "test/nll is %s: some test images' importance weights are not finite (the "
+                    "decoder's logits or the encoder's variances overflow, as with weights that "
+                    "large)",
+                    float(nll),
+                )
+            pl_module.log("test/nll", nll.float(), sync_dist=True)
             pl_module.log("test/nll_k", float(self.n_samples), sync_dist=True)
             self.mean = None

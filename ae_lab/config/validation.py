@@ -139,8 +139,38 @@ def _classes_left(cfg: DictConfig) -> str | None:
     return None
 
 
+def _batch_shares_fit(cfg: DictConfig) -> str | None:
+    """A ``trainer.limit_*_batches`` share of an epoch must come to one batch at least, which
+    Lightning finds only once training has started. Counted on the dataset's official files
+    (classes left out, smaller files or several processes give fewer batches: Lightning's own
+    refusal then, worded by ``ae_lab.run.resume``)."""
+    name = _select(cfg, "data.dataset")
+    val_size, batch = _select(cfg, "data.val_size"), _select(cfg, "data.batch_size")
+    eval_batch = _select(cfg, "data.eval_batch_size") or batch
+    if name not in dataset_names() or not all(map(is_int, (val_size, batch, eval_batch))):
+        return None
+    data = definition(name)
+    images = {"train": data.train_images - val_size, "val": val_size, "test": data.test_images}
+    for split, n_images in images.items():
+        share = _select(cfg, f"trainer.limit_{split}_batches")
+        size = batch if split == "train" else eval_batch
+        n = -(-n_images // size) if n_images > 0 and size > 0 else 0
+        if isinstance(share, float) and 0 < share < 1 and n and int(n * share) == 0:
+            return (
+                f"trainer.limit_{split}_batches={share} of the {n} {split} batches is less than "
+                f"one batch; give at least {1 / n:.4g}, or a number of batches (an integer >= 1)"
+            )
+    return None
+
+
 # settings that are wrong only together
-CROSS_CHECKS = (_bottleneck_fits, _nesterov_has_momentum, _dataset_fits, _classes_left)
+CROSS_CHECKS = (
+    _bottleneck_fits,
+    _nesterov_has_momentum,
+    _dataset_fits,
+    _classes_left,
+    _batch_shares_fit,
+)
 
 
 def problems(cfg: DictConfig) -> list[str]:
@@ -200,8 +230,51 @@ def trainer_problems(cfg: DictConfig) -> list[str]:
 
 
 def check_trainer(cfg: DictConfig) -> None:
-    """Raises ``ConfigError`` listing every ``trainer`` key Lightning's Trainer would refuse."""
-    _refuse(trainer_problems(cfg))
+    """Raises ``ConfigError`` listing every ``trainer`` key Lightning's Trainer would refuse, and
+    every key another object built from the config would (``argument_problems``)."""
+    _refuse(trainer_problems(cfg) + argument_problems(cfg))
+
+
+def _built_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
+    """The config's nodes that ``instantiate`` builds (``_target_``), by key: a group's own node
+    (``model``, ``data``) or one entry of ``callbacks`` and ``logger``; the trainer's is
+    ``trainer_problems``'."""
+    for key, node in cfg.items():
+        if key in ("hydra", "trainer") or not isinstance(node, DictConfig):
+            continue
+        if "_target_" in node:
+            yield str(key), node
+        elif key in ("callbacks", "logger"):
+            for name, entry in node.items():
+                if isinstance(entry, DictConfig) and "_target_" in entry:
+                    yield f"{key}.{name}", entry
+
+
+def argument_problems(cfg: DictConfig) -> list[str]:
+    """Keys that the object their node builds takes no argument for (``+model.foo=1``), which
+    ``instantiate`` would refuse with a traceback only once the run has started."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    found = []
+    for key, node in _built_nodes(cfg):
+        try:
+            target = get_object(str(node._target_))
+            parameters = inspect.signature(target).parameters.values()
+        except Exception:  # noqa: BLE001 - a target that does not load is instantiate's to report
+            continue
+        if any(p.kind == p.VAR_KEYWORD for p in parameters):
+            continue
+        accepted = [p.name for p in parameters if p.kind != p.VAR_POSITIONAL]
+        name = getattr(target, "__name__", str(node._target_))
+        for arg in node:
+            if str(arg) not in INSTANTIATE_KEYS and arg not in accepted:
+                found.append(
+                    f"{key}.{arg} is not an argument of {name}{did_you_mean(arg, accepted)}; "
+                    f"{key} takes {', '.join(accepted)}"
+                )
+    return found
 
 
 def check_environment(cfg: DictConfig) -> None:

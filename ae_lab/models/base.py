@@ -9,6 +9,7 @@ only sets ``self.encoder`` and ``self.decoder`` and, if its objective differs, `
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, TypedDict
 
@@ -82,11 +83,8 @@ class LabModule(L.LightningModule):
             optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        # stepped every batch, over exactly the steps this fit will take (epochs x batches,
-        # after limit_train_batches and gradient accumulation)
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         # "name": the learning rate's tag (LearningRateMonitor), beside the training metrics
+        scheduler = build_schedule(self.scheduler_factory, optimizer, scheduled_steps(self.trainer))
         step_wise = {"scheduler": scheduler, "interval": "step", "name": "train/lr"}
         return {"optimizer": optimizer, "lr_scheduler": step_wise}
 
@@ -94,7 +92,7 @@ class LabModule(L.LightningModule):
         """A resumed run must take as many steps as the run that saved the checkpoint: its
         schedule (restored from the checkpoint) spans exactly those, and a longer run would
         fail deep in torch at the old last step, a shorter one would never finish annealing."""
-        steps = int(self.trainer.estimated_stepping_batches)
+        steps = scheduled_steps(self.trainer)
         for config in self.trainer.lr_scheduler_configs:
             planned = getattr(config.scheduler, "total_steps", steps)
             if planned != steps:
@@ -104,6 +102,26 @@ class LabModule(L.LightningModule):
                     "trainer.max_epochs, trainer.limit_train_batches and data.batch_size (its "
                     "learning-rate schedule spans all of its steps), or start a new run."
                 )
+
+
+def scheduled_steps(trainer: L.Trainer) -> int:
+    """The steps a per-batch schedule spans: exactly those this fit takes (epochs x batches, after
+    limit_train_batches and gradient accumulation), and at least one, so that a fit of no steps
+    (``trainer.limit_train_batches=0``: test only) builds its schedule rather than fail in it."""
+    return max(1, int(trainer.estimated_stepping_batches))
+
+
+def build_schedule(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, steps: int) -> Any:
+    """``factory``'s schedule over ``steps``. torch's OneCycleLR divides by zero where its warm-up
+    is exactly one step long (``pct_start`` x steps = 1: 0.5 of 2 steps, 0.1 of 10); a warm-up
+    longer by the smallest float there is builds, with the same learning rates to within that."""
+    try:
+        return factory(optimizer, total_steps=steps)
+    except ZeroDivisionError:
+        pct_start = getattr(factory, "keywords", {}).get("pct_start")
+        if not isinstance(pct_start, float):
+            raise
+        return factory(optimizer, total_steps=steps, pct_start=math.nextafter(pct_start, 1.0))
 
 
 class AutoencoderModule(LabModule):

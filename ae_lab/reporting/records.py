@@ -21,6 +21,8 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
+from ae_lab.run.errors import disk_full
+
 JOB_FILE = "job.json"
 METRICS_FILE = "metrics.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
@@ -42,8 +44,14 @@ def atomic_write(path: Path, text: str) -> None:
     """Readers (a summary rebuilt by a parallel job, a re-run) see a whole file or the old one,
     never half of one, whatever kills the writer."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if (full := disk_full(err, path)) is not None:
+            raise full from None
+        raise
 
 
 @dataclass

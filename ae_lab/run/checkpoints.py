@@ -36,7 +36,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from ae_lab.run.errors import AeLabError
+from ae_lab.run.errors import AeLabError, disk_full
+from ae_lab.run.temporaries import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 DIRNAME = "checkpoints"
@@ -63,6 +64,12 @@ class LastCheckpoint(ModelCheckpoint):
             enable_version_counter=False,  # one file, the run directory's latest
         )
         self.file = run_dir / DIRNAME / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+        self.run_dir = run_dir
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero:  # before Lightning looks into the folder
+            remove_stale_temporaries(self.run_dir, self.run_dir / DIRNAME)
+        super().setup(trainer, pl_module, stage)
 
 
 class UnsafeCheckpoint(AeLabError):
@@ -123,16 +130,42 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target.parent.mkdir(parents=True, exist_ok=True)
         # one writer per process (rank 0), so the process id keeps two writers apart
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        out: _Writes | None = None
         try:
             with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
+                out = _Writes(f)
+                torch.save(checkpoint, out)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as err:
             tmp.unlink(missing_ok=True)
+            # torch reports a write that failed as an opaque RuntimeError ("enforce fail at
+            # inline_container.cc"); the write's own error says whether the disk was full
+            failed = out.error if out is not None else None
+            cause = failed if isinstance(err, RuntimeError) and failed else err
+            if (full := disk_full(cause, target)) is not None:
+                raise full from None
             raise
         _sync_folder(target.parent)
+
+
+class _Writes:
+    """A file as ``torch.save`` writes to it, keeping the error of a write that failed, which
+    torch replaces with its own."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
 
 
 def _sync_folder(folder: Path) -> None:

@@ -11,6 +11,7 @@ failed sweep job's error as its message alone when the sweep ends.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import sys
 from collections.abc import Iterable
@@ -29,6 +30,22 @@ class ConfigError(AeLabError):
     """A setting out of range, found before any work starts."""
 
     exit_code = 2
+
+
+class DiskFull(AeLabError, OSError):
+    """A write the disk had no room for; the file it would have replaced is still whole. An
+    ``OSError`` still, for code that handles those."""
+
+
+def disk_full(err: BaseException, path: object) -> DiskFull | None:
+    """``err`` as ``DiskFull`` when it is a write that found no space (or quota) left on the
+    device for ``path``; None for any other error."""
+    if not (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)):
+        return None
+    return DiskFull(
+        f"no space left on device writing {path} (a file there from before is kept whole); "
+        "free some space, then run again (ckpt_path=last continues a single run)"
+    )
 
 
 def one_line(err: BaseException) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ae_lab.reporting.records import in_sweep
 from ae_lab.run import checkpoints
-from ae_lab.run.errors import AeLabError, exit_with
+from ae_lab.run.errors import AeLabError, ConfigError, exit_with
 from ae_lab.run.stopping import how_to_continue
 
 log = logging.getLogger(__name__)
@@ -193,12 +196,37 @@ def check_checkpoint(ckpt: dict[str, Any], model: L.LightningModule, what: str) 
             )
 
 
+# Lightning's refusal of a share of batches that is less than one batch of this data
+_TOO_FEW_BATCHES = re.compile(
+    r"You requested to check (\S+) of the `(\w+)_dataloader` but \S+ \* (\d+) < 1\."
+    r".*Try at least `(\w+)=([^`]+)`"
+)
+
+
+def too_few_batches(err: BaseException) -> ConfigError | None:
+    """``trainer.limit_*_batches`` as a share of an epoch that is less than one batch: found only
+    once the data is loaded (its number of batches), worded as a setting out of range."""
+    found = _TOO_FEW_BATCHES.search(str(err))
+    if not isinstance(err, MisconfigurationException) or found is None:
+        return None
+    share, split, n, key, least = found.groups()
+    return ConfigError(
+        f"trainer.{key}={share} of the {n} {split} batches is less than one batch; give at least "
+        f"{least}, or a number of batches (an integer >= 1)"
+    )
+
+
 @contextlib.contextmanager
 def stop_cleanly_on_interrupt(trainer: L.Trainer) -> Iterator[None]:
     """Turns Ctrl-C and SIGTERM during fit or test into one message on how to continue, and exit
-    status 130 or 143. Both stop a whole sweep, as they should: the process is being stopped."""
+    status 130 or 143. Both stop a whole sweep, as they should: the process is being stopped.
+    A share of batches that the data turns out too small for ends as the config error it is."""
     try:
         yield
+    except MisconfigurationException as err:
+        if (mistake := too_few_batches(err)) is None:
+            raise
+        raise mistake from None
     except SIGTERMException:
         _stopped(trainer, "SIGTERM", 143)
     except KeyboardInterrupt:
@@ -211,7 +239,24 @@ def stop_cleanly_on_interrupt(trainer: L.Trainer) -> Iterator[None]:
         _stopped(trainer, "Ctrl-C", 130)
 
 
+def _evaluating() -> bool:
+    """Whether this process runs ``ae-lab-eval`` (a test alone, nothing to continue)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().job.config_name == "eval"
+
+
 def _stopped(trainer: L.Trainer, what: str, code: int) -> None:
+    # the function the trainer ran (Lightning resets ``trainer.testing`` as the stop unwinds)
+    testing = trainer.state.fn == TrainerFn.TESTING
+    if testing and _evaluating():
+        exit_with(f"stopped by {what} during the test; run the same command again", code)
+    if testing:  # training is over: its epoch counter stands at max_epochs
+        exit_with(
+            f"stopped by {what} during the test, after training had finished. Test again, "
+            f"with what training recorded, with {how_to_continue()}",
+            code,
+        )
     exit_with(
         f"stopped by {what} in epoch {trainer.current_epoch} (counting from 0). Continue from "
         f"the end of the last finished epoch with {how_to_continue()}",

@@ -20,12 +20,39 @@ from ae_lab.reporting import records
 from ae_lab.run.errors import ConfigError, exit_with
 
 
+def _name_max(folder: Path) -> int:
+    """The longest folder name, in bytes, that the file system under ``folder`` takes."""
+    existing = next((p for p in (folder, *folder.parents) if os.path.isdir(p)), Path("/"))
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def too_long(path: str, key: str) -> str | None:
+    """The one line for a ``path`` with a folder name longer than its file system takes (most
+    take 255 bytes), which would otherwise fail as ``ENAMETOOLONG`` deep inside a library."""
+    folder = Path(os.path.abspath(path))
+    limit = _name_max(folder)
+    for part in folder.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            short = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
+            return (
+                f"{key} has a folder name of {size} bytes ({short}); the file system takes at "
+                f"most {limit}. Give a shorter {key}"
+            )
+    return None
+
+
 def make(path: str, key: str) -> Path | None:
     """Makes the folder ``path`` and its missing parents; returns the outermost folder it made
     (None when ``path`` existed). One that cannot be made ends the process with one line."""
+    if problem := too_long(path, key):
+        exit_with(problem, ConfigError.exit_code)
     folder = Path(os.path.abspath(path))  # as Hydra makes it
-    made = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)
     try:
+        made = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         where = f" ({err.filename})" if err.filename and str(err.filename) != path else ""

@@ -75,10 +75,26 @@ def add_callbacks(trainer: L.Trainer, callbacks: list[L.Callback]) -> None:
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``)."""
+    """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``); an
+    ``AeLabError`` that one raises as it is built (a file its settings name is missing) is raised
+    as it is, not inside Hydra's ``InstantiationException``."""
+    from hydra.errors import InstantiationException
+
+    from ae_lab.run.errors import AeLabError
+
     if not group:
         return []
-    return [instantiate(c) for c in group.values() if isinstance(c, DictConfig) and "_target_" in c]
+    built = []
+    for c in group.values():
+        if not (isinstance(c, DictConfig) and "_target_" in c):
+            continue
+        try:
+            built.append(instantiate(c))
+        except InstantiationException as err:
+            if isinstance(err.__cause__, AeLabError):
+                raise err.__cause__ from None
+            raise
+    return built
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:

@@ -13,7 +13,8 @@ record says completed with the same configuration is skipped with its files unto
 (``completed_metrics``). A job whose folder holds a run of another configuration (a changed
 default, an edited preset) has that run set aside to ``<job>.superseded-<n>`` and runs afresh; any
 other job resumes from its ``last.ckpt`` (``ae_lab.run.resume``) or starts afresh. A sweep folder is
-run by one sweep at a time (``SWEEP_LOCK``).
+run by one sweep at a time, for as long as its driver or any of its jobs runs
+(``ae_lab.sweeps.sweep_lock``).
 
 A single run continued with ``ckpt_path=last`` is checked the same way, by
 ``ae_lab.run.single_run``.
@@ -26,7 +27,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
@@ -36,12 +37,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.reporting import records, report
 from ae_lab.reporting.identity import changes, resolved_identity
-from ae_lab.run import console, locks, run_dir
-from ae_lab.run.errors import AeLabError, exit_with, one_line
+from ae_lab.run import console, run_dir
+from ae_lab.run.errors import AeLabError, one_line
+from ae_lab.sweeps.sweep_lock import SWEEP_LOCK  # noqa: F401 - where it was named before
 
 log = logging.getLogger(__name__)
-# in the sweep dir; held by the process that drives the sweep, for as long as it runs
-SWEEP_LOCK = ".sweep.lock"
 
 
 def _select(config: DictConfig, key: str) -> Any:
@@ -79,22 +79,9 @@ class SweepSummary(Callback):
     def __init__(self) -> None:
         self.record: records.JobRecord | None = None
         self.skipped = False
-        self.lock: IO[str] | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Holds the sweep dir for this sweep, so that a second sweep started into it stops
-        rather than training the same jobs side by side. Taken here, in the process that drives
-        the sweep, and not by the jobs, which launchers may run in other processes."""
         run_dir.make(config.hydra.sweep.dir, "hydra.sweep.dir")
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        self.lock = locks.hold(sweep_dir / SWEEP_LOCK)
-        if self.lock is None:
-            exit_with(
-                f"{sweep_dir} is being run by another sweep "
-                f"({locks.holder(sweep_dir / SWEEP_LOCK)}). Wait for it to end, or give "
-                "another hydra.sweep.dir",
-                1,
-            )
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         out = Path(config.hydra.runtime.output_dir)
@@ -179,9 +166,6 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._summarize(config, announce=not self.skipped, final=True)
-        if self.lock is not None:
-            self.lock.close()
-            self.lock = None
 
     def _summarize(self, config: DictConfig, announce: bool = True, final: bool = False) -> None:
         """``announce``: log where it went; not for a skipped job, whose train.log the log is.
