@@ -83,3 +83,16 @@ class FailFirstJob(L.Callback):
         if path and not Path(path).exists():
             Path(path).touch()
             raise AeLabError("probe: this job fails")
+
+
+class HoldAt(L.Callback):
+    """With ``$AE_LAB_PROBE_HOLD`` naming a file: at the end of the fit (every epoch and its
+    ``last.ckpt`` written, the fit not yet recorded) creates the file and waits there to be
+    killed. Without the variable it does nothing, so the run continued with the same overrides
+    goes through."""
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = os.environ.get("AE_LAB_PROBE_HOLD")
+        if path:
+            Path(path).touch()
+            time.sleep(600)

@@ -143,6 +143,7 @@ def run(cfg: DictConfig, task: Callable[[Life | None], dict[str, float]]) -> dic
     if not records.rank_zero():  # the first process has decided and begun; only read
         metrics = completed_metrics(out, None, announce=False)
         return metrics if metrics is not None else task(Life(out, None, multirun))
+    out.mkdir(parents=True, exist_ok=True)  # Hydra has made it; a composed config may not have
     identity = resolved_identity(cfg, out)
     done = decide(cfg, out, identity, multirun)
     if isinstance(done, dict):
