@@ -265,3 +265,22 @@ def test_a_single_run_on_the_default_folder_takes_a_free_one(tmp_path, synthetic
     SingleRun().on_run_start(cfg)
     assert cfg.hydra.run.dir == str(default.with_name("time-1"))
     assert default.with_name("time-1").is_dir()
+
+
+def test_a_second_process_in_a_running_folder_stops_in_one_line(tmp_path, synthetic_root):
+    """The folder is held while its run lives: the same hydra.run.dir given to a second process
+    stops it before it reads or writes a record (the lock is on the folder: no file in it)."""
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / records.JOB_FILE).write_text('{"status": "running"}')
+    fd = os.open(run, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # this process stands for the live run
+    try:
+        with pytest.raises(lifecycle.RunInUseError, match=rf"^{run} is being run by another"):
+            train(cfg_for(run, synthetic_root, "ckpt_path=last"))
+    finally:
+        os.close(fd)
+    assert [p.name for p in run.iterdir()] == [records.JOB_FILE]
+    assert (run / records.JOB_FILE).read_text() == '{"status": "running"}'

@@ -27,9 +27,12 @@ started in any way has these protections. Before anything is written it decides:
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,10 @@ def skipped() -> bool:
 def current() -> Life | None:
     """The run ``run`` is running in this process now, for what builds it (``train.build``)."""
     return _current
+
+
+class RunInUseError(AeLabError):
+    """Another live process runs in this folder (the same ``hydra.run.dir`` given twice)."""
 
 
 class CompletedRunError(AeLabError):
@@ -144,22 +151,48 @@ def run(cfg: DictConfig, task: Callable[[Life | None], dict[str, float]]) -> dic
         metrics = completed_metrics(out, None, announce=False)
         return metrics if metrics is not None else task(Life(out, None, multirun))
     out.mkdir(parents=True, exist_ok=True)  # Hydra has made it; a composed config may not have
-    identity = resolved_identity(cfg, out)
-    done = decide(cfg, out, identity, multirun)
-    if isinstance(done, dict):
-        _skipped = True
-        return done
-    life = Life(out, begin(cfg, out, identity, done), multirun)
-    _current = life
-    try:
-        metrics = task(life)
-    except Exception as err:
-        life.fail(err)
-        raise
-    finally:
-        _current = None
-    life.complete(metrics)
+    with holding(out):
+        identity = resolved_identity(cfg, out)
+        done = decide(cfg, out, identity, multirun)
+        if isinstance(done, dict):
+            _skipped = True
+            return done
+        life = Life(out, begin(cfg, out, identity, done), multirun)
+        _current = life
+        try:
+            metrics = task(life)
+        except Exception as err:
+            life.fail(err)
+            raise
+        finally:
+            _current = None
+        life.complete(metrics)
     return metrics
+
+
+@contextlib.contextmanager
+def holding(out: Path) -> Iterator[None]:
+    """Holds the run folder itself (a lock on the folder, no file in it) while the run decides
+    and lives, so that a second process given the same folder stops in one line rather than
+    writing the same records. The lock ends with the process, however it ends. On a file system
+    without locks on folders the run goes on unguarded."""
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise RunInUseError(
+                    f"{out} is being run by another process. Wait for it to end, or give "
+                    "another hydra.run.dir"
+                ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def continues_own(ckpt_path: Any, out: Path) -> bool:
