@@ -162,7 +162,7 @@ def test_a_completed_record_without_metrics_runs_again_to_write_them(
     "text",
     [
         '{"status": "done"}',
-        '{"status": "completed", "latent": "eight"}',
+        '{"status": "completed", "latent": [8]}',
         '{"status": "completed", "overrides": "latent=8"}',
         '{"status": "running", "wall_s": "long"}',
         "[1, 2]",

@@ -142,7 +142,9 @@ def _strings(value: Any) -> bool:
 _KINDS: dict[str, Any] = {
     "identity": _optional(lambda v: isinstance(v, str)),
     "overrides": _strings,
-    "latent": _optional(lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    # the model's bottleneck, or the config's value as given when the job failed before a
+    # model was built (latent=abc)
+    "latent": lambda v: not isinstance(v, (dict, list)),
     "model": _optional(lambda v: isinstance(v, str)),
     "transform": _optional(lambda v: isinstance(v, str)),
     "wall_s": _optional(_number),
