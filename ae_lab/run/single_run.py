@@ -39,9 +39,9 @@ class SingleRun(Callback):
         self.made: Path | None = None  # the outermost folder this run made
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if records.rank_zero():
-            refuse_to_rewrite(config)
         if chosen(config) or not records.rank_zero():
+            if records.rank_zero():
+                refuse_to_rewrite(config)
             self.made = run_dir.make(config.hydra.run.dir, "hydra.run.dir")
             return
         folder, self.made = run_dir.claim(str(config.hydra.run.dir), "hydra.run.dir")
@@ -69,8 +69,10 @@ def refuse_to_rewrite(config: DictConfig) -> None:
     run continued (``ckpt_path=last``): one line and exit 0; a new training into a completed run,
     or ``ckpt_path=last`` on a run of another configuration: one line and exit 2."""
     folder = Path(os.path.abspath(str(config.hydra.run.dir)))
-    if not (folder / records.JOB_FILE).is_file():
-        return
+    record, odd = records.inspect(folder)
+    unwritten = record is not None and record.status == records.COMPLETED
+    if record is None or odd or (unwritten and records.whole_metrics(folder) is None):
+        return  # nothing to refuse, or something to repair: the lifecycle says which in the log
     current = copy.deepcopy(config)
     with read_write(current.hydra.runtime), open_dict(current.hydra.runtime):
         current.hydra.runtime.output_dir = str(folder)
