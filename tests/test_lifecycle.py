@@ -258,7 +258,9 @@ def test_the_default_run_folder_is_claimed_once_per_run(tmp_path):
 
 def test_a_single_run_on_the_default_folder_takes_a_free_one(tmp_path, synthetic_root):
     default = tmp_path / "outputs" / "day" / "time"
-    default.mkdir(parents=True)  # made by a run started in the same second
+    default.mkdir(parents=True)  # made by a run started in the same second, completed since
+    records.write(default, records.JobRecord(records.COMPLETED, "0" * 16))
+    records.write_metrics(default, {"test/mse": 0.5})
     cfg = cfg_for(tmp_path / "unused", synthetic_root)
     with read_write(cfg.hydra.run):
         cfg.hydra.run.dir = str(default)
