@@ -165,6 +165,8 @@ def test_a_completed_record_without_metrics_runs_again_to_write_them(
         '{"status": "completed", "latent": [8]}',
         '{"status": "completed", "overrides": "latent=8"}',
         '{"status": "running", "wall_s": "long"}',
+        '{"status": "completed", "attempts": 5}',
+        '{"status": "completed", "metrics": {"test/mse": "low"}}',
         "[1, 2]",
         '{"status": ',
     ],
