@@ -95,3 +95,16 @@ class StallInTraining(L.Callback):
         deadline = time.monotonic() + 300
         while not trainer.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class HoldAt(L.Callback):
+    """With ``$AE_LAB_PROBE_HOLD`` naming a file: at the end of the fit (every epoch and its
+    ``last.ckpt`` written, the fit not yet recorded) creates the file and waits there to be
+    killed. Without the variable it does nothing, so the run continued with the same overrides
+    goes through."""
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = os.environ.get("AE_LAB_PROBE_HOLD")
+        if path:
+            Path(path).touch()
+            time.sleep(600)

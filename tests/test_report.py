@@ -14,8 +14,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from ae_lab.reporting import records, report
+from ae_lab.run import lifecycle
 from ae_lab.sweeps.sweep import SweepSummary
-from tests.conftest import TINY, run_ae_lab
+from tests.conftest import TINY, compose_cfg, run_ae_lab
 
 
 def fake_job(sweep: Path, name: str, overrides: list[str], metrics: dict | None, **status) -> Path:
@@ -117,14 +118,17 @@ def test_sweep_callback_records_a_failed_job_as_failed(tmp_path) -> None:
     ret._return_value = ValueError("Invalid learning rate: -1")
     cb = SweepSummary()
     config = hydra_job_config(job, sweep, ["model=vae"])
-    cb.on_job_start(config)
+    # the job's own life records its failure (ae_lab.run.lifecycle); the callback summarises
+    composed = compose_cfg("model=vae", "latent=8", "hydra.mode=MULTIRUN", run_dir=job)
+    with pytest.raises(ValueError):
+        lifecycle.run(composed, lambda life: (_ for _ in ()).throw(ret._return_value))
     cb.on_job_end(config, ret)
     status = json.loads((job / "job.json").read_text())
     assert "Next to the reference figures" not in (sweep / "summary.md").read_text()
     assert status["status"] == "failed" and "Invalid learning rate" in status["error"]
     assert status["latent"] == 8 and status["model"] == "vae"
     rows = read_csv(sweep / "summary.csv")
-    assert [(r["overrides"], r["status"]) for r in rows] == [("model=vae", "failed")]
+    assert [(r["overrides"], r["status"]) for r in rows] == [("model=vae latent=8", "failed")]
 
 
 def test_experiment_configs_compose() -> None:

@@ -2,7 +2,10 @@
 final metrics). This module owns their names, their schema and how they are written.
 
 A job's identity (``ae_lab.reporting.identity``) is recorded in ``job.json`` when the job starts
-(status ``running``), with its resolved configuration, and completed when it ends.
+(status ``running``), with its resolved configuration, and completed when it ends; the phases in
+between and who moves a job through them are ``ae_lab.run.lifecycle``'s. A ``job.json`` that is
+damaged or holds values of the wrong kind reads as no record (``inspect`` says why), so that no
+reader trusts or trips over it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ METRICS_FILE = "metrics.json"
 RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
 # stopped early by an Optuna search's pruner (ae_lab.sweeps.optuna_pruning): not a failure
 PRUNED = "pruned"
+STATUSES = (RUNNING, COMPLETED, FAILED, PRUNED)
 SUPERSEDED = "superseded"
 
 
@@ -98,12 +102,18 @@ class JobRecord:
     error: str | None = None
     fit: Fit | None = None
     config: dict[str, Any] | None = None  # the resolved configuration ``identity`` hashes
+    # a completed job's final metrics, from which a damaged or missing metrics.json is rewritten
+    metrics: dict[str, float] | None = None
+    # the MLflow run the job logs to ({"run_id", "tracking_uri"}), which a continued job goes on
+    # logging to and a job started afresh marks as killed
+    mlflow: dict[str, str] | None = None
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> JobRecord | None:
-        """The record in ``data``; None unless it has a status. Unknown keys are ignored, so
-        records of older and newer versions still read."""
-        if not isinstance(data.get("status"), str):
+        """The record in ``data``; None unless every value has its kind (``problem``). Unknown
+        keys are ignored, so records of older and newer versions still read; an attempt or a fit
+        that does not read is dropped (the job then re-times or re-trains, nothing worse)."""
+        if problem(data) is not None:
             return None
         names = {f.name for f in dataclasses.fields(cls)}
         record = cls(**{k: v for k, v in data.items() if k in names})
@@ -122,6 +132,66 @@ class JobRecord:
         return identity is not None and self.identity == identity
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, dict) and all(_number(v) for v in value.values())
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: value is None or check(value)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# what each key of job.json must hold for the record to be trusted
+_KINDS: dict[str, Any] = {
+    "identity": _optional(lambda v: isinstance(v, str)),
+    "overrides": _strings,
+    # the model's bottleneck, or the config's value as given when the job failed before a
+    # model was built (latent=abc)
+    "latent": lambda v: not isinstance(v, (dict, list)),
+    "model": _optional(lambda v: isinstance(v, str)),
+    "transform": _optional(lambda v: isinstance(v, str)),
+    "wall_s": _optional(_number),
+    "attempts": _optional(lambda v: isinstance(v, list)),
+    "error": _optional(lambda v: isinstance(v, str)),
+    "config": _optional(lambda v: isinstance(v, dict)),
+    "metrics": _optional(_numbers),
+    "mlflow": _optional(lambda v: isinstance(v, dict)),
+}
+
+
+def problem(data: Mapping[str, Any]) -> str | None:
+    """Why ``data`` is no trustworthy record (a status ae_lab does not write, a value of the wrong
+    kind), in a few words; None when it is one."""
+    status = data.get("status")
+    if status not in STATUSES:
+        return f"its status is {status!r}, not one of {', '.join(STATUSES)}"
+    odd = sorted(k for k, ok in _KINDS.items() if k in data and not ok(data[k]))
+    return f"its {', '.join(odd)} {'has' if len(odd) == 1 else 'have'} odd values" if odd else None
+
+
+def inspect(run_dir: Path) -> tuple[JobRecord | None, str | None]:
+    """The record in ``run_dir`` and, when a ``job.json`` is there but cannot be trusted (damaged,
+    odd values), why not."""
+    path = run_dir / JOB_FILE
+    if not path.exists():
+        return None, None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, "it is damaged (not JSON)"
+    if not isinstance(data, dict):
+        return None, "it is damaged (not a JSON object)"
+    why = problem(data)
+    return (None, why) if why else (JobRecord.from_json(data), None)
+
+
 def read(run_dir: Path) -> JobRecord | None:
     return JobRecord.from_json(load_json(run_dir / JOB_FILE))
 
@@ -132,6 +202,16 @@ def write(run_dir: Path, record: JobRecord) -> None:
 
 def read_metrics(run_dir: Path) -> dict[str, Any]:
     return load_json(run_dir / METRICS_FILE)
+
+
+def whole_metrics(run_dir: Path) -> dict[str, float] | None:
+    """``metrics.json`` when it is there, whole and every value a number; else None."""
+    path = run_dir / METRICS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data and _numbers(data) else None
 
 
 def write_metrics(run_dir: Path, metrics: Mapping[str, float]) -> Path:
@@ -185,7 +265,10 @@ def begin(
             attempts[-1].wall_s = max(0.0, end - attempts[-1].started)
     attempts.append(Attempt(started=time.time()))
     ident, config = identity_and_config or (None, None)
-    record = JobRecord(RUNNING, ident, attempts=attempts, fit=fit, config=config, **info)
+    mlflow = earlier.mlflow if earlier is not None else None
+    record = JobRecord(
+        RUNNING, ident, attempts=attempts, fit=fit, config=config, mlflow=mlflow, **info
+    )
     write(run_dir, record)
     return record
 
@@ -195,20 +278,22 @@ def finish(
     record: JobRecord,
     completed: bool,
     error: str | None = None,
+    metrics: Mapping[str, float] | None = None,
     pruned: bool = False,
-) -> None:
+) -> JobRecord:
     """Ends the attempt ``record`` began (re-read: the run may have added its fit) and writes the
-    outcome (``pruned``: a job that did not complete because its search's pruner stopped it);
-    a completed job's fit is in its metrics and is dropped."""
+    outcome (``pruned``: a job that did not complete because its search's pruner stopped it); a
+    completed job keeps its ``metrics`` (those of its ``metrics.json``) and its fit."""
     record = read(run_dir) or record
     if record.attempts and record.attempts[-1].wall_s is None:
         record.attempts[-1].wall_s = time.time() - record.attempts[-1].started
     record.wall_s = sum(a.wall_s or 0.0 for a in record.attempts)
     record.status = COMPLETED if completed else PRUNED if pruned else FAILED
     record.error = error
-    if completed:
-        record.fit = None
+    if metrics is not None:
+        record.metrics = {k: float(v) for k, v in metrics.items()}
     write(run_dir, record)
+    return record
 
 
 def record_fit(run_dir: Path, metrics: Mapping[str, float], checkpoint: Path) -> None:
@@ -250,9 +335,13 @@ def set_aside(run_dir: Path, keep: Iterable[str], logs: Iterable[Path] = ()) -> 
     """
     keep, logs = set(keep), {Path(p).resolve() for p in logs}
     n = 1
-    while (aside := run_dir.with_name(f"{run_dir.name}.{SUPERSEDED}-{n}")).exists():
-        n += 1
-    aside.mkdir()
+    while True:  # a name taken by anything, a dangling link included, is skipped
+        aside = run_dir.with_name(f"{run_dir.name}.{SUPERSEDED}-{n}")
+        try:
+            aside.mkdir()
+            break
+        except FileExistsError:
+            n += 1
     for entry in sorted(run_dir.iterdir()):
         if entry.name in keep:
             continue

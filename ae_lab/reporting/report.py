@@ -37,9 +37,14 @@ def load_yaml(path: Path) -> Any:
 def job_row(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     """What one job did: overrides, status (completed / failed / incomplete), settings, metrics."""
     metrics = headline.with_ratio(records.read_metrics(job_dir))
-    found = records.read(job_dir)
-    # no record: a job of an older version, or one stopped before it began
-    record = found or records.JobRecord("completed" if metrics else "incomplete")
+    found, odd = records.inspect(job_dir)
+    # no record: a job of an older version, or one stopped before it began; a record that
+    # cannot be trusted: its job is not known to have completed
+    record = found or records.JobRecord("completed" if metrics and not odd else "incomplete")
+    if found is not None and not records.whole_metrics(job_dir):  # metrics.json damaged
+        metrics = headline.with_ratio(record.metrics or {})
+        if not metrics and record.status == records.COMPLETED:
+            record.status = "incomplete"  # not every phase is on disk: a re-run completes it
     overrides = load_yaml(job_dir / ".hydra" / "overrides.yaml") or []
     hydra_cfg = (load_yaml(job_dir / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
     config = load_yaml(job_dir / ".hydra" / "config.yaml") or {}

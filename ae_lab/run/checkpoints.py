@@ -103,9 +103,16 @@ def load(path: Path | str, what: str, map_location: Any = "cpu") -> Any:
 
 def add_last_checkpoint(callbacks: list[L.Callback], run_dir: Path) -> None:
     """Appends ``LastCheckpoint``; a ``ModelCheckpoint`` of the group that would write the same
-    ``last.ckpt`` (``save_last``) leaves it to this one, which writes it every epoch."""
+    ``last.ckpt`` (``save_last``) leaves it to this one, which writes it every epoch.
+
+    Every ``ModelCheckpoint`` that keeps one file overwrites it rather than adding
+    ``best-v1.ckpt`` beside a ``best.ckpt`` of an earlier attempt (one restarted afresh, one
+    whose damaged ``last.ckpt`` was set aside): the file a run reports as its best is the one
+    named so."""
     last = LastCheckpoint(run_dir)
     for cb in callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.save_top_k == 1:
+            cb._enable_version_counter = False  # no public setter; the constructor's argument
         if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath == last.dirpath:
             cb.save_last = False
     callbacks.append(last)

@@ -40,10 +40,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.config import location, trained_run, validation
 from ae_lab.reporting.identity import override_key
-from ae_lab.run import train
+from ae_lab.run import lifecycle, train
 from ae_lab.run.cli import exit_promptly, prepare_argv
 from ae_lab.run.errors import AeLabError, ConfigError, exit_with
-from ae_lab.sweeps import sweep
 
 log = logging.getLogger(__name__)
 CKPT = re.compile(r"(?P<prefix>\+{0,2})ckpt_path=(?P<path>.*)")
@@ -184,9 +183,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=location.config_path(), config_name="eval")
 def _main(cfg: DictConfig) -> float | None:
-    metrics = sweep.completed_metrics()  # an evaluation sweep run again skips completed jobs
-    if metrics is None:
-        metrics = evaluate(cfg)
+    # its life is a training run's: an evaluation sweep run again skips completed jobs
+    metrics = lifecycle.run(cfg, lambda life: evaluate(cfg))
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

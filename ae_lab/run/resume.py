@@ -62,33 +62,54 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 class ExactResume(L.Callback):
-    """Saves the global random states, the model's class name and the run's choices and settings
-    (``run``: ``ae_lab.config.trained_run.describe``) in every checkpoint; on resume restores the
-    states when the first resumed epoch starts, the point at which the unbroken run had them
-    (checkpoints are written at the very end of an epoch)."""
+    """Saves the global random states, the model's class name, the run's choices and settings
+    (``run``: ``ae_lab.config.trained_run.describe``) and what the epoch logged
+    (``trainer.callback_metrics``) in every checkpoint; on resume restores the states when the
+    first resumed epoch starts, the point at which the unbroken run had them (checkpoints are
+    written at the very end of an epoch).
+
+    A run resumed from the checkpoint of its last epoch (killed after writing it, before its fit
+    was recorded) trains no epoch and so logs nothing: the metrics of that epoch are put back
+    as the fit ends, so that the run reports every training metric an unbroken run does."""
 
     def __init__(self, run: dict[str, Any] | None = None) -> None:
         self.resumed: dict[str, Any] | None = None
         self.run = run
+        self.logged: dict[str, float] | None = None  # the resumed epoch's, until one trains
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
         checkpoint[CHECKPOINT_KEY] = {
             "model": type(pl_module).__name__,
             "rng": rng_states(),
             RUN_KEY: self.run,
+            "metrics": logged,
         }
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        self.resumed = checkpoint.get(CHECKPOINT_KEY, {}).get("rng")
+        saved = checkpoint.get(CHECKPOINT_KEY, {})
+        self.resumed = saved.get("rng")
+        logged = saved.get("metrics")
+        self.logged = dict(logged) if isinstance(logged, dict) else None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.logged = None  # an epoch trains: it logs its own
         if self.resumed is not None:
             set_rng_states(self.resumed)
             self.resumed = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # first among the callbacks (train.build), so that the others' on_fit_end see them
+        if self.logged:  # resumed at the end of the last epoch: nothing was logged since
+            logged = {k: torch.tensor(v) for k, v in self.logged.items()}
+            trainer.callback_metrics.update(
+                {k: v for k, v in logged.items() if k not in trainer.callback_metrics}
+            )
+            self.logged = None
 
 
 def checkpoint_to_resume(

@@ -62,6 +62,27 @@ def make(path: str, key: str) -> Path | None:
     return made
 
 
+def claim(path: str, key: str) -> tuple[Path, Path | None]:
+    """Makes ``path`` for this run alone: when another run (started in the same second) has
+    made it already, ``<path>-1``, ``<path>-2``, ... instead; each is made with one ``mkdir``,
+    which only one process can win. Returns the folder and the outermost folder it made, as
+    ``make``; a folder that cannot be made ends the process with one line."""
+    base = Path(os.path.abspath(path))
+    made = make(str(base.parent), key)
+    for n in range(10_000):
+        folder = base if n == 0 else base.with_name(f"{base.name}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as err:
+            exit_with(
+                f"{key}={path} cannot be created: {err.strerror or err}", ConfigError.exit_code
+            )
+        return folder, made or folder
+    exit_with(f"{key}={path}: every folder of that name is taken", ConfigError.exit_code)
+
+
 def startup_files(config: DictConfig) -> set[str]:
     """What a run has written to its folder before ae_lab's checks: Hydra's ``.hydra/`` and log,
     and the run's ``job.json``."""

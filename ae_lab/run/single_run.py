@@ -4,9 +4,12 @@ Kept apart from the sweep summary (``ae_lab.sweeps.sweep``) so that replacing or
 ``hydra.callbacks.sweep_summary`` leaves a plain run as it was:
 
 - its folder is made up front, so one that cannot be made ends in one line (``ae_lab.run.run_dir``);
-- ``ckpt_path=last`` into a folder whose record says completed ends with one line and exit 0,
-  every file as it was; into a run of another configuration, one line and exit 2. Both are
-  decided before Hydra writes anything into the folder;
+  the default ``outputs/<date>/<time>`` is claimed for this run alone, so that runs started in the
+  same second get folders of their own (``<time>-1``, ...);
+- a run that ``ae_lab.run.lifecycle`` would not start into its folder (a new training into a
+  completed run: one line, exit 2; ``ckpt_path=last`` into a completed run: one line, exit 0)
+  stops before Hydra writes anything there. The lifecycle decides the same again as the run
+  starts, so the protection holds without this callback; here it also keeps the folder as it was;
 - an ``AeLabError`` ends the run with its message alone (``HYDRA_FULL_ERROR=1``: the traceback),
   and a config error leaves no folder behind.
 """
@@ -21,11 +24,11 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ae_lab.reporting import records
-from ae_lab.reporting.identity import changes, resolved_identity
-from ae_lab.run import run_dir
+from ae_lab.reporting.identity import override_key, resolved_identity
+from ae_lab.run import lifecycle, run_dir
 from ae_lab.run.errors import AeLabError, exit_with, full_error_wanted
 
 
@@ -36,9 +39,14 @@ class SingleRun(Callback):
         self.made: Path | None = None  # the outermost folder this run made
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.get("ckpt_path") == "last" and records.rank_zero():
-            refuse_to_resume_another(config)
-        self.made = run_dir.make(config.hydra.run.dir, "hydra.run.dir")
+        if chosen(config) or not records.rank_zero():
+            if records.rank_zero():
+                refuse_to_rewrite(config)
+            self.made = run_dir.make(config.hydra.run.dir, "hydra.run.dir")
+            return
+        folder, self.made = run_dir.claim(str(config.hydra.run.dir), "hydra.run.dir")
+        with read_write(config.hydra.run):
+            config.hydra.run.dir = str(folder)  # what Hydra's run_job reads next
 
     def on_run_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         err = job_return._return_value
@@ -49,36 +57,33 @@ class SingleRun(Callback):
             exit_with(str(err), err.exit_code)
 
 
-def refuse_to_resume_another(config: DictConfig) -> None:
-    """``ckpt_path=last`` on a run dir whose record says completed: one line and exit 0; on a run
-    of another configuration: one line and exit 2."""
-    folder = os.path.abspath(str(config.hydra.run.dir))
-    earlier = records.read(Path(folder))
-    if earlier is None or earlier.identity is None:  # nothing to check against
-        return
+def chosen(config: DictConfig) -> bool:
+    """Whether the user gave ``hydra.run.dir`` on the command line (a folder to continue or to
+    refuse), rather than taking the default, which each run claims for itself."""
+    overrides = OmegaConf.select(config, "hydra.overrides.hydra", default=None) or []
+    return any(override_key(str(o)) == "hydra.run.dir" for o in overrides)
+
+
+def refuse_to_rewrite(config: DictConfig) -> None:
+    """What ``lifecycle.decide`` says of the run dir, before Hydra writes into it: a completed
+    run continued (``ckpt_path=last``): one line and exit 0; a new training into a completed run,
+    or ``ckpt_path=last`` on a run of another configuration: one line and exit 2."""
+    folder = Path(os.path.abspath(str(config.hydra.run.dir)))
+    record, odd = records.inspect(folder)
+    unwritten = record is not None and record.status == records.COMPLETED
+    if record is None or odd or (unwritten and records.whole_metrics(folder) is None):
+        return  # nothing to refuse, or something to repair: the lifecycle says which in the log
     current = copy.deepcopy(config)
     with read_write(current.hydra.runtime), open_dict(current.hydra.runtime):
-        current.hydra.runtime.output_dir = folder
+        current.hydra.runtime.output_dir = str(folder)
     saved = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(current)
     try:
         found = resolved_identity(current, folder)
+        done = lifecycle.decide(current, folder, found, multirun=False)
+    except lifecycle.CompletedRunError as err:
+        exit_with(str(err), err.exit_code)
     finally:
         HydraConfig.instance().cfg = saved
-    if found is None:
-        return
-    if earlier.matches(found[0]) and earlier.status == records.COMPLETED:
-        print(
-            f"ae_lab: {folder} is a completed run, nothing to resume; its metrics are in "
-            f"{Path(folder) / records.METRICS_FILE}",
-            flush=True,
-        )
+    if isinstance(done, dict):  # a completed run, said so: nothing to do
         raise SystemExit(0)
-    if not earlier.matches(found[0]):
-        what = "a completed run" if earlier.status == records.COMPLETED else "a run"
-        exit_with(
-            f"ckpt_path=last: {folder} holds {what} of another configuration "
-            f"({changes(earlier.config, found[1])}). Continue it with the "
-            "settings it ran with, or give a new hydra.run.dir",
-            2,
-        )

@@ -1,4 +1,8 @@
-"""The ``python -m ae_lab`` entrypoint: build everything from config, fit, test, record metrics."""
+"""The ``python -m ae_lab`` entrypoint: build everything from config, fit, test, record metrics.
+
+``train(cfg)`` is the whole run, as the command line and tests call it: its life (skipped when
+completed, begun, fit recorded, tested, completed or failed) is ``ae_lab.run.lifecycle``'s.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +21,7 @@ from omegaconf import DictConfig
 
 from ae_lab.config import location, resolvers, trained_run, validation
 from ae_lab.reporting import metrics as headline
-from ae_lab.reporting import records
-from ae_lab.sweeps import sweep
+from ae_lab.run import lifecycle
 
 if TYPE_CHECKING:
     import lightning as L
@@ -97,6 +100,21 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return built
 
 
+def instantiate_loggers(group: DictConfig | None, mlflow_run: str | None) -> list[Any]:
+    """The ``logger`` group's loggers; an MLflow logger goes on in ``mlflow_run``, the run an
+    earlier attempt of this run logged to, so that a continued run leaves no other behind."""
+    if not group or mlflow_run is None:
+        return instantiate_group(group)
+    from ae_lab.callbacks.loggers import LOGGER_PACKAGES
+
+    loggers = []
+    for c in group.values():
+        if isinstance(c, DictConfig) and "_target_" in c:
+            mlflow = LOGGER_PACKAGES.get(str(c._target_).rsplit(".", 1)[-1]) == "mlflow"
+            loggers.append(instantiate(c, run_id=mlflow_run) if mlflow else instantiate(c))
+    return loggers
+
+
 def best_checkpoint(trainer: L.Trainer) -> str | None:
     """The file of the best model by a monitored metric (the callbacks group's ``ModelCheckpoint``),
     which the test evaluates; None, the final weights, where no callback monitors one."""
@@ -117,10 +135,12 @@ def _fit(
     model: L.LightningModule,
     fit_model: Any,
     datamodule: L.LightningDataModule,
-    out: Path | None,
+    life: lifecycle.Life | None,
 ) -> tuple[dict[str, float], str | None]:
     """Trains (resuming where ``ckpt_path`` says) and returns what training logged and the
-    checkpoint to test, which the run's record keeps until the test has been recorded too."""
+    checkpoint to test, which the run's record keeps until the test has been recorded too. A
+    run resumed from the checkpoint of its last epoch trains nothing: what that epoch logged
+    comes from the checkpoint (``resume.ExactResume``)."""
     from ae_lab.run import checkpoints, resume
 
     ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
@@ -131,9 +151,9 @@ def _fit(
     metrics = _floats(trainer.callback_metrics)
     best = best_checkpoint(trainer)
     own = checkpoints.last_checkpoint(trainer)
-    last = own.last_model_path if own is not None else ""
-    if out is not None and trainer.is_global_zero and (best or last):
-        records.record_fit(out, metrics, Path(best or last))
+    last = str(own.file) if own is not None and own.file.is_file() else ""
+    if life is not None and trainer.is_global_zero and (best or last):
+        life.record_fit(metrics, Path(best or last))
     return metrics, best
 
 
@@ -166,12 +186,11 @@ class Run:
     def finish(
         self, metrics: dict[str, float], wall_s: float, heading: str = "run finished"
     ) -> dict[str, float]:
-        """``metrics`` with the run's time, size and the model/PCA ratio, written to
-        ``metrics.json`` and summed up in the run's last lines, under ``heading``."""
+        """``metrics`` with the run's time, size and the model/PCA ratio, summed up in the run's
+        last lines under ``heading`` (``lifecycle`` writes them to ``metrics.json`` as the run
+        completes)."""
         metrics = {**metrics, "time/wall_s": wall_s, "n_params": float(self.model.n_params)}
         metrics = headline.with_ratio(metrics)
-        if self.out is not None and self.trainer.is_global_zero:  # one file for all processes
-            records.write_metrics(self.out, metrics)
         if self.trainer.is_global_zero:
             from ae_lab.run import console
 
@@ -210,16 +229,19 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
     model.scheduler_factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
-    # always on, whatever the callbacks group: exact resume, the NaN stop, epochs on x-axes
+    # always on, whatever the callbacks group: exact resume (first: it puts back what a resumed
+    # run's last epoch logged, for the others to see as the fit ends), the NaN stop, epochs on
+    # x-axes
     callbacks = [
-        *instantiate_group(cfg.get("callbacks")),
         resume.ExactResume(run=trained_run.describe(cfg)),
+        *instantiate_group(cfg.get("callbacks")),
         StopOnNonFiniteLoss(),
         EpochAxis(),
     ]
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a bar it may not show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    loggers = instantiate_group(cfg.get("logger"))
+    life = lifecycle.current()
+    loggers = instantiate_loggers(cfg.get("logger"), life.mlflow_run() if life else None)
     if not loggers:  # and a learning-rate monitor with no logger to write to (logger=none)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if not (training and cfg.trainer.get("enable_checkpointing", True)):
@@ -245,8 +267,9 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
         datamodule.corruption,
         trainer.accelerator.__class__.__name__,
     )
-    if out is not None and trainer.is_global_zero:  # the model says whether it has a bottleneck
-        records.record_latent(out, model.latent_dim)
+    if life is not None and trainer.is_global_zero:  # the model says whether it has a bottleneck
+        life.record_latent(model.latent_dim)
+        life.record_loggers(loggers)
     module = torch.compile(model) if cfg.get("compile") else model
     return Run(datamodule, model, module, trainer, test_callbacks, out)
 
@@ -255,33 +278,34 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """One run: fit on the training split, then test on the official test set.
 
     Returns every logged metric's final value; they are also written to ``metrics.json`` in the
-    run directory, which is what sweep summaries read.
+    run directory, which is what sweep summaries read. A run that is completed already is not
+    run again (``ae_lab.run.lifecycle``).
     """
+    return lifecycle.run(cfg, lambda life: _train(cfg, life))
+
+
+def _train(cfg: DictConfig, life: lifecycle.Life | None) -> dict[str, float]:
     validation.check_config(cfg)
     start = time.perf_counter()
     from ae_lab.run import resume
 
     run = build(cfg)
-    out = run.out
-    record = records.read(out) if out is not None else None
-    fitted = records.fit_to_test(out) if out is not None else None
+    fitted = life.fitted() if life is not None else None
     with resume.stop_cleanly_on_interrupt(run.trainer):
         if fitted is None:
-            metrics, test_ckpt = _fit(cfg, run.trainer, run.model, run.module, run.datamodule, out)
+            metrics, test_ckpt = _fit(cfg, run.trainer, run.model, run.module, run.datamodule, life)
         else:  # stopped after training in an earlier attempt: its training metrics are kept
             metrics, test_ckpt = fitted[0], str(fitted[1])
             log.info("training finished in an earlier attempt; testing %s", test_ckpt)
         metrics.update(run.test(test_ckpt))
     # every attempt's time: a job continued after a stop took all of them
-    earlier = record.earlier_wall_s() if record is not None else 0.0
+    earlier = life.earlier_wall_s() if life is not None else 0.0
     return run.finish(metrics, earlier + time.perf_counter() - start)
 
 
 @hydra.main(version_base="1.3", config_path=location.config_path(), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    metrics = sweep.completed_metrics()  # a sweep run again skips the jobs it completed
-    if metrics is None:
-        metrics = train(cfg)
+    metrics = train(cfg)  # a run completed already (a sweep run again) is not run again
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

@@ -31,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from ae_lab.reporting import metrics as headline
 from ae_lab.reporting import records
 from ae_lab.reporting.identity import override_key
-from ae_lab.sweeps import names, sweep
+from ae_lab.run import lifecycle
+from ae_lab.sweeps import names
 
 log = logging.getLogger(__name__)
 JOBS_KEY = "AE_LAB_SWEEP_JOBS"
@@ -131,7 +132,8 @@ class SweepConsole(Callback):
         self.skipped = False
         if config.hydra.mode != RunMode.MULTIRUN or not records.rank_zero():
             return
-        self.skipped = sweep.completed_metrics() is not None
+        out = Path(str(config.hydra.runtime.output_dir))
+        self.skipped = lifecycle.completed_already(config, out)
         what = ": completed in an earlier run of this sweep, skipped" if self.skipped else ""
         print(f"{position(config)}: {job_overrides(config)}{what}", flush=True)
         for handler in logging.getLogger().handlers:  # Hydra's, configured for this job

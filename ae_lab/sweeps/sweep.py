@@ -1,44 +1,34 @@
-"""A Hydra callback that keeps each job's record and the sweep's summary current.
+"""A Hydra callback that keeps the sweep's summary current, in the process that drives the sweep.
 
-Every job writes ``job.json`` (``ae_lab.reporting.records``) as it starts, with its resolved
-configuration and that configuration's hash, and completes it as it ends. A job that fails (a
-setting out of range, a NaN loss, a crash) raises; Hydra's launchers record it as failed, run the
-remaining jobs, and only then raise the first failure, so the sweep exits non-zero and
-``on_multirun_end`` never runs. Each job therefore rebuilds the sweep summary in ``on_job_end``;
-``on_multirun_end`` rebuilds it once more. A job whose record still says running was stopped
-(Ctrl-C, SIGTERM, a kill) or is running, and shows as incomplete.
+Each job's record (``job.json``) and its protections are the job's own (``ae_lab.run.lifecycle``,
+called by the task function), so that they hold whatever Hydra does with a callback that fails. A
+job that fails (a setting out of range, a NaN loss, a crash) raises; Hydra's launchers record it
+as failed, run the remaining jobs, and only then raise the first failure, so the sweep exits
+non-zero and ``on_multirun_end`` never runs. Each job therefore rebuilds the sweep summary in
+``on_job_end``; ``on_multirun_end`` rebuilds it once more. A job whose record still says running
+was stopped (Ctrl-C, SIGTERM, a kill) or is running, and shows as incomplete.
 
-Running the same sweep again with ``hydra.sweep.dir=<that sweep>`` continues it. A job whose
-record says completed with the same configuration is skipped with its files untouched
-(``completed_metrics``). A job whose folder holds a run of another configuration (a changed
-default, an edited preset) has that run set aside to ``<job>.superseded-<n>`` and runs afresh; any
-other job resumes from its ``last.ckpt`` (``ae_lab.run.resume``) or starts afresh. A sweep folder is
-run by one sweep at a time, for as long as its driver or any of its jobs runs
+Running the same sweep again with ``hydra.sweep.dir=<that sweep>`` continues it: completed jobs
+are skipped, the others continue or run afresh (``ae_lab.run.lifecycle``). A sweep folder is run
+by one sweep at a time, for as long as its driver or any of its jobs runs
 (``ae_lab.sweeps.sweep_lock``).
-
-A single run continued with ``ckpt_path=last`` is checked the same way, by
-``ae_lab.run.single_run``.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.reporting import records, report
-from ae_lab.reporting.identity import changes, resolved_identity
-from ae_lab.run import console, run_dir
-from ae_lab.run.errors import AeLabError, one_line
+from ae_lab.run import console, lifecycle, run_dir
 from ae_lab.sweeps.sweep_lock import SWEEP_LOCK  # noqa: F401 - where it was named before
 
 log = logging.getLogger(__name__)
@@ -51,121 +41,22 @@ def _select(config: DictConfig, key: str) -> Any:
         return None
 
 
-def pruned(error: BaseException) -> bool:
-    """Whether a job ended because an Optuna search's pruner stopped it
-    (``ae_lab.sweeps.optuna_pruning``). Optuna is loaded by then wherever it can be."""
-    optuna = sys.modules.get("optuna")
-    return optuna is not None and isinstance(error, optuna.TrialPruned)
-
-
-def completed_metrics() -> dict[str, float] | None:
-    """This sweep job's metrics when an earlier run of the same sweep completed it with the same
-    configuration, else None (``SweepSummary.on_job_start`` has replaced any other record)."""
-    if not records.in_sweep():
-        return None
-    job_dir = Path(HydraConfig.get().runtime.output_dir)
-    record = records.read(job_dir)
-    if record is None or record.status != records.COMPLETED:
-        return None
-    return records.read_metrics(job_dir)
-
-
 class SweepSummary(Callback):
-    """``job.json`` in every job dir; ``summary.csv``, ``summary.md`` and ``mse_vs_latent.png``
+    """``summary.csv``, ``summary.md`` and ``mse_vs_latent.png``
     in the sweep dir, with the published figures the sweep's config names (``report.reference``:
     ``metric``, ``value``, ``what``, ``job``) beside this sweep's. A single run's start and end
     are ``ae_lab.run.single_run``'s."""
 
-    def __init__(self) -> None:
-        self.record: records.JobRecord | None = None
-        self.skipped = False
-
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir.make(config.hydra.sweep.dir, "hydra.sweep.dir")
 
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        out = Path(config.hydra.runtime.output_dir)
-        multirun = config.hydra.mode == RunMode.MULTIRUN
-        self.skipped, self.record = False, None
-        if not records.rank_zero():
-            return
-        identity = resolved_identity(config, out)
-        ident = identity[0] if identity else None
-        earlier = records.read(out)
-        hydra_dir = config.hydra.get("output_subdir") or ""
-        if multirun and earlier and earlier.status == records.COMPLETED and earlier.matches(ident):
-            self.skipped = True  # said on the console by ae_lab.sweeps.console, not logged
-            return
-        if multirun and identity and self._superseded(out, earlier, identity, hydra_dir):
-            earlier = None
-        ckpt_path = config.get("ckpt_path")
-        continuing = (multirun and ckpt_path is None) or ckpt_path == "last"
-        choices = config.hydra.runtime.choices
-        self.record = records.begin(
-            out,
-            identity,
-            earlier if continuing and earlier and earlier.matches(ident) else None,
-            skip=[hydra_dir],
-            overrides=list(config.hydra.overrides.task),
-            latent=_select(config, "latent"),
-            model=choices.get("model"),
-            transform=choices.get("transform"),
-        )
-
-    @staticmethod
-    def _superseded(
-        out: Path,
-        earlier: records.JobRecord | None,
-        identity: tuple[str, dict[str, Any]],
-        hydra_dir: str,
-    ) -> bool:
-        """Sets aside what a sweep job's folder holds from a run of another configuration (or of
-        an unknown one: results without a record), so that the job neither resumes from nor
-        reports that run. Returns whether it did."""
-        logs = records.open_log_files()
-        ours = {hydra_dir} | {p.name for p in logs if p.parent == out}
-        if earlier is not None:
-            if earlier.matches(identity[0]):
-                return False
-            why = (
-                f"its configuration changed ({changes(earlier.config, identity[1])})"
-                if earlier.identity
-                else "its record, of an earlier ae_lab, does not say which configuration it ran"
-            )
-        elif any(p.name not in ours for p in out.iterdir()):
-            why = "it holds files without a record of their configuration"
-        else:
-            return False
-        aside = records.set_aside(out, keep=[hydra_dir], logs=logs)
-        log.info("%s: %s; the earlier run is set aside in %s", out.name, why, aside.name)
-        return True
-
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        multirun = config.hydra.mode == RunMode.MULTIRUN
-        if not records.rank_zero():
-            return
-        if self.skipped:
-            self._summarize(config, announce=False)
-            return
-        if self.record is None:  # another process of a multi-process run keeps the record
-            return
-        out = Path(config.hydra.runtime.output_dir)
-        completed = job_return.status == JobStatus.COMPLETED
-        error, stopped = None, False
-        if not completed:
-            err = job_return._return_value
-            error, stopped = one_line(err), pruned(err)
-            if stopped:
-                log.info("job %s pruned: %s", out.name, error)
-            elif multirun:  # a bug's traceback goes to the job's train.log
-                bug = None if isinstance(err, AeLabError) else err
-                log.error("ae_lab: job %s failed: %s", out.name, error, exc_info=bug)
-        records.finish(out, self.record, completed, error, pruned=stopped)
-        if multirun:
-            self._summarize(config)
+        if config.hydra.mode == RunMode.MULTIRUN and records.rank_zero():
+            # not logged for a skipped job: its log is the earlier run's, left as it was
+            self._summarize(config, announce=not lifecycle.skipped())
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._summarize(config, announce=not self.skipped, final=True)
+        self._summarize(config, final=True)
 
     def _summarize(self, config: DictConfig, announce: bool = True, final: bool = False) -> None:
         """``announce``: log where it went; not for a skipped job, whose train.log the log is.
