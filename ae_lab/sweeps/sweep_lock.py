@@ -217,8 +217,13 @@ class SweepLock(Callback):
         remove_stale_temporaries(sweep_dir)  # the summaries' of a sweep killed as it wrote them
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN:
-            self.job = join(Path(str(config.hydra.sweep.dir)))
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            self.job = join(sweep_dir)
+        except Exception as err:  # noqa: BLE001 - Hydra would only warn and run the job unheld
+            exit_with(f"{sweep_dir}: this job cannot share the sweep's lock ({err})", 1)
 
     def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.job is not None:
