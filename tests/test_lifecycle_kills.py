@@ -33,7 +33,7 @@ WITH_TRAINING_METRICS = (
     "+callbacks.best.monitor=val/loss",
     "+callbacks.hold._target_=tests.probes.HoldAt",
 )
-TRAINING = {"val/mse", "val/loss", "train/loss", "pca/val_mse", "lr-Adam"}
+TRAINING = {"val/mse", "val/loss", "train/loss", "pca/val_mse", "train/lr"}
 
 
 def without_time(metrics: dict) -> dict:

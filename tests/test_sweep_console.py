@@ -16,6 +16,7 @@ from omegaconf import OmegaConf, open_dict, read_write
 from ae_lab.callbacks.console import ProgressBar
 from ae_lab.reporting import metrics as headline
 from ae_lab.reporting import records
+from ae_lab.reporting.identity import resolved_identity
 from ae_lab.sweeps.console import JOBS_KEY, SweepConsole, SweepJobConsole, job_count
 from tests.conftest import TINY, compose_cfg, run_ae_lab
 
@@ -142,7 +143,7 @@ def test_a_failed_job_says_so_in_one_line(tmp_path, capsys) -> None:
 
 def test_a_job_a_rerun_skips_says_so_once(tmp_path, capsys) -> None:
     cfg, out = job(tmp_path, ["latent=2"], [], num=0)
-    record = records.begin(out, None, None)
+    record = records.begin(out, resolved_identity(cfg, out), None)
     records.finish(out, record, completed=True)
     records.write_metrics(out, {"test/mse": 0.1})
     callback = SweepConsole()

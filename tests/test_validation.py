@@ -247,7 +247,7 @@ def hydra_error(*overrides: str) -> str | None:
         ),
         (
             "hydra/launcher=paralel",
-            "hydra/launcher must be one of basic, joblib, parallel, submitit_local, "
+            "hydra/launcher must be one of basic, joblib, parallel, ray, submitit_local, "
             "submitit_slurm, got 'paralel' (did you mean parallel?)",
         ),
     ],

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from ae_lab.reporting import records
 from ae_lab.reporting.identity import override_key, resolved_identity
 from ae_lab.run import lifecycle, run_dir
-from ae_lab.run.errors import AeLabError, exit_with, full_error_wanted
+from ae_lab.run.errors import AeLabError, ConfigError, exit_with, full_error_wanted
 
 
 class SingleRun(Callback):
@@ -40,6 +40,8 @@ class SingleRun(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if chosen(config) or not records.rank_zero():
+            if problem := run_dir.too_long(str(config.hydra.run.dir), "hydra.run.dir"):
+                exit_with(problem, ConfigError.exit_code)
             if records.rank_zero():
                 refuse_to_rewrite(config)
             self.made = run_dir.make(config.hydra.run.dir, "hydra.run.dir")
