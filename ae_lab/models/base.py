@@ -61,6 +61,9 @@ class LabModule(L.LightningModule):
     scheduler_factory: SchedulerFactory | None = None
     # the code size; None: the model has no bottleneck (the classifier). Runs record it.
     latent_dim: int | None = None
+    # the run's seed (the entrypoint sets it), for the draws an evaluation makes (a VAE's
+    # neg_elbo), which take their own generators rather than the global one training uses
+    noise_seed: int = 0
 
     def __init__(self, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__()
