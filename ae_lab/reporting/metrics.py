@@ -66,7 +66,7 @@ HEADLINE = (
     HeadlineMetric("downstream/acc_recon", "on the model's reconstructions", SHARE, HIGHER),
     HeadlineMetric("downstream/acc_pca", "on PCA's reconstructions", SHARE, HIGHER),
     HeadlineMetric(
-        "probe/acc", "linear probe of the codes, all training labels, seen classes", SHARE, HIGHER
+        "probe/acc", "linear probe of the codes, all labels (classes trained on)", SHARE, HIGHER
     ),
     HeadlineMetric("pca/probe_acc", "linear probe of PCA's codes, all labels", SHARE, HIGHER),
     HeadlineMetric(
