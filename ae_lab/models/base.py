@@ -36,7 +36,8 @@ class EvalOutputs(TypedDict, total=False):
     A callback may add what it computes once for the others (the PCA baseline adds its own
     reconstruction of the same inputs, ``ae_lab.callbacks.pca.pca_reconstruction``)."""
 
-    recon: torch.Tensor  # the model's reconstruction of batch["input"], scored against "target"
+    # the model's reconstruction of batch["input"]; its error is against clean_image(batch)
+    recon: torch.Tensor
     code: torch.Tensor  # the code of batch["input"]; for a VAE the posterior mean
 
 
