@@ -15,7 +15,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from ae_lab.callbacks.common import TestStageCallback, skip
-from ae_lab.models.vae import VariationalAutoencoder, log_likelihood
+from ae_lab.models.vae import GREY_TARGETS, VariationalAutoencoder, is_binary, log_likelihood
 
 __all__ = ["ImportanceSampledNLL", "importance_sampled_nll", "is_binary", "log_likelihood"]
 
@@ -58,11 +58,6 @@ def importance_sampled_nll(
     return -(total - math.log(n_samples))
 
 
-def is_binary(images: torch.Tensor) -> bool:
-    """Whether every pixel is 0 or 1: the only images a Bernoulli likelihood is a likelihood of."""
-    return bool(((images == 0) | (images == 1)).all())
-
-
 class ImportanceSampledNLL(TestStageCallback):
     """Logs ``test/nll`` (nats per image) for VAEs, from ``n_samples`` (K) importance samples per
     test image, drawn with a generator seeded per batch so the estimate is reproducible, and
@@ -93,12 +88,7 @@ class ImportanceSampledNLL(TestStageCallback):
         if self.binary is None:
             self.binary = is_binary(batch["target"])
             if not self.binary:
-                skip(
-                    "test/nll",
-                    "the test targets are grey, not binary, and a Bernoulli likelihood of grey "
-                    "pixels is no likelihood; set data.binarize_target=sample (or threshold) to "
-                    "score one (transform=binarize binarizes only the encoder's input)",
-                )
+                skip("test/nll", GREY_TARGETS)
                 return
         gen = torch.Generator(device=pl_module.device)
         gen.manual_seed(self.seed * 1_000_003 + batch_idx)

@@ -15,6 +15,7 @@ from torchmetrics.classification import BinaryAUROC
 
 from ae_lab.callbacks.common import TestStageCallback, skip
 from ae_lab.callbacks.pca import pca_reconstruction
+from ae_lab.data.contract import clean_image
 from ae_lab.models.base import AutoencoderModule
 
 # what is logged: the model's AUROC, and that of the PCA baseline at the same bottleneck size
@@ -29,8 +30,9 @@ def reconstruction_error(recon: torch.Tensor, target: torch.Tensor) -> torch.Ten
 
 class NoveltyAUROC(TestStageCallback):
     """Logs ``novelty/auroc`` and, when the PCA baseline runs, ``pca/novelty_auroc``: the AUROC
-    of each test image's reconstruction error (per-image MSE against the clean target, the
-    quantity ``test/mse`` and ``pca/test_mse`` average) for the excluded classes (positives)
+    of each test image's reconstruction error (per-image MSE against the clean image,
+    ``clean_image(batch)``, also under ``data.binarize_target``: the quantity ``test/mse`` and
+    ``pca/test_mse`` average) for the excluded classes (positives)
     against all others, from the reconstructions the test step and the PCA baseline computed.
 
     Does nothing, and logs nothing, when the run's datamodule excludes no class. Scores go to
@@ -54,10 +56,11 @@ class NoveltyAUROC(TestStageCallback):
             return
         labels = batch["label"]
         novel = torch.isin(labels, torch.tensor(self.excluded, device=labels.device)).long()
-        self._update(MODEL_AUROC, outputs["recon"], batch["target"], novel)
+        clean = clean_image(batch)  # what test/mse scores against, whatever the target
+        self._update(MODEL_AUROC, outputs["recon"], clean, novel)
         pca = pca_reconstruction(trainer, outputs, batch)
         if pca is not None:
-            self._update(PCA_AUROC, pca, batch["target"], novel)
+            self._update(PCA_AUROC, pca, clean, novel)
 
     def _update(
         self, name: str, recon: torch.Tensor, target: torch.Tensor, novel: torch.Tensor

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
@@ -67,16 +68,25 @@ def encode_all(model: AutoencoderModule, images: torch.Tensor, batch_size: int) 
     return torch.cat(codes).numpy()
 
 
+def seen_classes(labels: torch.Tensor, excluded: Sequence[int]) -> torch.Tensor:
+    """Which of ``labels`` are of a class the model was trained on (not in ``excluded``, the
+    datamodule's ``exclude_classes``): a probe fitted without a class can only get it wrong."""
+    return ~torch.isin(labels, torch.tensor(list(excluded), dtype=labels.dtype))
+
+
 class LinearProbe(TestStageCallback):
-    """Logs ``probe/acc`` and ``probe/acc_<per_class>`` for every autoencoder, and
-    ``pca/probe_acc`` and ``pca/probe_acc_<per_class>`` for the run's PCA baseline (its fitted
-    PCA, not refitted): the test accuracy of logistic regression on standardised codes.
+    """Logs ``probe/acc`` and ``probe/acc_<per_class>`` (one per label budget in ``per_class``)
+    for every autoencoder, and ``pca/probe_acc`` and ``pca/probe_acc_<per_class>`` for the run's
+    PCA baseline (its fitted PCA, not refitted): the test accuracy of logistic regression on
+    standardised codes, over the test images of the classes the model was trained on, and
+    ``probe/n_classes``, how many classes that is: with ``data.exclude_classes`` the training
+    codes lack those classes, so their test images are left out rather than scored as wrong.
 
     Training codes: the model's codes of ``n_train`` clean training images, a seeded random
     subset of the training split (all of it when None), the images PCA is fitted on. Test codes:
     those the test step computed (of ``batch["input"]``; a VAE's posterior means), as for the
     PCA baseline's ``pca/test_mse``. ``per_class`` labels of each class, drawn with ``seed`` from
-    the training codes, make the small-budget probe. Codes that are not finite have no class:
+    the training codes, make each small-budget probe. Codes that are not finite have no class:
     their accuracy is NaN, with one warning. Under DDP every process fits the same probe and
     scores its share of the test set; the accuracies are reduced like the downstream ones.
     """
@@ -84,14 +94,15 @@ class LinearProbe(TestStageCallback):
     def __init__(
         self,
         n_train: int | None = 10_000,
-        per_class: int = 100,
+        per_class: int | Sequence[int] = (100, 55),
         max_iter: int = 1000,
         threads: int | None = 1,
         batch_size: int = 1000,
         seed: int = 0,
     ) -> None:
         self.n_train = n_train
-        self.per_class = per_class
+        # label budgets: 100 per class, and ae_bakeoff's 550 in all (55 per class)
+        self.per_class = [per_class] if isinstance(per_class, int) else [int(k) for k in per_class]
         self.max_iter = max_iter
         self.threads = threads
         self.batch_size = batch_size
@@ -137,21 +148,23 @@ class LinearProbe(TestStageCallback):
             return
         start = time.perf_counter()
         test_labels = torch.cat(self.labels)
+        excluded = tuple(getattr(trainer.datamodule, "exclude_classes", ()))
+        seen = seen_classes(test_labels, excluded)
+        test_labels = test_labels[seen]
         n_classes = len(trainer.datamodule.class_names)
         train_codes, train_labels = self.training_codes(trainer, pl_module)
-        budget = label_budget(train_labels, self.per_class, self.seed)
+        budgets = {f"acc_{k}": label_budget(train_labels, k, self.seed) for k in self.per_class}
         for prefix, train in train_codes.items():
-            test = np.concatenate(self.codes[prefix])
+            test = np.concatenate(self.codes[prefix])[seen.numpy()]
             fitted = None
             if np.isfinite(train).all():
                 with threadpool_limits(limits=self.threads):
-                    fitted = {
-                        "acc": fit_probe(train, train_labels, self.max_iter),
-                        f"acc_{self.per_class}": fit_probe(
+                    fitted = {"acc": fit_probe(train, train_labels, self.max_iter)}
+                    for suffix, budget in budgets.items():
+                        fitted[suffix] = fit_probe(
                             train[budget], train_labels[budget], self.max_iter
-                        ),
-                    }
-            for suffix in ("acc", f"acc_{self.per_class}"):
+                        )
+            for suffix in ("acc", *budgets):
                 name = f"{prefix}/{suffix}" if prefix == "probe" else f"{prefix}_{suffix}"
                 probe = fitted[suffix] if fitted is not None else None
                 metric = FiniteAccuracy(n_classes).to(pl_module.device)
@@ -161,6 +174,8 @@ class LinearProbe(TestStageCallback):
                 if math.isnan(value):
                     log.warning("%s is NaN: some of its codes are not finite", name)
                 pl_module.log(name, value.float().to(pl_module.device), sync_dist=True)
+        scored = n_classes - len(set(excluded))  # the classes every probe above was scored on
+        pl_module.log("probe/n_classes", float(scored), sync_dist=True)
         log.info(
             "linear probe: %d training codes (%s) in %.1f s",
             len(train_labels),

@@ -27,6 +27,8 @@ from ae_lab.models.vae import VariationalAutoencoder
 log = logging.getLogger(__name__)
 
 NAMES = ("samples/fd", "samples/confident", "samples/class_entropy")
+# the scale of samples/fd: the distance between two disjoint halves of the test images
+FLOOR = "samples/fd_floor"
 
 
 class GivenFeatures(nn.Identity):
@@ -96,7 +98,11 @@ class SampleQuality(TestStageCallback):
     ``n_samples`` decoded prior samples and of as many clean test images (the first ones);
     ``samples/confident``, the share of samples whose top softmax probability is at least
     ``confidence``; ``samples/class_entropy``, the entropy in nats of the samples' predicted
-    classes (log 10 = 2.303 when all ten digits are equally common; 0 when all are one digit).
+    classes (log 10 = 2.303 when all ten digits are equally common; 0 when all are one digit);
+    ``samples/fd_floor``, the same Frechet distance between those test images and the next as
+    many (two disjoint halves of the test set): what real digits score against real digits at
+    this N, the floor ``samples/fd`` is read against. With fewer than twice ``n_samples`` test
+    images there is one line saying so and no floor.
 
     The samples are decoded Bernoulli means from z ~ N(0, I) drawn with ``seed``, as in the
     ``generation`` grid (its images are the first of these). The classifier is the
@@ -125,7 +131,8 @@ class SampleQuality(TestStageCallback):
         classifier.eval().to(pl_module.device)
         rank, world = trainer.global_rank, trainer.world_size
         n = math.ceil(self.n_samples / world)
-        real = trainer.datamodule.images("test")[rank::world][:n].to(pl_module.device)
+        test_images = trainer.datamodule.images("test")
+        real = test_images[rank::world][:n].to(pl_module.device)
         fake = prior_samples(pl_module, n, self.seed + rank)
         real_features, _ = features_and_logits(classifier, real, self.batch_size)
         fake_features, fake_logits = features_and_logits(classifier, fake, self.batch_size)
@@ -142,4 +149,31 @@ class SampleQuality(TestStageCallback):
             log.warning("%s are NaN: some prior samples are not finite", ", ".join(NAMES))
         for name, value in zip(NAMES, (fd, confident, entropy), strict=True):
             pl_module.log(name, value.float().to(pl_module.device), sync_dist=True)
+        self.log_floor(pl_module, classifier, test_images, real_features, n * world)
         log.info("sample quality: %d prior samples in %.1f s", n, time.perf_counter() - start)
+
+    def log_floor(
+        self,
+        pl_module: L.LightningModule,
+        classifier: CNNClassifier,
+        test_images: torch.Tensor,
+        real_features: torch.Tensor,
+        n_all: int,
+    ) -> None:
+        """``samples/fd_floor``: the Frechet distance between ``real_features`` (this process's
+        share of the first ``n_all`` test images) and the features of the next ``n_all`` test
+        images, through the same classifier and the same metric as ``samples/fd``."""
+        if len(test_images) < 2 * n_all:  # the same answer on every process
+            skip(
+                FLOOR,
+                f"it needs {2 * n_all} test images (two halves of {n_all}); there are "
+                f"{len(test_images)}",
+            )
+            return
+        rank, world = pl_module.trainer.global_rank, pl_module.trainer.world_size
+        other = test_images[n_all:][rank::world][: len(real_features)].to(pl_module.device)
+        other_features, _ = features_and_logits(classifier, other, self.batch_size)
+        fid = frechet_distance(real_features.shape[1]).to(pl_module.device)
+        fid.update(real_features, real=True)
+        fid.update(other_features, real=False)
+        pl_module.log(FLOOR, fid.compute().float().to(pl_module.device), sync_dist=True)

@@ -319,7 +319,11 @@ RULES = (
         at_least(2),
         nullable=True,
     ),
-    Rule("callbacks.probe.per_class", "an integer >= 1 (labels per class)", at_least(1)),
+    Rule(
+        "callbacks.probe.per_class",
+        "an integer >= 1 or a list of them (labels per class; one probe each)",
+        either(at_least(1), widths(1)),
+    ),
     Rule("callbacks.probe.max_iter", "an integer >= 1 (lbfgs iterations)", at_least(1)),
     Rule("callbacks.probe.threads", "an integer >= 1", at_least(1), nullable=True),
     Rule("callbacks.probe.batch_size", "an integer >= 1 (images encoded at once)", at_least(1)),

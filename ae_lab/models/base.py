@@ -37,7 +37,8 @@ class EvalOutputs(TypedDict, total=False):
     A callback may add what it computes once for the others (the PCA baseline adds its own
     reconstruction of the same inputs, ``ae_lab.callbacks.pca.pca_reconstruction``)."""
 
-    recon: torch.Tensor  # the model's reconstruction of batch["input"], scored against "target"
+    # the model's reconstruction of batch["input"]; its error is against clean_image(batch)
+    recon: torch.Tensor
     code: torch.Tensor  # the code of batch["input"]; for a VAE the posterior mean
 
 
@@ -62,6 +63,9 @@ class LabModule(L.LightningModule):
     scheduler_factory: SchedulerFactory | None = None
     # the code size; None: the model has no bottleneck (the classifier). Runs record it.
     latent_dim: int | None = None
+    # the run's seed (the entrypoint sets it), for the draws an evaluation makes (a VAE's
+    # neg_elbo), which take their own generators rather than the global one training uses
+    noise_seed: int = 0
 
     def __init__(self, optimizer: OptimizerFactory | None = None) -> None:
         super().__init__()

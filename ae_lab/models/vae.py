@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ae_lab.models.base import AutoencoderModule, Batch, OptimizerFactory, Step
+from ae_lab.models.base import AutoencoderModule, Batch, EvalOutputs, OptimizerFactory, Step
 from ae_lab.models.components import conv_decoder, conv_encoder, dense_decoder, dense_encoder
 
-# the seed of the one posterior sample per image that ``neg_elbo`` is estimated from: the same on
-# every evaluation pass, and no draw from the global generator that training uses
-ELBO_SEED = 0
+log = logging.getLogger(__name__)
+
+# the one rule for which targets have a likelihood to estimate (``neg_elbo`` here, ``test/nll`` in
+# ae_lab.callbacks.likelihood), and the one line that says why grey ones have none
+GREY_TARGETS = (
+    "the targets are grey, not binary, and a Bernoulli likelihood of grey pixels is no "
+    "likelihood; set data.binarize_target=sample (or threshold) to score one "
+    "(transform=binarize binarizes only the encoder's input)"
+)
+# which evaluation a ``neg_elbo`` draw belongs to (part of its generator's seed)
+NOISE_STAGES = {"val": 1, "test": 2}
+
+
+def is_binary(images: torch.Tensor) -> bool:
+    """Whether every pixel is 0 or 1: the only images a Bernoulli likelihood is a likelihood of."""
+    return bool(((images == 0) | (images == 1)).all())
+
+
+def draw_seed(*key: int) -> int:
+    """A generator seed for the draw named by ``key`` (non-negative integers: the run's seed,
+    the evaluation, the batch, ...): independent streams for different keys (numpy's
+    ``SeedSequence``), the same stream for the same key."""
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0] >> 1)
 
 
 def log_likelihood(logits: torch.Tensor, x: torch.Tensor, recon_loss: str) -> torch.Tensor:
@@ -40,12 +62,22 @@ class VariationalAutoencoder(AutoencoderModule):
     Evaluation decodes the posterior mean, so ``val/mse`` measures the deterministic reconstruction
     and ``val/loss`` (the checkpoint monitor) is the reconstruction term at the posterior mean plus
     beta * KL: not the negative ELBO, and it can fall below the test NLL. Evaluation also logs
-    ``val/neg_elbo`` and ``test/neg_elbo``: -log p(x | z) at one z drawn from q(z | x) (seeded,
-    ``ELBO_SEED``) plus the KL with beta 1, an unbiased estimate of the negative ELBO in nats,
-    which bounds the NLL from above.
+    ``val/neg_elbo`` and ``test/neg_elbo``: -log p(x | z) at one z drawn from q(z | x) plus the
+    KL with beta 1, an unbiased estimate of the negative ELBO in nats, which bounds the NLL from
+    above. Each batch's draw has its own generator (``draw_seed``), seeded from the run's seed
+    (``noise_seed``, set by the entrypoint), the evaluation (the training step of a validation
+    pass; the test batches are the same draws whenever a checkpoint is tested), the batch index
+    and the process (``noise_key``): reproducible and the same after an exact resume, yet
+    independent between batches, validation passes and seeds, and no draw from the global
+    generator training uses.
+    Only binary targets have a likelihood (``data.binarize_target``): on grey ones there is no
+    ``neg_elbo``, and one line (``GREY_TARGETS``) says why, as for ``test/nll``.
     """
 
     objective = "neg_elbo"
+    # the rank-local key of the evaluation batch being scored (``noise_key``), set by the step
+    _noise_key: tuple[int, ...] = (0,)
+    _grey_said = False
 
     def __init__(
         self,
@@ -95,15 +127,36 @@ class VariationalAutoencoder(AutoencoderModule):
         if self.kl_warmup_epochs > 0:
             terms["beta"] = torch.tensor(beta, device=kl.device)
         if not self.training:
-            terms["neg_elbo"] = self.neg_elbo(target, mu, logvar) + kl.detach()
+            if is_binary(target):
+                terms["neg_elbo"] = self.neg_elbo(target, mu, logvar) + kl.detach()
+            elif not self._grey_said:
+                self._grey_said = True
+                log.warning("%s skipped: %s", "val/neg_elbo and test/neg_elbo", GREY_TARGETS)
         return Step(terms, torch.sigmoid(logits), z)
+
+    def noise_key(self, stage: str, batch_idx: int) -> tuple[int, ...]:
+        """What seeds the ``neg_elbo`` draw of evaluation batch ``batch_idx``: the run's seed,
+        the stage, for validation the global step (each pass its own draws), the batch and the
+        process's rank (each DDP process its own)."""
+        trainer = self._trainer
+        step = trainer.global_step if trainer is not None and stage == "val" else 0
+        rank = trainer.global_rank if trainer is not None else 0
+        return (self.noise_seed, NOISE_STAGES[stage], step, batch_idx, rank)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> EvalOutputs:
+        self._noise_key = self.noise_key("val", batch_idx)
+        return super().validation_step(batch, batch_idx)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> EvalOutputs:
+        self._noise_key = self.noise_key("test", batch_idx)
+        return super().test_step(batch, batch_idx)
 
     def neg_elbo(
         self, target: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     ) -> torch.Tensor:
-        """The batch mean of -log p(target | z), z one seeded draw from q(z | x) per image (add
-        the KL for the negative ELBO)."""
-        gen = torch.Generator(device=mu.device).manual_seed(ELBO_SEED)
+        """The batch mean of -log p(target | z), z one draw from q(z | x) per image with the
+        generator of this batch's ``noise_key`` (add the KL for the negative ELBO)."""
+        gen = torch.Generator(device=mu.device).manual_seed(draw_seed(*self._noise_key))
         eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
         logits = self.decoder(mu + eps * (0.5 * logvar).exp())
         return -log_likelihood(logits, target, self.recon_loss).mean()

@@ -65,7 +65,9 @@ HEADLINE = (
     HeadlineMetric("downstream/acc_original", "a classifier on the test images", SHARE, HIGHER),
     HeadlineMetric("downstream/acc_recon", "on the model's reconstructions", SHARE, HIGHER),
     HeadlineMetric("downstream/acc_pca", "on PCA's reconstructions", SHARE, HIGHER),
-    HeadlineMetric("probe/acc", "linear probe of the codes, all training labels", SHARE, HIGHER),
+    HeadlineMetric(
+        "probe/acc", "linear probe of the codes, all labels (classes trained on)", SHARE, HIGHER
+    ),
     HeadlineMetric("pca/probe_acc", "linear probe of PCA's codes, all labels", SHARE, HIGHER),
     HeadlineMetric(
         "probe/acc_100",
@@ -82,7 +84,25 @@ HEADLINE = (
         _only(SUMMARY, HPARAMS),
     ),
     HeadlineMetric(
+        "probe/acc_55",
+        "linear probe, 55 labels per class (550 in all, as ae_bakeoff)",
+        SHARE,
+        HIGHER,
+        _only(SUMMARY, HPARAMS),
+    ),
+    HeadlineMetric(
+        "pca/probe_acc_55",
+        "PCA's codes, 55 labels per class",
+        SHARE,
+        HIGHER,
+        _only(SUMMARY, HPARAMS),
+    ),
+    HeadlineMetric(
         "samples/fd", "Frechet distance of prior samples to test images (classifier features)"
+    ),
+    # the scale of samples/fd: what two halves of the test set score at the same N
+    HeadlineMetric(
+        "samples/fd_floor", "samples/fd's floor: two disjoint halves of the test images"
     ),
     HeadlineMetric(
         "samples/confident",

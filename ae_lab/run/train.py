@@ -228,6 +228,7 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
     model.scheduler_factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    model.noise_seed = int(cfg.seed) if cfg.get("seed") is not None else 0
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
     # always on, whatever the callbacks group: exact resume (first: it puts back what a resumed
     # run's last epoch logged, for the others to see as the fit ends), the NaN stop, epochs on
