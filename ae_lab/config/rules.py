@@ -290,7 +290,12 @@ RULES = (
         text,
         nullable=True,
     ),
-    Rule("callbacks.downstream.cache_dir", FOLDER, text),
+    Rule(
+        "callbacks.downstream.cache_dir",
+        f"{FOLDER} (null: the user's cache folder, ~/.cache/ae_lab)",
+        text,
+        nullable=True,
+    ),
     Rule("callbacks.downstream.epochs", "an integer >= 1", at_least(1)),
     Rule("callbacks.downstream.accuracies", BOOL, flag),
     Rule("callbacks.downstream.batch_size", "an integer >= 1", at_least(1)),
