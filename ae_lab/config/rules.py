@@ -41,7 +41,12 @@ RULES = (
     Rule("latent", "a positive integer (the bottleneck size), e.g. latent=8", at_least(1)),
     Rule("seed", SEED, between(*SEED_RANGE)),
     Rule("compile", BOOL, flag),
-    Rule("threads", "an integer >= 1 (torch threads per run)", at_least(1), nullable=True),
+    Rule(
+        "threads",
+        "an integer >= 1 (torch threads per run; null: the cores free to it)",
+        at_least(1),
+        nullable=True,
+    ),
     choice("matmul_precision", "highest", "high", "medium", nullable=True),
     Rule("ckpt_path", "null, last or a checkpoint's path", text, nullable=True),
     # conf/eval.yaml: set from ckpt_path, never by hand
