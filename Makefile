@@ -9,7 +9,7 @@ endif
 
 SRC := $(wildcard ae_lab hydra_plugins tests scripts)
 
-.PHONY: setup train test test-fast lint format bench results tensorboard clean
+.PHONY: setup train test test-fast lint format bench bench-threads results tensorboard clean
 
 setup: .venv/.installed  ## create .venv with ae_lab and everything it needs
 
@@ -40,6 +40,9 @@ format: setup
 
 bench: setup  ## speed figures into docs/benchmarks.md (not a test)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+bench-threads: setup  ## epoch times by thread count, idle and beside a busy core, into docs/benchmarks.md
+	$(PY) scripts/threads_bench.py $(BENCH_ARGS)
 
 # the reference reports (conf/experiment/report_<name>.yaml), each over 3 seeds, one report after
 # the other with two jobs at a time (Hydra's joblib launcher, one thread each; each preset lists

@@ -10,6 +10,9 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+# a cgroup v2 CPU quota: "<quota> <period>" in microseconds, or "max <period>" for none
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
 
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
@@ -49,7 +52,7 @@ def usable_cores() -> int:
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = CPU_MAX.read_text().split()[:2]
         if quota != "max":
             cores = min(cores, max(1, math.floor(int(quota) / int(period))))
     except (OSError, ValueError):
