@@ -87,7 +87,10 @@ def epoch(model: str, threads: int | None, args: argparse.Namespace, work: Path)
 def settings(torch_default: int) -> list[tuple[str, int | None]]:
     """The thread counts compared, by name: torch's default named with its count here."""
     rows: list[tuple[str, int | None]] = [("threads=1", 1), ("threads=2", 2)]
-    rows.append((f"torch's default (threads={torch_default})", torch_default))
+    if torch_default in (1, 2):  # the same run as one above: named there, not run twice
+        rows[torch_default - 1] = (f"threads={torch_default} (torch's default here)", torch_default)
+    else:
+        rows.append((f"torch's default (threads={torch_default})", torch_default))
     rows.append(("ae_lab's default (threads unset)", None))
     return rows
 
