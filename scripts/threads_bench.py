@@ -98,7 +98,8 @@ def settings(torch_default: int) -> list[tuple[str, int | None]]:
 def cell(r: dict[str, Any], named: int | None) -> str:
     if "failed" in r:
         return f"failed ({r['failed']})"
-    chose = f" ({r['threads']} threads)" if named is None else ""
+    unit = "thread" if r["threads"] == 1 else "threads"
+    chose = f" ({r['threads']} {unit})" if named is None else ""
     return f"{r['epoch_s']:.2f}{chose}"
 
 
