@@ -89,6 +89,19 @@ def test_expected_training_time_grows_with_the_work_and_shrinks_with_threads(mon
     assert "GPU" in downstream_mod.expected_training(55_000, 5, torch.device("cuda"))
 
 
+def test_the_classifier_sees_a_test_batch_in_slices_with_the_same_logits():
+    torch.manual_seed(0)
+    classifier = CNNClassifier().eval()
+    images = torch.rand(300, 1, 28, 28)
+    seen: list[int] = []
+    classifier.net.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    with torch.no_grad():
+        sliced = downstream_mod.classify(classifier, images)
+        whole = classifier(images)
+    assert seen == [128, 128, 44, 300]
+    assert torch.allclose(sliced, whole, atol=1e-5)
+
+
 # --- evaluations in proportion to the images a run tests ---
 
 

@@ -111,7 +111,7 @@ class SampleQuality(TestStageCallback):
     """
 
     def __init__(
-        self, n_samples: int = 2000, confidence: float = 0.9, batch_size: int = 500, seed: int = 0
+        self, n_samples: int = 2000, confidence: float = 0.9, batch_size: int = 128, seed: int = 0
     ) -> None:
         self.n_samples = n_samples
         self.confidence = confidence
