@@ -33,7 +33,8 @@ from ae_lab.run.locks import file_lock
 log = logging.getLogger(__name__)
 
 # seconds per training image and epoch of the classifier on one CPU thread, for the line that
-# announces its training (measured: 3 epochs of 55,000 images in 70-90 s on a 2-core machine)
+# announces its training (3 epochs of 55,000 MNIST images took about 90 s on one thread of a
+# 2-core machine at load 3; the course report's classifier job about 48 s an epoch at load 2-4)
 CPU_S_PER_IMAGE = 0.0005
 
 
