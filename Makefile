@@ -12,7 +12,7 @@ DATA_RECORD := .venv/ae_lab-data-dir
 
 SRC := $(wildcard ae_lab hydra_plugins tests scripts)
 
-.PHONY: setup train test test-fast lint format bench results tensorboard clean
+.PHONY: setup train test test-fast lint format bench bench-threads results tensorboard clean
 
 setup: .venv/.installed  ## create .venv with ae_lab and everything it needs; record the data folder
 ifneq ($(AE_LAB_DATA_DIR),)
@@ -49,6 +49,9 @@ format: setup
 
 bench: setup  ## speed figures into docs/benchmarks.md (not a test)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+
+bench-threads: setup  ## epoch times by thread count, idle and beside a busy core, into docs/benchmarks.md
+	$(PY) scripts/threads_bench.py $(BENCH_ARGS)
 
 # the reference reports (conf/experiment/report_<name>.yaml), each over 3 seeds, one report after
 # the other with two jobs at a time (Hydra's joblib launcher, one thread each; each preset lists

@@ -361,7 +361,8 @@ def report(args: argparse.Namespace, results: dict[str, Any], load: tuple[float,
         "",
         f"- command: `{cmd.strip()}`",
         f"- hardware: {hardware()}",
-        f"- torch threads per run: {args.threads or 'torch default'}; "
+        f"- torch threads per run: {args.threads or 'ae_lab default'}"
+        f"{f' ({args.default_threads} in the reference loops)' if not args.threads else ''}; "
         f"load average (1 min) before/after: {load[0]:.1f} / {load[1]:.1f} "
         f"on {os.cpu_count()} cores",
         "- model: dense AE 784-128-32, Adam at peak lr 3e-3 with the one-cycle schedule (ae_lab's "
@@ -468,8 +469,12 @@ def main() -> None:
     if args.variants is None:
         args.variants = "" if args.quick else "bf16,compile,classic-data"
     args.sweep_latents = args.sweep_latents or "2,4,8,16"
+    # the reference loops in this process take the count an ae_lab run takes by default
+    from ae_lab.run.hardware import default_threads
+
+    args.default_threads = default_threads().threads
+    torch.set_num_threads(args.threads or args.default_threads)
     if args.threads:
-        torch.set_num_threads(args.threads)
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=args.threads)

@@ -42,6 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("AE_LAB_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
 # the devices this machine has, for tests that must hold on each (CPU-only CI: the CPU alone)
 DEVICES = ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
+# the downstream classifier's cache, the user's cache folder by default: one of this session's,
+# in this process and in every run it starts, so no test writes into ~/.cache
+os.environ["AE_LAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="ae_lab_cache_")
 
 
 def _model_configs() -> dict[str, DictConfig]:

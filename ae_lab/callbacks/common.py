@@ -6,6 +6,7 @@ through ``ae_lab.callbacks.loggers``; what a test step computes reaches every ca
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import lightning as L
@@ -44,3 +45,25 @@ def skip(what: str, reason: str) -> None:
 
 def all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor).all())
+
+
+def test_set_size(trainer: L.Trainer) -> int | None:
+    """The images in the run's whole test split (every process's), None without such a split."""
+    datamodule = getattr(trainer, "datamodule", None)
+    try:
+        return len(datamodule.labels("test"))
+    except (AttributeError, KeyError):  # no datamodule, or one not set up
+        return None
+
+
+def in_proportion(n: int, tested: int, trainer: L.Trainer, floor: int = 1) -> int:
+    """``n`` scaled by the share of the test split this run tests, when it tests only part of it
+    (``trainer.limit_test_batches``, e.g. ``debug=tiny``); ``n`` itself for a run that tests it
+    all. ``tested``: the test images this process saw; the share counts every process's. At
+    least ``floor``, and never more than ``n``. So an evaluation sized for the 10k test set (the
+    probe's training codes, sample quality's images) costs a smoke run what its test costs."""
+    total = test_set_size(trainer)
+    seen = tested * trainer.world_size
+    if total is None or seen >= total:
+        return n
+    return min(n, max(floor, math.ceil(n * seen / total)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,42 @@ from ae_lab.run.errors import ConfigError
 from ae_lab.run.locks import file_lock
 
 log = logging.getLogger(__name__)
+
+# seconds per training image and epoch of the classifier on one CPU thread, for the line that
+# announces its training (3 epochs of 55,000 MNIST images took about 90 s on one thread of a
+# 2-core machine at load 3; the course report's classifier job about 48 s an epoch at load 2-4)
+CPU_S_PER_IMAGE = 0.0005
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for ae_lab: ``$AE_LAB_CACHE_DIR/ae_lab`` where that is set, else
+    ``$XDG_CACHE_HOME/ae_lab``, else ``~/.cache/ae_lab``; never the current folder, so every run
+    finds the one classifier, wherever it is started."""
+    for var in ("AE_LAB_CACHE_DIR", "XDG_CACHE_HOME"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser() / "ae_lab"
+    return Path.home() / ".cache" / "ae_lab"
+
+
+def training_images(datamodule: ImageData) -> int | None:
+    """The number of training images, None before the datamodule is set up."""
+    try:
+        return len(datamodule.labels("train"))
+    except (AttributeError, KeyError):  # no splits yet
+        return None
+
+
+def expected_training(n_images: int | None, epochs: int, device: torch.device) -> str:
+    """How long training the classifier should take here, in words, for the line announcing it."""
+    if device.type != "cpu":
+        return "about a minute on a GPU"
+    if n_images is None:
+        return "a few minutes on a CPU"
+    threads = torch.get_num_threads()
+    seconds = epochs * n_images * CPU_S_PER_IMAGE / threads
+    unit = "thread" if threads == 1 else "threads"
+    when = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{math.ceil(seconds / 10) * 10:.0f} s"
+    return f"about {when} on {threads} CPU {unit}"
 
 
 def train_classifier(
@@ -82,6 +119,16 @@ def train_classifier(
     return model
 
 
+# images the classifier takes at once: its activations of a 1000-image test batch (100 MB after
+# the first convolution) leave the CPU's cache, and slices of 128 took half the time on one thread
+CLASSIFY_CHUNK = 128
+
+
+def classify(classifier: CNNClassifier, images: torch.Tensor) -> torch.Tensor:
+    """The classifier's logits of ``images``, ``CLASSIFY_CHUNK`` images at a time."""
+    return torch.cat([classifier(part.float()) for part in images.split(CLASSIFY_CHUNK)])
+
+
 class FiniteAccuracy(MulticlassAccuracy):
     """Accuracy of class scores, NaN when any image's scores are not finite: an image that is not
     finite (a diverged model's reconstruction) has no class, and the class its NaN scores happen
@@ -110,11 +157,12 @@ class DownstreamClassification(TestStageCallback):
     ``FiniteAccuracy`` metrics, reduced across DDP processes by torchmetrics.
 
     ``checkpoint`` names a trained ``model=classifier`` checkpoint. Without one, a classifier is
-    trained once with ``seed`` for ``epochs`` epochs on the run's dataset and split and cached in
-    ``cache_dir`` under a name that hashes its settings and the data (one file per dataset); a
-    lock file makes parallel jobs wait for the first one to finish training and then load its
-    file, which is written by an atomic rename. Under DDP
-    the first process loads (or trains) it and sends it to the others, as the PCA baseline does.
+    trained once with ``seed`` for ``epochs`` epochs on the run's dataset and split (one log line
+    says so, with the time it should take) and cached in ``cache_dir`` (None: the user's cache
+    folder, ``default_cache_dir``) under a name that hashes its settings and the data (one file
+    per dataset); a lock file makes parallel jobs wait for the first one to finish training and
+    then load its file, which is written by an atomic rename. Under DDP the first process loads
+    (or trains) it and sends it to the others, as the PCA baseline does.
 
     Reconstructions that are not finite have no accuracy: their ``downstream/acc_*`` is NaN,
     with one warning, rather than whatever class a NaN image happens to score as.
@@ -127,7 +175,7 @@ class DownstreamClassification(TestStageCallback):
     def __init__(
         self,
         checkpoint: str | None = None,
-        cache_dir: str = ".cache",
+        cache_dir: str | None = None,
         epochs: int = 3,
         seed: int = 0,
         batch_size: int = 128,
@@ -187,7 +235,8 @@ class DownstreamClassification(TestStageCallback):
             "scheduler": repr(self.scheduler),
         }
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-        return Path(self.cache_dir).expanduser() / f"classifier-{digest}.ckpt"
+        folder = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+        return folder / f"classifier-{digest}.ckpt"
 
     def load_classifier(self, datamodule: ImageData, device: torch.device) -> CNNClassifier:
         if self.checkpoint:
@@ -197,7 +246,16 @@ class DownstreamClassification(TestStageCallback):
             path = self.cache_path(datamodule)
             with file_lock(path.with_suffix(".lock")):
                 if not path.exists():
-                    log.info("training the downstream classifier once; cached at %s", path)
+                    n_images = training_images(datamodule)
+                    log.info(
+                        "downstream classifier: none cached for %s yet; training it once "
+                        "(%d epochs of %s training images, %s), cached at %s for every later run",
+                        datamodule.dataset,
+                        self.epochs,
+                        f"{n_images:,}" if n_images is not None else "its",
+                        expected_training(n_images, self.epochs, device),
+                        path,
+                    )
                     model = train_classifier(
                         datamodule.root,
                         self.epochs,
@@ -260,7 +318,7 @@ class DownstreamClassification(TestStageCallback):
         if metric is None:
             n_classes = int(self.classifier.hparams.get("n_classes", 10))
             metric = self.accuracy[name] = FiniteAccuracy(n_classes).to(labels.device)
-        metric.update(self.classifier(images.float()), labels)
+        metric.update(classify(self.classifier, images), labels)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
         if not self.accuracies or self.classifier is None:

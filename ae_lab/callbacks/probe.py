@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ae_lab.callbacks.common import TestStageCallback, find_callback
+from ae_lab.callbacks.common import TestStageCallback, find_callback, in_proportion
 from ae_lab.callbacks.downstream import FiniteAccuracy
 from ae_lab.callbacks.pca import PCABaseline
 from ae_lab.models.base import AutoencoderModule
@@ -89,6 +89,10 @@ class LinearProbe(TestStageCallback):
     the training codes, make each small-budget probe. Codes that are not finite have no class:
     their accuracy is NaN, with one warning. Under DDP every process fits the same probe and
     scores its share of the test set; the accuracies are reduced like the downstream ones.
+
+    A run that tests part of the test split (``trainer.limit_test_batches``, e.g. ``debug=tiny``)
+    fits on training codes in proportion (``common.in_proportion``; at least 10 a class): a
+    smoke run's probe costs what its test costs; a full run's is unchanged.
     """
 
     def __init__(
@@ -133,9 +137,12 @@ class LinearProbe(TestStageCallback):
         """The model's (and PCA's) codes of the seeded subset of training images, and its labels."""
         data = trainer.datamodule
         images, labels = data.images("train"), data.labels("train")
-        if self.n_train is not None and self.n_train < len(images):
+        tested = sum(len(c) for c in self.codes["probe"])
+        n_classes = len(data.class_names)
+        n_train = in_proportion(self.n_train or len(images), tested, trainer, 10 * n_classes)
+        if n_train < len(images):
             gen = torch.Generator().manual_seed(self.seed)
-            keep = torch.randperm(len(images), generator=gen)[: self.n_train].sort().values
+            keep = torch.randperm(len(images), generator=gen)[:n_train].sort().values
             images, labels = images[keep.to(images.device)], labels[keep.to(labels.device)]
         codes = {"probe": encode_all(pl_module, images, self.batch_size)}
         pca = self._pca(trainer)

@@ -18,7 +18,7 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from ae_lab.callbacks.common import TestStageCallback, skip
+from ae_lab.callbacks.common import TestStageCallback, skip, test_set_size
 from ae_lab.callbacks.downstream import downstream_classifier
 from ae_lab.callbacks.generation import prior_samples
 from ae_lab.models.classifier import CNNClassifier
@@ -110,15 +110,26 @@ class SampleQuality(TestStageCallback):
     line saying so and no metric. Samples that are not finite give NaN, with one warning. Under
     DDP each process scores an equal share of samples (its own seed) and of test images; the
     metrics' states are summed over processes.
+
+    A run that tests part of the test split (``trainer.limit_test_batches``, e.g. ``debug=tiny``)
+    scores as many samples as it tested images, when that is fewer than ``n_samples``: a smoke
+    run's sample quality costs what its test costs; a full run's is unchanged.
     """
 
     def __init__(
-        self, n_samples: int = 2000, confidence: float = 0.9, batch_size: int = 500, seed: int = 0
+        self, n_samples: int = 2000, confidence: float = 0.9, batch_size: int = 128, seed: int = 0
     ) -> None:
         self.n_samples = n_samples
         self.confidence = confidence
         self.batch_size = batch_size
         self.seed = seed
+        self.tested = 0
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.tested = 0
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
+        self.tested += len(batch["label"])
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not isinstance(pl_module, VariationalAutoencoder):
@@ -131,6 +142,12 @@ class SampleQuality(TestStageCallback):
         classifier.eval().to(pl_module.device)
         rank, world = trainer.global_rank, trainer.world_size
         n = math.ceil(self.n_samples / world)
+        total = test_set_size(trainer)
+        if total is not None and trainer.world_size * self.tested < total:
+            n = min(n, self.tested)  # part of the test split: as many as it tested (debug=tiny)
+        if n < 2:
+            skip("sample quality", f"{n} test image(s) tested; a Frechet distance needs 2")
+            return
         test_images = trainer.datamodule.images("test")
         real = test_images[rank::world][:n].to(pl_module.device)
         fake = prior_samples(pl_module, n, self.seed + rank)

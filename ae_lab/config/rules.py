@@ -41,7 +41,12 @@ RULES = (
     Rule("latent", "a positive integer (the bottleneck size), e.g. latent=8", at_least(1)),
     Rule("seed", SEED, between(*SEED_RANGE)),
     Rule("compile", BOOL, flag),
-    Rule("threads", "an integer >= 1 (torch threads per run)", at_least(1), nullable=True),
+    Rule(
+        "threads",
+        "an integer >= 1 (torch threads per run; null: the cores free to it)",
+        at_least(1),
+        nullable=True,
+    ),
     choice("matmul_precision", "highest", "high", "medium", nullable=True),
     Rule("ckpt_path", "null, last or a checkpoint's path", text, nullable=True),
     # conf/eval.yaml: set from ckpt_path, never by hand
@@ -295,7 +300,12 @@ RULES = (
         text,
         nullable=True,
     ),
-    Rule("callbacks.downstream.cache_dir", FOLDER, text),
+    Rule(
+        "callbacks.downstream.cache_dir",
+        f"{FOLDER} (null: the user's cache folder, ~/.cache/ae_lab)",
+        text,
+        nullable=True,
+    ),
     Rule("callbacks.downstream.epochs", "an integer >= 1", at_least(1)),
     Rule("callbacks.downstream.accuracies", BOOL, flag),
     Rule("callbacks.downstream.batch_size", "an integer >= 1", at_least(1)),

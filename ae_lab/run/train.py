@@ -53,6 +53,23 @@ def set_threads(n: int) -> None:
     threadpool_limits(limits=n)
 
 
+def run_threads(cfg: DictConfig) -> int:
+    """``threads`` where set (the user's, or a sweep's per job); else the cores free to this
+    process (``hardware.default_threads``, logged in one line), shared among the processes a
+    multi-device run starts on this machine. torch's own default, one thread per core, takes
+    cores other jobs are using and then runs several times slower than one thread."""
+    if cfg.get("threads"):
+        return int(cfg.threads)
+    from ae_lab.run import hardware
+
+    choice = hardware.default_threads()
+    devices = cfg.get("trainer", {}).get("devices")
+    processes = devices if isinstance(devices, int) and devices > 1 else 1
+    threads = max(1, choice.threads // processes)
+    log.info(choice.describe(threads, processes))
+    return threads
+
+
 def use_default_cuda_check() -> None:
     """Undoes, for a run on the CPU, the CUDA check Lightning switches on when imported.
 
@@ -220,8 +237,7 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
 
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    if cfg.get("threads"):
-        set_threads(int(cfg.threads))
+    set_threads(run_threads(cfg))
     if cfg.get("matmul_precision"):
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
