@@ -344,4 +344,30 @@ RULES = (
         number(lambda v: 0 < v <= 1),
     ),
     Rule("callbacks.samples.batch_size", "an integer >= 1 (images per batch)", at_least(1)),
+    # conf/hparams_search/optuna.yaml and its pruners (Optuna's own names and ranges)
+    Rule("callbacks.optuna_pruning.monitor", "a metric name (optimized_metric)", text),
+    Rule(
+        "callbacks.optuna_pruning.pruner",
+        "a pruner config (hparams_search.pruner)",
+        mapping,
+        whole=True,
+    ),
+    Rule(
+        "hparams_search.pruner.n_startup_trials",
+        "an integer >= 0 (trials completed before pruning starts)",
+        at_least(0),
+    ),
+    Rule(
+        "hparams_search.pruner.n_warmup_steps",
+        "an integer >= 0 (epochs of a trial before it can be pruned)",
+        at_least(0),
+    ),
+    Rule("hparams_search.pruner.interval_steps", "an integer >= 1", at_least(1)),
+    Rule("hparams_search.pruner.min_resource", "an integer >= 1 (epochs)", at_least(1)),
+    Rule(
+        "hparams_search.pruner.max_resource",
+        "an integer >= 1 or auto (epochs)",
+        either(at_least(1), one_of("auto")),
+    ),
+    Rule("hparams_search.pruner.reduction_factor", "an integer >= 2", at_least(2)),
 )
