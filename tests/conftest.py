@@ -15,6 +15,9 @@ Two kinds of tests, told apart by one marker:
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import os
 import re
 import shutil
@@ -22,6 +25,8 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,9 +37,15 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import HydraException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ae_lab.config import hydra_errors
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
+from ae_lab.run.errors import ConfigError
 from ae_lab.run.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,6 +221,122 @@ def compose_cfg(
         cfg.hydra.runtime.output_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+@dataclass
+class InProcessRun:
+    """What ``run_in_process`` leaves: the exit status and console lines the command would end
+    with, the task's return value (a training run's metrics), its run folder and config."""
+
+    code: int
+    out: str  # what the run printed (its log lines go to ``caplog``, not here)
+    err: str  # ``ae_lab: <message>`` for a user's mistake, as the command prints it
+    metrics: Any
+    run_dir: Path
+    cfg: DictConfig | None  # None: Hydra refused the command line before a config was made
+
+    @property
+    def message(self) -> str:
+        """The one line a user's mistake ends with, less ``ae_lab: ``."""
+        lines = self.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ae_lab: "), self.err
+        return lines[0].removeprefix("ae_lab: ")
+
+
+def _write_hydra_files(cfg: DictConfig, task_cfg: DictConfig, run_dir: Path) -> None:
+    """``<run dir>/.hydra/{config,hydra,overrides}.yaml``, as Hydra writes them for a job."""
+    folder = run_dir / str(cfg.hydra.output_subdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    hydra_cfg = OmegaConf.create({"hydra": cfg.hydra})
+    for name, node in (("config", task_cfg), ("hydra", hydra_cfg)):
+        OmegaConf.save(node, folder / f"{name}.yaml")
+    OmegaConf.save(cfg.hydra.overrides.task, folder / "overrides.yaml")
+
+
+def run_in_process(
+    *overrides: str,
+    run_dir: Path,
+    data_root: Path,
+    check: bool = True,
+    config_name: str = "config",
+    task: Callable[[DictConfig], Any] | None = None,
+) -> InProcessRun:
+    """``ae-lab <overrides>`` (``config_name="eval"``: ``ae-lab-eval``) as one run in this
+    process, into ``run_dir``, on the data under ``data_root``; what a user would see, without
+    the ~15 s a process takes to import torch and Lightning.
+
+    The steps of ``hydra.main`` for a run, each the project's own: the config composed with
+    Hydra's node (``return_hydra_config=True``), ``run_dir`` as ``hydra.run.dir`` and
+    ``hydra.runtime.output_dir`` and set on ``HydraConfig``; every callback of
+    ``hydra.callbacks`` called where Hydra calls it; ``.hydra/*.yaml`` written; ``task`` (default
+    ``ae_lab.run.train.train``, the function the CLI calls; for ``eval``,
+    ``ae_lab.run.evaluate.evaluate``) on the config without Hydra's node; an error turned into the
+    console's one line and exit status as the entrypoint does (``ae_lab.config.hydra_errors``,
+    the callbacks' ``on_run_end``). Logging is left to pytest (``caplog``): no ``train.log``.
+    ``check``: an exit status other than 0 fails the test with what was printed.
+    """
+    if task is None:
+        if config_name == "eval":
+            from ae_lab.run.evaluate import evaluate as task
+        else:
+            from ae_lab.run.train import train as task
+    run_dir = Path(run_dir).absolute()
+    out, err = io.StringIO(), io.StringIO()
+    code, metrics, cfg = 0, None, None
+    env = pytest.MonkeyPatch()
+    env.setenv("AE_LAB_DATA_DIR", str(data_root))
+    env.setenv("AE_LAB_CACHE_DIR", str(run_dir.parent / ".cache"))  # not the checkout's .cache
+    env.delenv("HYDRA_FULL_ERROR", raising=False)  # a user's view: one line, no traceback
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cfg = compose_cfg(
+                    *overrides, f"hydra.run.dir={run_dir}", run_dir=run_dir, config_name=config_name
+                )
+            except HydraException as error:  # the command line, refused as the CLI refuses it
+                message = hydra_errors.explain(error)
+                if message is None:
+                    raise
+                print(f"ae_lab: {message}", file=sys.stderr)
+                code = ConfigError.exit_code
+            else:
+                code, metrics = _run_job(cfg, task, run_dir)
+    finally:
+        env.undo()
+    result = InProcessRun(code, out.getvalue(), err.getvalue(), metrics, run_dir, cfg)
+    if check and code != 0:
+        raise AssertionError(f"ae_lab {' '.join(overrides)} exited {code}:\n{result.err}")
+    return result
+
+
+def _run_job(cfg, task, run_dir) -> tuple[int, Any]:  # noqa: N803
+    """Hydra's ``run`` and ``run_job`` for one job: callbacks, files, the task, its failure."""
+    if cfg.hydra.mode is None:
+        with read_write(cfg.hydra):
+            cfg.hydra.mode = RunMode.RUN
+    callbacks = [instantiate(c) for c in (cfg.hydra.callbacks or {}).values()]
+    job = JobReturn()
+    try:
+        for callback in callbacks:
+            callback.on_run_start(config=cfg, config_name=None)
+        task_cfg = copy.deepcopy(cfg)
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_hydra_files(cfg, task_cfg, run_dir)
+        for callback in callbacks:
+            callback.on_job_start(config=cfg, task_function=task)
+        try:
+            job.return_value, job.status = task(task_cfg), JobStatus.COMPLETED
+        except Exception as error:  # noqa: BLE001 - Hydra's run_job keeps it for the callbacks
+            job.return_value, job.status = error, JobStatus.FAILED
+        for callback in callbacks:
+            callback.on_job_end(config=cfg, job_return=job)
+        for callback in callbacks:
+            callback.on_run_end(config=cfg, config_name=None, job_return=job)
+    except SystemExit as stop:  # a callback's exit_with or a completed run's exit 0
+        return int(stop.code or 0), None
+    return 0, job.return_value  # a bug (no callback turned it into a line) raises here
 
 
 @pytest.fixture(autouse=True)
