@@ -45,7 +45,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ae_lab.config import hydra_errors
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
-from ae_lab.run.errors import ConfigError
+from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,6 +253,19 @@ def _write_hydra_files(cfg: DictConfig, task_cfg: DictConfig, run_dir: Path) -> 
     OmegaConf.save(cfg.hydra.overrides.task, folder / "overrides.yaml")
 
 
+def command_line(overrides: tuple[str, ...], config_name: str, multirun: bool) -> list[str]:
+    """The overrides as the command hands them to Hydra (``ae_lab.run.cli.prepare_argv``; for
+    ``ae-lab-eval``, the checkpoint's run overrides put in too)."""
+    from ae_lab.run.cli import prepare_argv
+
+    argv = prepare_argv([*(["--multirun"] if multirun else []), *overrides])
+    if config_name == "eval":
+        from ae_lab.run.evaluate import with_run_overrides
+
+        argv = with_run_overrides(argv)
+    return [a for a in argv if a != "--multirun"]
+
+
 def run_in_process(
     *overrides: str,
     run_dir: Path,
@@ -290,9 +303,13 @@ def run_in_process(
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
+                args = command_line(overrides, config_name, multirun=False)
                 cfg = compose_cfg(
-                    *overrides, f"hydra.run.dir={run_dir}", run_dir=run_dir, config_name=config_name
+                    *args, f"hydra.run.dir={run_dir}", run_dir=run_dir, config_name=config_name
                 )
+            except AeLabError as error:  # ae-lab-eval's checkpoint, refused before Hydra
+                print(f"ae_lab: {error}", file=sys.stderr)
+                code = error.exit_code
             except HydraException as error:  # the command line, refused as the CLI refuses it
                 message = hydra_errors.explain(error)
                 if message is None:
@@ -337,6 +354,60 @@ def _run_job(cfg, task, run_dir) -> tuple[int, Any]:  # noqa: N803
     except SystemExit as stop:  # a callback's exit_with or a completed run's exit 0
         return int(stop.code or 0), None
     return 0, job.return_value  # a bug (no callback turned it into a line) raises here
+
+
+@dataclass
+class InProcessSweep:
+    """What ``sweep_in_process`` leaves: the sweep folder, what the sweeper returned, and the
+    error the sweep ended with (a failed job's, raised after the others ran), if any."""
+
+    sweep_dir: Path
+    returned: Any
+    error: BaseException | None
+
+
+def sweep_in_process(
+    *overrides: str,
+    sweep_dir: Path,
+    data_root: Path,
+    check: bool = True,
+    config_name: str = "config",
+) -> InProcessSweep:
+    """``ae-lab -m <overrides>`` (``config_name="eval"``: ``ae-lab-eval -m``) in this process, into
+    ``sweep_dir``: Hydra's own multirun (its sweeper, the basic launcher running the jobs one
+    after the other, every callback) with the command's task, less the logging setup, which is
+    left to pytest (``caplog`` has the lines; no ``train.log``). A parallel sweep needs processes:
+    ``run_ae_lab``. ``check``: a failed job fails the test with its error.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    if config_name == "eval":
+        from ae_lab.run.evaluate import _main as command
+    else:
+        from ae_lab.run.train import main as command
+    task = command.__wrapped__  # the function hydra.main runs, as the command runs it
+    sweep_dir = Path(sweep_dir).absolute()
+    no_logging = ("hydra/job_logging=none", "hydra/hydra_logging=none")
+    env = pytest.MonkeyPatch()
+    env.setenv("AE_LAB_DATA_DIR", str(data_root))
+    env.setenv("AE_LAB_CACHE_DIR", str(sweep_dir.parent / ".cache"))
+    env.delenv("HYDRA_FULL_ERROR", raising=False)
+    returned, error = None, None
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            hydra = GlobalHydra.instance().hydra
+            args = command_line(overrides, config_name, multirun=True)
+            args += [f"hydra.sweep.dir={sweep_dir}", *no_logging]
+            try:
+                returned = hydra.multirun(config_name, task, args, with_log_configuration=False)
+            except Exception as err:  # noqa: BLE001 - returned to the test, or raised by check
+                if check:
+                    raise
+                error = err
+    finally:
+        env.undo()
+        HydraConfig.instance().cfg = None
+    return InProcessSweep(sweep_dir, returned, error)
 
 
 @pytest.fixture(autouse=True)
