@@ -169,6 +169,21 @@ TINY = ("debug=tiny", "trainer.enable_progress_bar=false")
 FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
 
 
+# what a run on the synthetic files (``synthetic_root``: 600 training images) needs beside TINY
+SYNTHETIC = ("data.val_size=100", "data.batch_size=50")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> InProcessRun:
+    """One tiny training run on the synthetic files (latent 4, no evaluation callbacks or
+    logger), tested as training ends, for the tests that only read what it left: its
+    ``checkpoints/``, ``.hydra/``, ``metrics.json`` and ``job.json``. Trained once a session,
+    in this process; a test must not change its folder."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    overrides = ("latent=4", "callbacks=none", "logger=none", "threads=1", *TINY, *SYNTHETIC)
+    return run_in_process(*overrides, run_dir=run_dir, data_root=synthetic_root)
+
+
 def scalars(run_dir: Path) -> dict[str, list[float]]:
     """Every TensorBoard scalar under ``run_dir``, by tag, in step order."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -26,7 +26,15 @@ from ae_lab.reporting import metrics
 from ae_lab.run import console
 from ae_lab.run.train import CONFIG_DIR
 from ae_lab.sweeps.sweep import summary_line
-from tests.conftest import FAST, REPO, TINY, ae_lab_command, compose_cfg, run_ae_lab
+from tests.conftest import (
+    FAST,
+    REPO,
+    TINY,
+    ae_lab_command,
+    compose_cfg,
+    run_ae_lab,
+    sweep_in_process,
+)
 
 # Hydra's console format, and Lightning's own handler's, around a log record's message
 PREFIX = re.compile(r"^(\[[^]]*\]\[[^]]*\]\[[A-Z]+\] - |INFO: )")
@@ -84,20 +92,14 @@ def test_a_run_ends_with_its_headline_metrics_folder_and_tensorboard_command(tin
     assert (tiny_run.run_dir / "metrics.json").exists()
 
 
-@pytest.mark.integration
-def test_a_sweep_ends_with_its_summary_and_job_counts(tmp_path, mnist_root):
+def test_a_sweep_ends_with_its_summary_and_job_counts(tmp_path, synthetic_root, caplog):
+    caplog.set_level(logging.INFO)
     sweep_dir = tmp_path / "sweep"
-    proc = run_ae_lab(
-        "-m",
-        "latent=2",
-        *FAST,
-        f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path,
-        data_root=mnist_root,
-    )
-    out = proc.stdout + proc.stderr
-    assert f"sweep finished: 1 completed, 0 failed; summary in {sweep_dir / 'summary.md'}" in out
-    assert f"tensorboard --logdir {sweep_dir}" in out
+    small = ("data.val_size=100", "data.batch_size=50")  # the synthetic files' 600 images
+    sweep_in_process("latent=2", *FAST, *small, sweep_dir=sweep_dir, data_root=synthetic_root)
+    last = caplog.messages[-1]
+    assert f"sweep finished: 1 completed, 0 failed; summary in {sweep_dir / 'summary.md'}" in last
+    assert f"tensorboard --logdir {sweep_dir}" in last
 
 
 @pytest.fixture(scope="module")
