@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,7 +40,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -278,7 +278,10 @@ def command_line(overrides: tuple[str, ...], config_name: str, multirun: bool) -
         from ae_lab.run.evaluate import with_run_overrides
 
         argv = with_run_overrides(argv)
-    return [a for a in argv if a != "--multirun"]
+    argv = [a for a in argv if a != "--multirun"]
+    if not any(a.startswith("hydra.mode=") for a in argv):  # as hydra.main adds it
+        argv.append(f"hydra.mode={'MULTIRUN' if multirun else 'RUN'}")
+    return argv
 
 
 def run_in_process(
@@ -343,9 +346,6 @@ def run_in_process(
 
 def _run_job(cfg, task, run_dir) -> tuple[int, Any]:  # noqa: N803
     """Hydra's ``run`` and ``run_job`` for one job: callbacks, files, the task, its failure."""
-    if cfg.hydra.mode is None:
-        with read_write(cfg.hydra):
-            cfg.hydra.mode = RunMode.RUN
     callbacks = [instantiate(c) for c in (cfg.hydra.callbacks or {}).values()]
     job = JobReturn()
     try:
@@ -373,11 +373,15 @@ def _run_job(cfg, task, run_dir) -> tuple[int, Any]:  # noqa: N803
 
 @dataclass
 class InProcessSweep:
-    """What ``sweep_in_process`` leaves: the sweep folder, what the sweeper returned, and the
-    error the sweep ended with (a failed job's, raised after the others ran), if any."""
+    """What ``sweep_in_process`` leaves: the sweep folder, what the sweeper returned, the exit
+    status and console lines a callback ended the sweep with (``exit_with``), and the error a
+    failed job ended it with (raised after the other jobs ran), if any."""
 
     sweep_dir: Path
     returned: Any
+    code: int
+    out: str  # what the sweep printed (its log lines go to ``caplog``, not here)
+    err: str
     error: BaseException | None
 
 
@@ -392,7 +396,7 @@ def sweep_in_process(
     ``sweep_dir``: Hydra's own multirun (its sweeper, the basic launcher running the jobs one
     after the other, every callback) with the command's task, less the logging setup, which is
     left to pytest (``caplog`` has the lines; no ``train.log``). A parallel sweep needs processes:
-    ``run_ae_lab``. ``check``: a failed job fails the test with its error.
+    ``run_ae_lab``. ``check``: a failed job or an exit status other than 0 fails the test.
     """
     from hydra.core.global_hydra import GlobalHydra
 
@@ -407,22 +411,51 @@ def sweep_in_process(
     env.setenv("AE_LAB_DATA_DIR", str(data_root))
     env.setenv("AE_LAB_CACHE_DIR", str(sweep_dir.parent / ".cache"))
     env.delenv("HYDRA_FULL_ERROR", raising=False)
-    returned, error = None, None
+    returned, code, error, out, err = None, 0, None, io.StringIO(), io.StringIO()
     try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        args = command_line(overrides, config_name, multirun=True)
+        args += [f"hydra.sweep.dir={sweep_dir}", *no_logging]
+        with (
+            initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
             hydra = GlobalHydra.instance().hydra
-            args = command_line(overrides, config_name, multirun=True)
-            args += [f"hydra.sweep.dir={sweep_dir}", *no_logging]
             try:
                 returned = hydra.multirun(config_name, task, args, with_log_configuration=False)
-            except Exception as err:  # noqa: BLE001 - returned to the test, or raised by check
+            except SystemExit as stop:  # a callback's exit_with
+                code = int(stop.code or 0)
+            except Exception as failed:  # noqa: BLE001 - returned to the test, or raised by check
                 if check:
                     raise
-                error = err
+                error, code = failed, getattr(failed, "exit_code", 1)
     finally:
         env.undo()
         HydraConfig.instance().cfg = None
-    return InProcessSweep(sweep_dir, returned, error)
+    if check and code != 0:
+        raise AssertionError(f"ae_lab -m {' '.join(overrides)} exited {code}:\n{err.getvalue()}")
+    return InProcessSweep(sweep_dir, returned, code, out.getvalue(), err.getvalue(), error)
+
+
+@contextlib.contextmanager
+def logged_messages() -> Iterator[list[str]]:
+    """The messages logged at INFO and above inside the block : ``caplog`` for a fixture
+    of a wider scope than a test."""
+    messages: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    root, handler = logging.getLogger(), Keep(logging.INFO)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
