@@ -38,7 +38,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn, JobStatus, configure_log
 from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -238,16 +238,32 @@ def compose_cfg(
     return cfg
 
 
+@contextlib.contextmanager
+def hydra_logging() -> Iterator[None]:
+    """Lets Hydra set up logging as it does for a job (its console handler, ``<run>/train.log``)
+    inside the block, then gives the root logger back its handlers and level (pytest's)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 @dataclass
 class InProcessRun:
     """What ``run_in_process`` leaves: the exit status and console lines the command would end
     with, the task's return value (a training run's metrics), its run folder and config."""
 
     code: int
-    out: str  # what the run printed (its log lines go to ``caplog``, not here)
+    out: str  # what the run printed on stdout, its log lines included (also in train.log)
     err: str  # ``ae_lab: <message>`` for a user's mistake, as the command prints it
     metrics: Any
-    run_dir: Path
+    run_dir: Path | None  # None: Hydra refused the command line
     cfg: DictConfig | None  # None: Hydra refused the command line before a config was made
 
     @property
@@ -286,8 +302,8 @@ def command_line(overrides: tuple[str, ...], config_name: str, multirun: bool) -
 
 def run_in_process(
     *overrides: str,
-    run_dir: Path,
     data_root: Path,
+    run_dir: Path | None = None,
     check: bool = True,
     config_name: str = "config",
     task: Callable[[DictConfig], Any] | None = None,
@@ -297,13 +313,15 @@ def run_in_process(
     the ~15 s a process takes to import torch and Lightning.
 
     The steps of ``hydra.main`` for a run, each the project's own: the config composed with
-    Hydra's node (``return_hydra_config=True``), ``run_dir`` as ``hydra.run.dir`` and
-    ``hydra.runtime.output_dir`` and set on ``HydraConfig``; every callback of
-    ``hydra.callbacks`` called where Hydra calls it; ``.hydra/*.yaml`` written; ``task`` (default
+    Hydra's node (``return_hydra_config=True``); ``run_dir`` (else a ``hydra.run.dir=`` among
+    the overrides) as ``hydra.run.dir`` and ``hydra.runtime.output_dir``, set on
+    ``HydraConfig``; every callback of ``hydra.callbacks`` called where Hydra calls it;
+    ``.hydra/*.yaml`` written; Hydra's logging for the job (``hydra.job_logging``: its console
+    lines in ``out``, ``train.log``; pytest's ``caplog`` sees none of them); ``task`` (default
     ``ae_lab.run.train.train``, the function the CLI calls; for ``eval``,
-    ``ae_lab.run.evaluate.evaluate``) on the config without Hydra's node; an error turned into the
-    console's one line and exit status as the entrypoint does (``ae_lab.config.hydra_errors``,
-    the callbacks' ``on_run_end``). Logging is left to pytest (``caplog``): no ``train.log``.
+    ``ae_lab.run.evaluate.evaluate``) on the config without Hydra's node; an error turned into
+    the console's one line and exit status as the entrypoint does
+    (``ae_lab.config.hydra_errors``, the callbacks' ``on_run_end``).
     ``check``: an exit status other than 0 fails the test with what was printed.
     """
     if task is None:
@@ -311,20 +329,24 @@ def run_in_process(
             from ae_lab.run.evaluate import evaluate as task
         else:
             from ae_lab.run.train import train as task
-    run_dir = Path(run_dir).absolute()
     out, err = io.StringIO(), io.StringIO()
     code, metrics, cfg = 0, None, None
     env = pytest.MonkeyPatch()
     env.setenv("AE_LAB_DATA_DIR", str(data_root))
-    env.setenv("AE_LAB_CACHE_DIR", str(run_dir.parent / ".cache"))  # not the checkout's .cache
     env.delenv("HYDRA_FULL_ERROR", raising=False)  # a user's view: one line, no traceback
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), hydra_logging():
             try:
                 args = command_line(overrides, config_name, multirun=False)
-                cfg = compose_cfg(
-                    *args, f"hydra.run.dir={run_dir}", run_dir=run_dir, config_name=config_name
-                )
+                if run_dir is not None:
+                    args.append(f"hydra.run.dir={Path(run_dir).absolute()}")
+                cfg = compose_cfg(*args, config_name=config_name)
+                run_dir = Path(str(cfg.hydra.run.dir)).absolute()
+                with read_write(cfg.hydra.runtime):
+                    cfg.hydra.runtime.output_dir = str(run_dir)
+                HydraConfig.instance().set_config(cfg)
+                # as a user's run beside its run folder: not the checkout's .cache
+                env.setenv("AE_LAB_CACHE_DIR", str(run_dir.parent / ".cache"))
             except AeLabError as error:  # ae-lab-eval's checkpoint, refused before Hydra
                 print(f"ae_lab: {error}", file=sys.stderr)
                 code = error.exit_code
@@ -344,7 +366,7 @@ def run_in_process(
     return result
 
 
-def _run_job(cfg, task, run_dir) -> tuple[int, Any]:  # noqa: N803
+def _run_job(cfg: DictConfig, task: Callable, run_dir: Path) -> tuple[int, Any]:
     """Hydra's ``run`` and ``run_job`` for one job: callbacks, files, the task, its failure."""
     callbacks = [instantiate(c) for c in (cfg.hydra.callbacks or {}).values()]
     job = JobReturn()
@@ -356,6 +378,7 @@ def _run_job(cfg, task, run_dir) -> tuple[int, Any]:  # noqa: N803
             del task_cfg["hydra"]
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_hydra_files(cfg, task_cfg, run_dir)
+        configure_log(cfg.hydra.job_logging, cfg.hydra.verbose)
         for callback in callbacks:
             callback.on_job_start(config=cfg, task_function=task)
         try:
@@ -380,7 +403,7 @@ class InProcessSweep:
     sweep_dir: Path
     returned: Any
     code: int
-    out: str  # what the sweep printed (its log lines go to ``caplog``, not here)
+    out: str  # what the sweep printed on stdout, its log lines included
     err: str
     error: BaseException | None
 
@@ -394,9 +417,10 @@ def sweep_in_process(
 ) -> InProcessSweep:
     """``ae-lab -m <overrides>`` (``config_name="eval"``: ``ae-lab-eval -m``) in this process, into
     ``sweep_dir``: Hydra's own multirun (its sweeper, the basic launcher running the jobs one
-    after the other, every callback) with the command's task, less the logging setup, which is
-    left to pytest (``caplog`` has the lines; no ``train.log``). A parallel sweep needs processes:
-    ``run_ae_lab``. ``check``: a failed job or an exit status other than 0 fails the test.
+    after the other, every callback, each job's logging and ``train.log``) with the command's
+    task; pytest's ``caplog`` sees none of its lines (``out`` has them). A parallel sweep needs
+    processes: ``run_ae_lab``. ``check``: a failed job or an exit status other than 0 fails the
+    test.
     """
     from hydra.core.global_hydra import GlobalHydra
 
@@ -406,7 +430,6 @@ def sweep_in_process(
         from ae_lab.run.train import main as command
     task = command.__wrapped__  # the function hydra.main runs, as the command runs it
     sweep_dir = Path(sweep_dir).absolute()
-    no_logging = ("hydra/job_logging=none", "hydra/hydra_logging=none")
     env = pytest.MonkeyPatch()
     env.setenv("AE_LAB_DATA_DIR", str(data_root))
     env.setenv("AE_LAB_CACHE_DIR", str(sweep_dir.parent / ".cache"))
@@ -414,15 +437,16 @@ def sweep_in_process(
     returned, code, error, out, err = None, 0, None, io.StringIO(), io.StringIO()
     try:
         args = command_line(overrides, config_name, multirun=True)
-        args += [f"hydra.sweep.dir={sweep_dir}", *no_logging]
+        args += [f"hydra.sweep.dir={sweep_dir}"]
         with (
             initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
+            hydra_logging(),
         ):
             hydra = GlobalHydra.instance().hydra
             try:
-                returned = hydra.multirun(config_name, task, args, with_log_configuration=False)
+                returned = hydra.multirun(config_name, task, args)
             except SystemExit as stop:  # a callback's exit_with
                 code = int(stop.code or 0)
             except Exception as failed:  # noqa: BLE001 - returned to the test, or raised by check
@@ -435,27 +459,6 @@ def sweep_in_process(
     if check and code != 0:
         raise AssertionError(f"ae_lab -m {' '.join(overrides)} exited {code}:\n{err.getvalue()}")
     return InProcessSweep(sweep_dir, returned, code, out.getvalue(), err.getvalue(), error)
-
-
-@contextlib.contextmanager
-def logged_messages() -> Iterator[list[str]]:
-    """The messages logged at INFO and above inside the block : ``caplog`` for a fixture
-    of a wider scope than a test."""
-    messages: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    root, handler = logging.getLogger(), Keep(logging.INFO)
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield messages
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

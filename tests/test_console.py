@@ -29,6 +29,7 @@ from ae_lab.sweeps.sweep import summary_line
 from tests.conftest import (
     FAST,
     REPO,
+    SYNTHETIC,
     TINY,
     ae_lab_command,
     compose_cfg,
@@ -92,12 +93,12 @@ def test_a_run_ends_with_its_headline_metrics_folder_and_tensorboard_command(tin
     assert (tiny_run.run_dir / "metrics.json").exists()
 
 
-def test_a_sweep_ends_with_its_summary_and_job_counts(tmp_path, synthetic_root, caplog):
-    caplog.set_level(logging.INFO)
+def test_a_sweep_ends_with_its_summary_and_job_counts(tmp_path, synthetic_root):
     sweep_dir = tmp_path / "sweep"
-    small = ("data.val_size=100", "data.batch_size=50")  # the synthetic files' 600 images
-    sweep_in_process("latent=2", *FAST, *small, sweep_dir=sweep_dir, data_root=synthetic_root)
-    last = caplog.messages[-1]
+    sweep = sweep_in_process(
+        "latent=2", *FAST, *SYNTHETIC, sweep_dir=sweep_dir, data_root=synthetic_root
+    )
+    last = sweep.out.strip().splitlines()[-1]
     assert f"sweep finished: 1 completed, 0 failed; summary in {sweep_dir / 'summary.md'}" in last
     assert f"tensorboard --logdir {sweep_dir}" in last
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -27,7 +26,6 @@ from tests.conftest import (
     InProcessRun,
     ae_lab_command,
     compose_cfg,
-    logged_messages,
     run_in_process,
     sweep_in_process,
 )
@@ -190,12 +188,9 @@ def sweep(workdir, mnist_root) -> Path:
 
 
 @pytest.fixture(scope="module")
-def continued(
-    workdir, mnist_root
-) -> tuple[Path, tuple[InProcessRun, list[str]], records.JobRecord]:
+def continued(workdir, mnist_root) -> tuple[Path, InProcessRun, records.JobRecord]:
     """A run killed (kill -9, a process) during its test pass, then continued with
-    ``ckpt_path=last`` (in this process, with the lines it logged); with the record its kill
-    left."""
+    ``ckpt_path=last`` (in this process); with the record its kill left."""
     run_dir = workdir / "killed"
     overrides = (*COMMON, "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}")
     proc = subprocess.Popen(
@@ -212,11 +207,8 @@ def continued(
     proc.wait(timeout=60)
     killed = records.read(run_dir)
     assert killed.status == records.RUNNING and not (run_dir / records.METRICS_FILE).exists()
-    with logged_messages() as logged:
-        done = run_in_process(
-            *overrides[:-1], "ckpt_path=last", run_dir=run_dir, data_root=mnist_root
-        )
-    return run_dir, (done, logged), killed
+    done = run_in_process(*overrides[:-1], "ckpt_path=last", run_dir=run_dir, data_root=mnist_root)
+    return run_dir, done, killed
 
 
 @pytest.mark.integration
@@ -234,9 +226,9 @@ def test_jobs_that_differ_only_in_a_trainer_key_both_run(sweep):
 
 @pytest.mark.integration
 def test_a_job_stopped_during_its_test_ends_with_every_metric_and_all_its_time(sweep, continued):
-    run_dir, (_, logged), killed = continued
-    assert any("training finished in an earlier attempt" in m for m in logged)
-    assert not any("resuming from" in m for m in logged)  # no training again
+    run_dir, done, killed = continued
+    assert "training finished in an earlier attempt" in done.out
+    assert "resuming from" not in done.out  # no training again
     metrics = records.read_metrics(run_dir)
     assert set(metrics) >= TRAINING_METRICS
     # the same numbers as the sweep's job of this configuration, which was never stopped
@@ -271,9 +263,7 @@ def test_resuming_a_finished_run_leaves_every_file_as_it_was(continued, workdir,
 
 
 @pytest.mark.integration
-def test_a_sweep_run_again_reruns_a_job_whose_configuration_changed(
-    sweep, workdir, mnist_root, caplog
-):
+def test_a_sweep_run_again_reruns_a_job_whose_configuration_changed(sweep, workdir, mnist_root):
     jobs = job_dirs(sweep)
     changed, kept = jobs["trainer.limit_train_batches=3"], jobs["trainer.limit_train_batches=2"]
     # as after a changed default in the YAML: the recorded configuration is not the new one
@@ -282,9 +272,7 @@ def test_a_sweep_run_again_reruns_a_job_whose_configuration_changed(
     record.identity, record.config["seed"] = "0" * 16, 1
     records.write(changed, record)
     old_metrics = (changed / records.METRICS_FILE).read_bytes()
-    caplog.set_level(logging.INFO)
-    again = sweep_in_process(*SWEEP, sweep_dir=sweep, data_root=mnist_root)
-    out = "\n".join([again.out, *caplog.messages])
+    out = sweep_in_process(*SWEEP, sweep_dir=sweep, data_root=mnist_root).out
     assert f"{kept.name}: completed in an earlier run of this sweep, skipped" in out
     assert f"{changed.name}: its configuration changed (seed: 1 -> 0)" in out
     assert "resuming from" not in out  # not from the other configuration's last.ckpt
