@@ -224,13 +224,18 @@ def evaluating() -> SimpleNamespace:
     return SimpleNamespace(training=False)
 
 
+# hydra.job.name as each command has it (the module of its hydra.main): its log is <name>.log
+JOB_NAMES = {"config": "train", "eval": "evaluate"}
+
+
 def compose_cfg(
     *overrides: str, run_dir: Path | str = "/tmp/ae_lab_run", config_name: str = "config"
 ) -> DictConfig:
     """The config that ``python -m ae_lab <overrides>`` runs with (``config_name="eval"``:
     ``ae-lab-eval``'s), Hydra's own node included, as the job in ``run_dir`` sees it:
     ``${hydra:...}`` resolves until the test ends."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    job_name = JOB_NAMES.get(config_name, "app")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=job_name):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg.hydra.runtime):
         cfg.hydra.runtime.output_dir = str(run_dir)
@@ -439,7 +444,9 @@ def sweep_in_process(
         args = command_line(overrides, config_name, multirun=True)
         args += [f"hydra.sweep.dir={sweep_dir}"]
         with (
-            initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"),
+            initialize_config_dir(
+                config_dir=CONFIG_DIR, version_base="1.3", job_name=JOB_NAMES[config_name]
+            ),
             contextlib.redirect_stdout(out),
             contextlib.redirect_stderr(err),
             hydra_logging(),
