@@ -45,6 +45,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ae_lab.config import hydra_errors
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
+from ae_lab.run import locks
 from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import CONFIG_DIR
 
@@ -439,6 +440,11 @@ def sweep_in_process(
     env.setenv("AE_LAB_DATA_DIR", str(data_root))
     env.setenv("AE_LAB_CACHE_DIR", str(sweep_dir.parent / ".cache"))
     env.delenv("HYDRA_FULL_ERROR", raising=False)
+    # what the sweep's process holds until it ends, however it ends (a failed job skips
+    # on_multirun_end, which releases the sweep folder's lock): released here when it returns
+    held: list[Any] = []
+    hold = locks.hold
+    env.setattr(locks, "hold", lambda path: held.append(hold(path)) or held[-1])
     returned, code, error, out, err = None, 0, None, io.StringIO(), io.StringIO()
     try:
         args = command_line(overrides, config_name, multirun=True)
@@ -462,6 +468,9 @@ def sweep_in_process(
                 error, code = failed, getattr(failed, "exit_code", 1)
     finally:
         env.undo()
+        for handle in held:
+            if handle is not None:
+                handle.close()
         HydraConfig.instance().cfg = None
     if check and code != 0:
         raise AssertionError(f"ae_lab -m {' '.join(overrides)} exited {code}:\n{err.getvalue()}")
