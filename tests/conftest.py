@@ -416,17 +416,17 @@ class InProcessSweep:
 
 def sweep_in_process(
     *overrides: str,
-    sweep_dir: Path,
     data_root: Path,
+    sweep_dir: Path | None = None,
     check: bool = True,
     config_name: str = "config",
 ) -> InProcessSweep:
     """``ae-lab -m <overrides>`` (``config_name="eval"``: ``ae-lab-eval -m``) in this process, into
-    ``sweep_dir``: Hydra's own multirun (its sweeper, the basic launcher running the jobs one
-    after the other, every callback, each job's logging and ``train.log``) with the command's
-    task; pytest's ``caplog`` sees none of its lines (``out`` has them). A parallel sweep needs
-    processes: ``run_ae_lab``. ``check``: a failed job or an exit status other than 0 fails the
-    test.
+    ``sweep_dir`` (else a ``hydra.sweep.dir=`` among the overrides): Hydra's own multirun (its
+    sweeper, the basic launcher running the jobs one after the other, every callback, each job's
+    logging and ``train.log``) with the command's task; pytest's ``caplog`` sees none of its
+    lines (``out`` has them). A parallel sweep needs processes: ``run_ae_lab``. ``check``: a
+    failed job or an exit status other than 0 fails the test.
     """
     from hydra.core.global_hydra import GlobalHydra
 
@@ -435,6 +435,11 @@ def sweep_in_process(
     else:
         from ae_lab.run.train import main as command
     task = command.__wrapped__  # the function hydra.main runs, as the command runs it
+    if sweep_dir is None:
+        given = [o for o in overrides if o.startswith("hydra.sweep.dir=")]
+        assert given, "sweep_in_process needs sweep_dir or a hydra.sweep.dir= override"
+        sweep_dir = Path(given[-1].split("=", 1)[1].strip("'\""))
+        overrides = tuple(o for o in overrides if o not in given)
     sweep_dir = Path(sweep_dir).absolute()
     env = pytest.MonkeyPatch()
     env.setenv("AE_LAB_DATA_DIR", str(data_root))
