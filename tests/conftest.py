@@ -170,6 +170,14 @@ TINY = ("debug=tiny", "trainer.enable_progress_bar=false")
 FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
 
 
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ``cache_dir`` for ``DownstreamClassification`` shared by the session: its classifier
+    for given data and settings is trained by the first test that needs it, then read from here.
+    A test must not delete what it holds."""
+    return str(tmp_path_factory.mktemp("classifier_cache"))
+
+
 # what a run on the synthetic files (``synthetic_root``: 600 training images) needs beside TINY
 SYNTHETIC = ("data.val_size=100", "data.batch_size=50")
 

@@ -384,12 +384,6 @@ def stub_trainer(tmp_path: Path, rank_zero: bool = True) -> SimpleNamespace:
     )
 
 
-@pytest.fixture(scope="module")
-def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One downstream classifier for this module's tests, trained by the first that needs it."""
-    return str(tmp_path_factory.mktemp("classifier"))
-
-
 @pytest.mark.parametrize(
     "value, gave_up",
     [
