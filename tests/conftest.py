@@ -1,16 +1,24 @@
-"""Shared fixtures and helpers: tiny synthetic MNIST files, the real MNIST, the entrypoint in a
-subprocess as a user runs it, composed configs, the model list, a quiet Trainer.
+"""Shared fixtures and helpers: tiny synthetic MNIST files, the real MNIST, the entrypoint run in
+this process (``run_in_process``, ``sweep_in_process``) or in a subprocess as a user runs it
+(``run_ae_lab``), one tiny trained run a session (``trained_run``), one downstream classifier
+cache a session (``classifier_cache``), composed configs, the model list, a quiet Trainer.
+
+The entrypoint runs in this process wherever that shows what is tested: a run or a sequential
+sweep, its config errors, its files, its console lines. A subprocess is for what only a process
+shows: the console scripts themselves, signals and kills, parallel sweeps, DDP, submitit and
+SLURM, the installed wheel.
 
 Two kinds of tests, told apart by one marker:
 
-- unit tests (no marker): synthetic files only (fixture ``synthetic_root``), in this process.
-  The guard below fails one that asks for the real MNIST (fixture ``mnist_root``), starts the
-  entrypoint in a subprocess (``run_ae_lab``, ``ae_lab_command`` or by hand) or reaches the
-  network; while one runs, ``AE_LAB_DATA_DIR`` names an empty folder, so a config that falls
-  back on it finds no data either. ``pytest -m "not integration"`` (``make test-fast``) thus runs
-  offline and without the real MNIST, wherever it runs.
-- integration tests (``pytest.mark.integration``): the entrypoint in a subprocess, most of them
-  on the real MNIST.
+- unit tests (no marker): synthetic files only (fixture ``synthetic_root``), in this process,
+  the entrypoint's in-process runs and sweeps included. The guard below fails one that asks for
+  the real MNIST (fixture ``mnist_root``, or an in-process run on it), starts the entrypoint in
+  a subprocess (``run_ae_lab``, ``ae_lab_command`` or by hand) or reaches the network; while one
+  runs, ``AE_LAB_DATA_DIR`` names an empty folder, so a config that falls back on it finds no
+  data either. ``pytest -m "not integration"`` (``make test-fast``) thus runs offline, without
+  the real MNIST and without starting the entrypoint, wherever it runs.
+- integration tests (``pytest.mark.integration``): the real MNIST (in this process where it
+  can be), or the entrypoint in a subprocess.
 """
 
 from __future__ import annotations
@@ -343,6 +351,7 @@ def run_in_process(
             from ae_lab.run.evaluate import evaluate as task
         else:
             from ae_lab.run.train import train as task
+    guard_data(data_root)
     out, err = io.StringIO(), io.StringIO()
     code, metrics, cfg = 0, None, None
     env = pytest.MonkeyPatch()
@@ -443,6 +452,7 @@ def sweep_in_process(
     else:
         from ae_lab.run.train import main as command
     task = command.__wrapped__  # the function hydra.main runs, as the command runs it
+    guard_data(data_root)
     if sweep_dir is None:
         given = [o for o in overrides if o.startswith("hydra.sweep.dir=")]
         assert given, "sweep_in_process needs sweep_dir or a hydra.sweep.dir= override"
@@ -526,6 +536,11 @@ class UnitTestGuard:
         self.test = item.nodeid
         self._env.setenv("AE_LAB_DATA_DIR", self.no_data)
 
+    def check_data(self, root: Path) -> None:
+        """Fails the unit test that runs the entrypoint in this process on the real MNIST."""
+        if self.test is not None and Path(root).resolve() == REAL_DATA:
+            self._fail(f"runs the entrypoint on the real MNIST ({root})")
+
     def stop(self) -> None:
         self.test = None
         self._env.undo()
@@ -555,10 +570,17 @@ class UnitTestGuard:
 
 
 _GUARD = pytest.StashKey[UnitTestGuard]()
+_GUARDS: list[UnitTestGuard | None] = [None]  # this session's, for the in-process entrypoint
+
+
+def guard_data(root: Path) -> None:
+    """The guard's check of an in-process run's data (``run_in_process``, ``sweep_in_process``)."""
+    if _GUARDS[0] is not None:
+        _GUARDS[0].check_data(root)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_GUARD] = UnitTestGuard()
+    config.stash[_GUARD] = _GUARDS[0] = UnitTestGuard()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
