@@ -106,6 +106,10 @@ def tracked(tmp_path_factory, mnist_root) -> dict:
         sweep_dir=cwd / "multirun" / "day" / "time",
         data_root=mnist_root,
     )
+    import wandb
+
+    if wandb.run is not None:  # the last job's run, which W&B closes as the sweep's process exits
+        wandb.finish()
     run_dirs = sorted(p.parent for p in cwd.glob("multirun/*/*/*/metrics.json"))
     assert len(run_dirs) == len(SWEPT)
     return {"cwd": cwd, "uri": f"sqlite:///{store}", "run_dirs": run_dirs}
