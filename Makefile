@@ -32,7 +32,7 @@ endif
 train: setup  ## the default run: dense AE, latent 32, beside PCA, then test
 	$(PY) -m ae_lab
 
-test: setup  ## the suite CI runs: unit tests and the entrypoint in subprocesses on the real MNIST
+test: setup  ## the suite CI runs: unit tests and integration tests (the real MNIST, subprocesses)
 	$(PY) -m pytest -q --durations=10
 
 # tests/conftest.py fails a test without the integration marker that does any of these

@@ -1,20 +1,32 @@
-"""Shared fixtures and helpers: tiny synthetic MNIST files, the real MNIST, the entrypoint in a
-subprocess as a user runs it, composed configs, the model list, a quiet Trainer.
+"""Shared fixtures and helpers: tiny synthetic MNIST files, the real MNIST, the entrypoint run in
+this process (``run_in_process``, ``sweep_in_process``) or in a subprocess as a user runs it
+(``run_ae_lab``), one tiny trained run a session (``trained_run``), one downstream classifier
+cache a session (``classifier_cache``), composed configs, the model list, a quiet Trainer.
+
+The entrypoint runs in this process wherever that shows what is tested: a run or a sequential
+sweep, its config errors, its files, its console lines. A subprocess is for what only a process
+shows: the console scripts themselves, signals and kills, parallel sweeps, DDP, submitit and
+SLURM, the installed wheel.
 
 Two kinds of tests, told apart by one marker:
 
-- unit tests (no marker): synthetic files only (fixture ``synthetic_root``), in this process.
-  The guard below fails one that asks for the real MNIST (fixture ``mnist_root``), starts the
-  entrypoint in a subprocess (``run_ae_lab``, ``ae_lab_command`` or by hand) or reaches the
-  network; while one runs, ``AE_LAB_DATA_DIR`` names an empty folder, so a config that falls
-  back on it finds no data either. ``pytest -m "not integration"`` (``make test-fast``) thus runs
-  offline and without the real MNIST, wherever it runs.
-- integration tests (``pytest.mark.integration``): the entrypoint in a subprocess, most of them
-  on the real MNIST.
+- unit tests (no marker): synthetic files only (fixture ``synthetic_root``), in this process,
+  the entrypoint's in-process runs and sweeps included. The guard below fails one that asks for
+  the real MNIST (fixture ``mnist_root``, or an in-process run on it), starts the entrypoint in
+  a subprocess (``run_ae_lab``, ``ae_lab_command`` or by hand) or reaches the network; while one
+  runs, ``AE_LAB_DATA_DIR`` names an empty folder, so a config that falls back on it finds no
+  data either. ``pytest -m "not integration"`` (``make test-fast``) thus runs offline, without
+  the real MNIST and without starting the entrypoint, wherever it runs.
+- integration tests (``pytest.mark.integration``): the real MNIST (in this process where it
+  can be), or the entrypoint in a subprocess.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
+import logging
 import os
 import re
 import shutil
@@ -22,6 +34,8 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,9 +46,15 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from hydra.core.utils import JobReturn, JobStatus, configure_log
+from hydra.errors import HydraException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ae_lab.config import hydra_errors
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
+from ae_lab.run import locks
+from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,6 +181,29 @@ TINY = ("debug=tiny", "trainer.enable_progress_bar=false")
 FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
 
 
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A ``cache_dir`` for ``DownstreamClassification`` shared by the session: its classifier
+    for given data and settings is trained by the first test that needs it, then read from here.
+    A test must not delete what it holds."""
+    return str(tmp_path_factory.mktemp("classifier_cache"))
+
+
+# what a run on the synthetic files (``synthetic_root``: 600 training images) needs beside TINY
+SYNTHETIC = ("data.val_size=100", "data.batch_size=50")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> InProcessRun:
+    """One tiny training run on the synthetic files (latent 4, no evaluation callbacks or
+    logger), tested as training ends, for the tests that only read what it left: its
+    ``checkpoints/``, ``.hydra/``, ``metrics.json`` and ``job.json``. Trained once a session,
+    in this process; a test must not change its folder."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    overrides = ("latent=4", "callbacks=none", "logger=none", "threads=1", *TINY, *SYNTHETIC)
+    return run_in_process(*overrides, run_dir=run_dir, data_root=synthetic_root)
+
+
 def scalars(run_dir: Path) -> dict[str, list[float]]:
     """Every TensorBoard scalar under ``run_dir``, by tag, in step order."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -201,18 +244,263 @@ def evaluating() -> SimpleNamespace:
     return SimpleNamespace(training=False)
 
 
+# hydra.job.name as each command has it (the module of its hydra.main): its log is <name>.log
+JOB_NAMES = {"config": "train", "eval": "evaluate"}
+
+
 def compose_cfg(
     *overrides: str, run_dir: Path | str = "/tmp/ae_lab_run", config_name: str = "config"
 ) -> DictConfig:
     """The config that ``python -m ae_lab <overrides>`` runs with (``config_name="eval"``:
     ``ae-lab-eval``'s), Hydra's own node included, as the job in ``run_dir`` sees it:
     ``${hydra:...}`` resolves until the test ends."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    job_name = JOB_NAMES.get(config_name, "app")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=job_name):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg.hydra.runtime):
         cfg.hydra.runtime.output_dir = str(run_dir)
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+@contextlib.contextmanager
+def hydra_logging() -> Iterator[None]:
+    """Lets Hydra set up logging as it does for a job (its console handler, ``<run>/train.log``)
+    inside the block, then gives the root logger back its handlers and level (pytest's)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+@dataclass
+class InProcessRun:
+    """What ``run_in_process`` leaves: the exit status and console lines the command would end
+    with, the task's return value (a training run's metrics), its run folder and config."""
+
+    code: int
+    out: str  # what the run printed on stdout, its log lines included (also in train.log)
+    err: str  # ``ae_lab: <message>`` for a user's mistake, as the command prints it
+    metrics: Any
+    run_dir: Path | None  # None: Hydra refused the command line
+    cfg: DictConfig | None  # None: Hydra refused the command line before a config was made
+
+    @property
+    def message(self) -> str:
+        """The one line a user's mistake ends with, less ``ae_lab: ``."""
+        lines = self.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ae_lab: "), self.err
+        return lines[0].removeprefix("ae_lab: ")
+
+
+def _write_hydra_files(cfg: DictConfig, task_cfg: DictConfig, run_dir: Path) -> None:
+    """``<run dir>/.hydra/{config,hydra,overrides}.yaml``, as Hydra writes them for a job."""
+    folder = run_dir / str(cfg.hydra.output_subdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    hydra_cfg = OmegaConf.create({"hydra": cfg.hydra})
+    for name, node in (("config", task_cfg), ("hydra", hydra_cfg)):
+        OmegaConf.save(node, folder / f"{name}.yaml")
+    OmegaConf.save(cfg.hydra.overrides.task, folder / "overrides.yaml")
+
+
+def command_line(overrides: tuple[str, ...], config_name: str, multirun: bool) -> list[str]:
+    """The overrides as the command hands them to Hydra (``ae_lab.run.cli.prepare_argv``; for
+    ``ae-lab-eval``, the checkpoint's run overrides put in too)."""
+    from ae_lab.run.cli import prepare_argv
+
+    argv = prepare_argv([*(["--multirun"] if multirun else []), *overrides])
+    if config_name == "eval":
+        from ae_lab.run.evaluate import with_run_overrides
+
+        argv = with_run_overrides(argv)
+    argv = [a for a in argv if a != "--multirun"]
+    if not any(a.startswith("hydra.mode=") for a in argv):  # as hydra.main adds it
+        argv.append(f"hydra.mode={'MULTIRUN' if multirun else 'RUN'}")
+    return argv
+
+
+def run_in_process(
+    *overrides: str,
+    data_root: Path,
+    run_dir: Path | None = None,
+    check: bool = True,
+    config_name: str = "config",
+    task: Callable[[DictConfig], Any] | None = None,
+) -> InProcessRun:
+    """``ae-lab <overrides>`` (``config_name="eval"``: ``ae-lab-eval``) as one run in this
+    process, into ``run_dir``, on the data under ``data_root``; what a user would see, without
+    the ~15 s a process takes to import torch and Lightning.
+
+    The steps of ``hydra.main`` for a run, each the project's own: the config composed with
+    Hydra's node (``return_hydra_config=True``); ``run_dir`` (else a ``hydra.run.dir=`` among
+    the overrides) as ``hydra.run.dir`` and ``hydra.runtime.output_dir``, set on
+    ``HydraConfig``; every callback of ``hydra.callbacks`` called where Hydra calls it;
+    ``.hydra/*.yaml`` written; Hydra's logging for the job (``hydra.job_logging``: its console
+    lines in ``out``, ``train.log``; pytest's ``caplog`` sees none of them); ``task`` (default
+    ``ae_lab.run.train.train``, the function the CLI calls; for ``eval``,
+    ``ae_lab.run.evaluate.evaluate``) on the config without Hydra's node; an error turned into
+    the console's one line and exit status as the entrypoint does
+    (``ae_lab.config.hydra_errors``, the callbacks' ``on_run_end``).
+    ``check``: an exit status other than 0 fails the test with what was printed.
+    """
+    if task is None:
+        if config_name == "eval":
+            from ae_lab.run.evaluate import evaluate as task
+        else:
+            from ae_lab.run.train import train as task
+    guard_data(data_root)
+    out, err = io.StringIO(), io.StringIO()
+    code, metrics, cfg = 0, None, None
+    env = pytest.MonkeyPatch()
+    env.setenv("AE_LAB_DATA_DIR", str(data_root))
+    env.delenv("HYDRA_FULL_ERROR", raising=False)  # a user's view: one line, no traceback
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), hydra_logging():
+            try:
+                args = command_line(overrides, config_name, multirun=False)
+                if run_dir is not None:
+                    args.append(f"hydra.run.dir={Path(run_dir).absolute()}")
+                cfg = compose_cfg(*args, config_name=config_name)
+                run_dir = Path(str(cfg.hydra.run.dir)).absolute()
+                with read_write(cfg.hydra.runtime):
+                    cfg.hydra.runtime.output_dir = str(run_dir)
+                HydraConfig.instance().set_config(cfg)
+                # as a user's run beside its run folder: not the checkout's .cache
+                env.setenv("AE_LAB_CACHE_DIR", str(run_dir.parent / ".cache"))
+            except AeLabError as error:  # ae-lab-eval's checkpoint, refused before Hydra
+                print(f"ae_lab: {error}", file=sys.stderr)
+                code = error.exit_code
+            except HydraException as error:  # the command line, refused as the CLI refuses it
+                message = hydra_errors.explain(error)
+                if message is None:
+                    raise
+                print(f"ae_lab: {message}", file=sys.stderr)
+                code = ConfigError.exit_code
+            else:
+                code, metrics = _run_job(cfg, task, run_dir)
+    finally:
+        env.undo()
+    result = InProcessRun(code, out.getvalue(), err.getvalue(), metrics, run_dir, cfg)
+    if check and code != 0:
+        raise AssertionError(f"ae_lab {' '.join(overrides)} exited {code}:\n{result.err}")
+    return result
+
+
+def _run_job(cfg: DictConfig, task: Callable, run_dir: Path) -> tuple[int, Any]:
+    """Hydra's ``run`` and ``run_job`` for one job: callbacks, files, the task, its failure."""
+    callbacks = [instantiate(c) for c in (cfg.hydra.callbacks or {}).values()]
+    job = JobReturn()
+    try:
+        for callback in callbacks:
+            callback.on_run_start(config=cfg, config_name=None)
+        task_cfg = copy.deepcopy(cfg)
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_hydra_files(cfg, task_cfg, run_dir)
+        configure_log(cfg.hydra.job_logging, cfg.hydra.verbose)
+        for callback in callbacks:
+            callback.on_job_start(config=cfg, task_function=task)
+        try:
+            job.return_value, job.status = task(task_cfg), JobStatus.COMPLETED
+        except Exception as error:  # noqa: BLE001 - Hydra's run_job keeps it for the callbacks
+            job.return_value, job.status = error, JobStatus.FAILED
+        for callback in callbacks:
+            callback.on_job_end(config=cfg, job_return=job)
+        for callback in callbacks:
+            callback.on_run_end(config=cfg, config_name=None, job_return=job)
+    except SystemExit as stop:  # a callback's exit_with or a completed run's exit 0
+        return int(stop.code or 0), None
+    return 0, job.return_value  # a bug (no callback turned it into a line) raises here
+
+
+@dataclass
+class InProcessSweep:
+    """What ``sweep_in_process`` leaves: the sweep folder, what the sweeper returned, the exit
+    status and console lines a callback ended the sweep with (``exit_with``), and the error a
+    failed job ended it with (raised after the other jobs ran), if any."""
+
+    sweep_dir: Path
+    returned: Any
+    code: int
+    out: str  # what the sweep printed on stdout, its log lines included
+    err: str
+    error: BaseException | None
+
+
+def sweep_in_process(
+    *overrides: str,
+    data_root: Path,
+    sweep_dir: Path | None = None,
+    check: bool = True,
+    config_name: str = "config",
+) -> InProcessSweep:
+    """``ae-lab -m <overrides>`` (``config_name="eval"``: ``ae-lab-eval -m``) in this process, into
+    ``sweep_dir`` (else a ``hydra.sweep.dir=`` among the overrides): Hydra's own multirun (its
+    sweeper, the basic launcher running the jobs one after the other, every callback, each job's
+    logging and ``train.log``) with the command's task; pytest's ``caplog`` sees none of its
+    lines (``out`` has them). A parallel sweep needs processes: ``run_ae_lab``. ``check``: a
+    failed job or an exit status other than 0 fails the test.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    if config_name == "eval":
+        from ae_lab.run.evaluate import _main as command
+    else:
+        from ae_lab.run.train import main as command
+    task = command.__wrapped__  # the function hydra.main runs, as the command runs it
+    guard_data(data_root)
+    if sweep_dir is None:
+        given = [o for o in overrides if o.startswith("hydra.sweep.dir=")]
+        assert given, "sweep_in_process needs sweep_dir or a hydra.sweep.dir= override"
+        sweep_dir = Path(given[-1].split("=", 1)[1].strip("'\""))
+        overrides = tuple(o for o in overrides if o not in given)
+    sweep_dir = Path(sweep_dir).absolute()
+    env = pytest.MonkeyPatch()
+    env.setenv("AE_LAB_DATA_DIR", str(data_root))
+    env.setenv("AE_LAB_CACHE_DIR", str(sweep_dir.parent / ".cache"))
+    env.delenv("HYDRA_FULL_ERROR", raising=False)
+    # what the sweep's process holds until it ends, however it ends (a failed job skips
+    # on_multirun_end, which releases the sweep folder's lock): released here when it returns
+    held: list[Any] = []
+    hold = locks.hold
+    env.setattr(locks, "hold", lambda path: held.append(hold(path)) or held[-1])
+    returned, code, error, out, err = None, 0, None, io.StringIO(), io.StringIO()
+    try:
+        args = command_line(overrides, config_name, multirun=True)
+        args += [f"hydra.sweep.dir={sweep_dir}"]
+        with (
+            initialize_config_dir(
+                config_dir=CONFIG_DIR, version_base="1.3", job_name=JOB_NAMES[config_name]
+            ),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            hydra_logging(),
+        ):
+            hydra = GlobalHydra.instance().hydra
+            try:
+                returned = hydra.multirun(config_name, task, args)
+            except SystemExit as stop:  # a callback's exit_with
+                code = int(stop.code or 0)
+            except Exception as failed:  # noqa: BLE001 - returned to the test, or raised by check
+                if check:
+                    raise
+                error, code = failed, getattr(failed, "exit_code", 1)
+    finally:
+        env.undo()
+        for handle in held:
+            if handle is not None:
+                handle.close()
+        HydraConfig.instance().cfg = None
+    if check and code != 0:
+        raise AssertionError(f"ae_lab -m {' '.join(overrides)} exited {code}:\n{err.getvalue()}")
+    return InProcessSweep(sweep_dir, returned, code, out.getvalue(), err.getvalue(), error)
 
 
 @pytest.fixture(autouse=True)
@@ -251,6 +539,11 @@ class UnitTestGuard:
         self.test = item.nodeid
         self._env.setenv("AE_LAB_DATA_DIR", self.no_data)
 
+    def check_data(self, root: Path) -> None:
+        """Fails the unit test that runs the entrypoint in this process on the real MNIST."""
+        if self.test is not None and Path(root).resolve() == REAL_DATA:
+            self._fail(f"runs the entrypoint on the real MNIST ({root})")
+
     def stop(self) -> None:
         self.test = None
         self._env.undo()
@@ -280,10 +573,17 @@ class UnitTestGuard:
 
 
 _GUARD = pytest.StashKey[UnitTestGuard]()
+_GUARDS: list[UnitTestGuard | None] = [None]  # this session's, for the in-process entrypoint
+
+
+def guard_data(root: Path) -> None:
+    """The guard's check of an in-process run's data (``run_in_process``, ``sweep_in_process``)."""
+    if _GUARDS[0] is not None:
+        _GUARDS[0].check_data(root)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_GUARD] = UnitTestGuard()
+    config.stash[_GUARD] = _GUARDS[0] = UnitTestGuard()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

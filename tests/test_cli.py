@@ -1,11 +1,12 @@
-"""The entrypoint as a user runs it: real MNIST, subprocesses, tiny limits."""
+"""The entrypoint's runs and sweeps on the real MNIST with tiny limits, in this process
+(``run_in_process``, ``sweep_in_process``: the command's own steps without a process's start)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY, run_ae_lab, scalars
+from tests.conftest import TINY, run_in_process, scalars, sweep_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -19,10 +20,13 @@ def only(paths: list[Path]) -> Path:
 
 def test_single_run_reproduces_pca_and_writes_everything(tmp_path, mnist_root):
     overrides = [*TINY, "trainer.limit_test_batches=null"]  # the full test set, for the PCA figure
-    run_ae_lab("latent=64", "accelerator=cpu", *overrides, cwd=tmp_path, data_root=mnist_root)
-    run_dir = only(list((tmp_path / "outputs").glob("*/*")))
+    run = run_in_process(
+        "latent=64", "accelerator=cpu", *overrides, run_dir=tmp_path / "run", data_root=mnist_root
+    )
+    run_dir = run.run_dir
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics == pytest.approx(run.metrics)  # what train() returns is what it wrote
     assert metrics["pca/test_mse"] == pytest.approx(0.009047, rel=0.02)
     assert 0 < metrics["test/mse"] < 1
     assert metrics["n_params"] > 0
@@ -45,8 +49,9 @@ def test_single_run_reproduces_pca_and_writes_everything(tmp_path, mnist_root):
 
 
 def test_one_job_multirun_is_named_after_its_overrides(tmp_path, mnist_root):
-    run_ae_lab("model=conv_vae", "latent=8", *TINY, "-m", cwd=tmp_path, data_root=mnist_root)
-    sweep = only(list((tmp_path / "multirun").glob("*/*")))
+    sweep = sweep_in_process(
+        "model=conv_vae", "latent=8", *TINY, sweep_dir=tmp_path / "sweep", data_root=mnist_root
+    ).sweep_dir
     job = only([p for p in sweep.iterdir() if p.is_dir()])
     # TINY's debug preset is left out of the name, and a hash of the overrides stands for it
     assert job.name.startswith("model=conv_vae,latent=8@")
@@ -56,8 +61,9 @@ def test_one_job_multirun_is_named_after_its_overrides(tmp_path, mnist_root):
 
 
 def test_latent_sweep_runs_one_job_per_value(tmp_path, mnist_root):
-    run_ae_lab("-m", "latent=2,4", *TINY, cwd=tmp_path, data_root=mnist_root)
-    sweep = only(list((tmp_path / "multirun").glob("*/*")))
+    sweep = sweep_in_process(
+        "latent=2,4", *TINY, sweep_dir=tmp_path / "sweep", data_root=mnist_root
+    ).sweep_dir
     dirs = {p.name.split("@")[0]: p for p in sweep.iterdir() if p.is_dir()}
     assert set(dirs) == {"latent=2", "latent=4"}  # debug=tiny is left out of the names
     jobs = {name: json.loads((p / "metrics.json").read_text()) for name, p in dirs.items()}

@@ -1,13 +1,16 @@
 """Every config option composes and instantiates; latent reaches every model; every job of every
 experiment is a valid configuration."""
 
+import copy
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ae_lab.config import resolvers, validation
 from ae_lab.models import AutoencoderModule
@@ -107,10 +110,41 @@ def sweep_jobs(cfg) -> list[list[str]]:
     return [list(job) for job in itertools.product(*choices)]
 
 
+def job_configs(name: str) -> Iterator[tuple[list[str], DictConfig]]:
+    """Each job of experiment ``name``'s sweep with its config, as Hydra composes it. The jobs
+    that differ only in plain values (``seed=0,1,2``) share one composition of their group
+    choices (``report_job=...``), their values then set as Hydra's override sets them."""
+    experiment = compose_cfg(f"experiment={name}")
+    groups = set(experiment.hydra.runtime.choices)
+    parser = OverridesParser.create()
+    composed: dict[tuple[str, ...], DictConfig] = {}
+    for job in sweep_jobs(experiment):
+        parsed = parser.parse_overrides(job)
+        choices = tuple(o.input_line for o in parsed if o.key_or_group in groups)
+        values = [o for o in parsed if o.key_or_group not in groups]
+        if any(o.is_add() or o.is_delete() or o.is_force_add() for o in values):
+            composed_job = compose_cfg(f"experiment={name}", *job)  # not a plain value
+        else:
+            if choices not in composed:
+                composed[choices] = compose_cfg(f"experiment={name}", *choices)
+            composed_job = copy.deepcopy(composed[choices])
+            for o in values:
+                OmegaConf.update(composed_job, o.key_or_group, o.value(), merge=True)
+        yield job, composed_job
+
+
 @pytest.mark.parametrize("name", GROUPS["experiment"])
 def test_every_job_of_every_experiment_is_valid(name):
-    experiment = compose_cfg(f"experiment={name}")
-    for job in sweep_jobs(experiment):
-        cfg = compose_cfg(f"experiment={name}", *job)
+    for _, cfg in job_configs(name):
         validation.check_config(cfg)  # a ConfigError fails the test, naming every bad key
         validation.check_trainer(cfg)
+
+
+def test_a_job_with_values_set_on_a_shared_composition_is_the_job_hydra_composes():
+    """What ``job_configs`` relies on, for an experiment whose jobs differ in a plain value."""
+    job, cfg = next((job, cfg) for job, cfg in job_configs("report_course") if "seed=2" in job)
+    composed = compose_cfg("experiment=report_course", *job)
+    for config in (cfg, composed):
+        with open_dict(config):
+            del config["hydra"]  # Hydra's own record of the command line, not the job's config
+    assert cfg == composed and cfg.seed == 2

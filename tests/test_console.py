@@ -26,7 +26,16 @@ from ae_lab.reporting import metrics
 from ae_lab.run import console
 from ae_lab.run.train import CONFIG_DIR
 from ae_lab.sweeps.sweep import summary_line
-from tests.conftest import FAST, REPO, TINY, ae_lab_command, compose_cfg, run_ae_lab
+from tests.conftest import (
+    FAST,
+    REPO,
+    SYNTHETIC,
+    TINY,
+    ae_lab_command,
+    compose_cfg,
+    run_ae_lab,
+    sweep_in_process,
+)
 
 # Hydra's console format, and Lightning's own handler's, around a log record's message
 PREFIX = re.compile(r"^(\[[^]]*\]\[[^]]*\]\[[A-Z]+\] - |INFO: )")
@@ -85,18 +94,12 @@ def test_a_run_ends_with_its_headline_metrics_folder_and_tensorboard_command(tin
     assert (tiny_run.run_dir / "metrics.json").exists()
 
 
-@pytest.mark.integration
-def test_a_sweep_ends_with_its_summary_and_job_counts(tmp_path, mnist_root):
+def test_a_sweep_ends_with_its_summary_and_job_counts(tmp_path, synthetic_root):
     sweep_dir = tmp_path / "sweep"
-    proc = run_ae_lab(
-        "-m",
-        "latent=2",
-        *FAST,
-        f"hydra.sweep.dir={sweep_dir}",
-        cwd=tmp_path,
-        data_root=mnist_root,
+    sweep = sweep_in_process(
+        "latent=2", *FAST, *SYNTHETIC, sweep_dir=sweep_dir, data_root=synthetic_root
     )
-    out = proc.stdout + proc.stderr
+    out = sweep.out + sweep.err
     assert f"sweep finished: 1 completed, 0 failed; summary in {sweep_dir / 'summary.md'}" in out
     # logger=none: no logger to point at
     [last] = [line for line in out.splitlines() if "sweep finished:" in line]

@@ -32,7 +32,15 @@ from ae_lab.data.definition import dataset_names, definition
 from ae_lab.data.files import check_raw_file, load_raw, torchvision_class
 from ae_lab.models import CNNClassifier
 from ae_lab.run.errors import AeLabError
-from tests.conftest import DEVICES, RAW_NAMES, TINY, evaluating, run_ae_lab, write_idx, write_mnist
+from tests.conftest import (
+    DEVICES,
+    RAW_NAMES,
+    TINY,
+    evaluating,
+    run_in_process,
+    write_idx,
+    write_mnist,
+)
 
 SEED = 7
 # each dataset's synthetic files, with images of their own (another seed for each)
@@ -350,16 +358,7 @@ def test_the_downstream_classifier_is_trained_and_cached_per_dataset(root, tmp_p
     assert trained == ["fashion_mnist", "kmnist"]  # the third found the first's file
 
 
-# --- through the entrypoint ---
-
-
-def one_line_error(proc) -> str:
-    """The single ``ae_lab: ...`` line a failed run ends with (no traceback)."""
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stdout + proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("ae_lab: ")]
-    assert len(lines) == 1, proc.stderr[-2000:]
-    return lines[0]
+# --- through the entrypoint, in this process ---
 
 
 @pytest.fixture(scope="module")
@@ -370,7 +369,7 @@ def full_runs(root, tmp_path_factory) -> dict[str, Path]:
     runs = {}
     for dataset, model in (("fashion_mnist", "ae"), ("kmnist", "vae")):
         runs[dataset] = out / dataset
-        run_ae_lab(
+        run_in_process(
             f"data={dataset}",
             f"model={model}",
             "callbacks=full",
@@ -383,14 +382,12 @@ def full_runs(root, tmp_path_factory) -> dict[str, Path]:
             "data.val_size=100",
             "threads=1",
             *TINY,
-            f"hydra.run.dir={runs[dataset]}",
-            cwd=out,
+            run_dir=runs[dataset],
             data_root=root,
         )
     return runs
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "kmnist"])
 def test_another_dataset_runs_end_to_end_with_every_callback(root, full_runs, dataset):
     run = full_runs[dataset]
@@ -415,21 +412,16 @@ def test_another_dataset_runs_end_to_end_with_every_callback(root, full_runs, da
     assert len(list((run.parent / "cache").glob("classifier-*.ckpt"))) == 2
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("dataset", ["fashion_mnist", "kmnist"])
 def test_a_wrong_archive_ends_the_run_in_one_line(tmp_path, dataset):
     data = definition(dataset)
     raw = write_mnist(tmp_path / "data", folder=data.folder) / data.folder / "raw"
     path = raw / RAW_NAMES[True][0]
     (raw / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
-    proc = run_ae_lab(
-        f"data={dataset}",
-        *TINY,
-        cwd=tmp_path,
-        data_root=tmp_path / "data",
-        check=False,
-        full_error=False,
+    ended = run_in_process(
+        f"data={dataset}", *TINY, run_dir=tmp_path / "run", data_root=tmp_path / "data", check=False
     )
-    line = one_line_error(proc)
-    assert line.startswith(f"ae_lab: {data.name} file {path}.gz is damaged: its MD5 sum is ")
+    assert ended.code != 0
+    line = ended.message
+    assert line.startswith(f"{data.name} file {path}.gz is damaged: its MD5 sum is ")
     assert "the official archive's is" in line and "Delete it" in line

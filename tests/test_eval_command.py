@@ -1,5 +1,6 @@
-"""``ae-lab-eval`` (``python -m ae_lab.eval``) through the real entrypoint: one tiny trained run,
-evaluated once with every evaluation callback and once as a sweep over corruptions."""
+"""``ae-lab-eval``: the session's tiny trained run (``trained_run``), evaluated once with every
+evaluation callback (in this process) and once as a sweep over corruptions through the real
+entrypoint (``python -m ae_lab.eval``, a process)."""
 
 from __future__ import annotations
 
@@ -10,29 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY, run_ae_lab, scalars
+from tests.conftest import run_ae_lab, run_in_process, scalars
 
-pytestmark = pytest.mark.integration
 EVAL = ("-m", "ae_lab.eval")
 # the evaluation's own limits: the trainer is not taken from the trained run
 TEST_LIMITS = ("trainer.limit_test_batches=2", "trainer.enable_progress_bar=false", "threads=1")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, mnist_root) -> Path:
-    """A tiny run (latent 4, no evaluation callbacks or logger), tested as training ends."""
-    run = tmp_path_factory.mktemp("trained") / "run"
-    run_ae_lab(
-        "latent=4",
-        "callbacks=none",
-        "logger=none",
-        "threads=1",
-        *TINY,
-        f"hydra.run.dir={run}",
-        cwd=run.parent,
-        data_root=mnist_root,
-    )
-    return run
 
 
 def read(run: Path, name: str) -> dict:
@@ -40,19 +23,19 @@ def read(run: Path, name: str) -> dict:
 
 
 def test_a_checkpoint_is_evaluated_under_a_corruption_with_every_evaluation(
-    trained, tmp_path, mnist_root
+    trained_run, tmp_path, synthetic_root
 ) -> None:
+    trained = trained_run.run_dir
     out = tmp_path / "eval"
-    run_ae_lab(
+    run_in_process(
         f"ckpt_path={trained}/checkpoints/last.ckpt",
         "transform=mask",
         "transform.p=0.5",
         *TEST_LIMITS,
         "callbacks.latent_map.n_points=100",
-        f"hydra.run.dir={out}",
-        cwd=tmp_path,
-        data_root=mnist_root,
-        entry=EVAL,
+        run_dir=out,
+        data_root=synthetic_root,
+        config_name="eval",
     )
     config = yaml.safe_load((out / ".hydra" / "config.yaml").read_text())
     assert config["latent"] == 4  # the trained run's, not the default
@@ -76,7 +59,13 @@ def test_a_checkpoint_is_evaluated_under_a_corruption_with_every_evaluation(
     assert not (out / "checkpoints").exists()  # testing writes no checkpoint
 
 
-def test_a_sweep_over_corruptions_tests_the_trained_weights(trained, tmp_path, mnist_root) -> None:
+@pytest.mark.integration
+def test_a_sweep_over_corruptions_tests_the_trained_weights(
+    trained_run, tmp_path, synthetic_root
+) -> None:
+    """The ``ae-lab-eval`` command itself (a process): the checkpoint's run overrides put on its
+    command line, a sweep, its summary."""
+    trained = trained_run.run_dir
     sweep = tmp_path / "sweep"
     run_ae_lab(
         "-m",
@@ -87,7 +76,7 @@ def test_a_sweep_over_corruptions_tests_the_trained_weights(trained, tmp_path, m
         "logger=none",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        data_root=mnist_root,
+        data_root=synthetic_root,
         entry=EVAL,
     )
     with open(sweep / "summary.csv") as f:

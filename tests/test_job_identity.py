@@ -21,7 +21,14 @@ from ae_lab.reporting import records
 from ae_lab.reporting.identity import changes, identity
 from ae_lab.run import locks
 from ae_lab.sweeps.sweep import SWEEP_LOCK
-from tests.conftest import REPO, ae_lab_command, compose_cfg, run_ae_lab
+from tests.conftest import (
+    REPO,
+    InProcessRun,
+    ae_lab_command,
+    compose_cfg,
+    run_in_process,
+    sweep_in_process,
+)
 
 resolvers.register()
 
@@ -37,7 +44,7 @@ COMMON = (
     "trainer.num_sanity_val_steps=0",
     "trainer.enable_progress_bar=false",
 )
-SWEEP = ("-m", *COMMON, "trainer.limit_train_batches=2,3")
+SWEEP = (*COMMON, "trainer.limit_train_batches=2,3")  # with -m
 # what training logs and a test pass run again cannot give back
 TRAINING_METRICS = {"val/mse", "val/loss", "train/loss", "pca/val_mse", "time/epoch_s"}
 
@@ -158,7 +165,7 @@ def test_the_sweep_lock_is_released_when_its_holder_is_killed(tmp_path):
     mine.close()
 
 
-# ---------------------------------------------------------------- through the entrypoint
+# ------------------------------------- through the entrypoint: in this process, but for the kill
 
 
 def job_dirs(sweep: Path) -> dict[str, Path]:
@@ -177,15 +184,13 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sweep(workdir, mnist_root) -> Path:
-    sweep = workdir / "sweep"
-    run_ae_lab(*SWEEP, f"hydra.sweep.dir={sweep}", cwd=workdir, data_root=mnist_root)
-    return sweep
+    return sweep_in_process(*SWEEP, sweep_dir=workdir / "sweep", data_root=mnist_root).sweep_dir
 
 
 @pytest.fixture(scope="module")
-def continued(workdir, mnist_root) -> tuple[Path, subprocess.CompletedProcess, records.JobRecord]:
-    """A run killed (kill -9) during its test pass, then continued with ``ckpt_path=last``;
-    with the record its kill left."""
+def continued(workdir, mnist_root) -> tuple[Path, InProcessRun, records.JobRecord]:
+    """A run killed (kill -9, a process) during its test pass, then continued with
+    ``ckpt_path=last`` (in this process); with the record its kill left."""
     run_dir = workdir / "killed"
     overrides = (*COMMON, "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}")
     proc = subprocess.Popen(
@@ -202,7 +207,7 @@ def continued(workdir, mnist_root) -> tuple[Path, subprocess.CompletedProcess, r
     proc.wait(timeout=60)
     killed = records.read(run_dir)
     assert killed.status == records.RUNNING and not (run_dir / records.METRICS_FILE).exists()
-    done = run_ae_lab(*overrides, "ckpt_path=last", cwd=workdir, data_root=mnist_root)
+    done = run_in_process(*overrides[:-1], "ckpt_path=last", run_dir=run_dir, data_root=mnist_root)
     return run_dir, done, killed
 
 
@@ -222,8 +227,8 @@ def test_jobs_that_differ_only_in_a_trainer_key_both_run(sweep):
 @pytest.mark.integration
 def test_a_job_stopped_during_its_test_ends_with_every_metric_and_all_its_time(sweep, continued):
     run_dir, done, killed = continued
-    assert "training finished in an earlier attempt" in done.stdout + done.stderr
-    assert "resuming from" not in done.stdout + done.stderr  # no training again
+    assert "training finished in an earlier attempt" in done.out
+    assert "resuming from" not in done.out  # no training again
     metrics = records.read_metrics(run_dir)
     assert set(metrics) >= TRAINING_METRICS
     # the same numbers as the sweep's job of this configuration, which was never stopped
@@ -243,16 +248,17 @@ def test_a_job_stopped_during_its_test_ends_with_every_metric_and_all_its_time(s
 def test_resuming_a_finished_run_leaves_every_file_as_it_was(continued, workdir, mnist_root):
     run_dir = continued[0]
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    overrides = (*COMMON, "trainer.limit_train_batches=2", f"hydra.run.dir={run_dir}")
-    proc = run_ae_lab(*overrides, "ckpt_path=last", cwd=workdir, data_root=mnist_root)
-    assert f"{run_dir} is a completed run" in proc.stdout
-    assert str(run_dir / records.METRICS_FILE) in proc.stdout
+    overrides = (*COMMON, "trainer.limit_train_batches=2", "ckpt_path=last")
+    again = run_in_process(*overrides, run_dir=run_dir, data_root=mnist_root)
+    assert again.code == 0 and again.metrics is None  # nothing run
+    assert f"{run_dir} is a completed run" in again.out
+    assert str(run_dir / records.METRICS_FILE) in again.out
     # another configuration into it: one line, exit 2, and still nothing written
-    other = run_ae_lab(
-        *overrides, "latent=8", "ckpt_path=last", cwd=workdir, data_root=mnist_root, check=False
+    other = run_in_process(
+        *overrides, "latent=8", run_dir=run_dir, data_root=mnist_root, check=False
     )
-    assert other.returncode == 2 and "Traceback" not in other.stderr
-    assert "another configuration (latent: 4 -> 8" in other.stderr
+    assert other.code == 2
+    assert "another configuration (latent: 4 -> 8" in other.message
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
@@ -266,8 +272,7 @@ def test_a_sweep_run_again_reruns_a_job_whose_configuration_changed(sweep, workd
     record.identity, record.config["seed"] = "0" * 16, 1
     records.write(changed, record)
     old_metrics = (changed / records.METRICS_FILE).read_bytes()
-    proc = run_ae_lab(*SWEEP, f"hydra.sweep.dir={sweep}", cwd=workdir, data_root=mnist_root)
-    out = proc.stdout + proc.stderr
+    out = sweep_in_process(*SWEEP, sweep_dir=sweep, data_root=mnist_root).out
     assert f"{kept.name}: completed in an earlier run of this sweep, skipped" in out
     assert f"{changed.name}: its configuration changed (seed: 1 -> 0)" in out
     assert "resuming from" not in out  # not from the other configuration's last.ckpt
@@ -285,20 +290,13 @@ def test_a_second_sweep_into_a_held_folder_stops_with_one_line(workdir, mnist_ro
     sweep = workdir / "held"
     lock = locks.hold(sweep / SWEEP_LOCK)  # this process stands for the sweep that runs there
     try:
-        proc = run_ae_lab(
-            "-m",
-            "latent=2,4",
-            "threads=1",
-            f"hydra.sweep.dir={sweep}",
-            cwd=workdir,
-            data_root=mnist_root,
-            check=False,
-            full_error=False,
+        held = sweep_in_process(
+            "latent=2,4", "threads=1", sweep_dir=sweep, data_root=mnist_root, check=False
         )
     finally:
         lock.close()
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == (
+    assert held.code == 1 and held.error is None
+    assert held.err.strip() == (
         f"ae_lab: {sweep} is being run by another sweep (pid {os.getpid()}). Wait for it to "
         "end, or give another hydra.sweep.dir"
     )

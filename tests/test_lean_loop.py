@@ -11,7 +11,7 @@ import torch
 
 from ae_lab.data import MNISTDataModule
 from ae_lab.models import DenseAE, DenseVAE
-from tests.conftest import TINY, quiet_trainer, run_ae_lab
+from tests.conftest import TINY, quiet_trainer, run_in_process
 
 
 class StepRecorder(L.Callback):
@@ -64,16 +64,14 @@ def test_running_loss_is_logged_only_when_the_bar_refreshes(synthetic_root):
     assert calls.count("train/loss") == 2
 
 
-@pytest.mark.integration
 def test_test_stage_callbacks_join_for_the_test_only(tmp_path, synthetic_root):
     """The evaluation callbacks that act at test time are not dispatched to on training steps,
     and still run (and log) at test time, ahead of the checkpoint callback."""
-    run_ae_lab(
+    run_in_process(
         *TINY,
         "data.val_size=100",
         "+callbacks.probe._target_=tests.probes.CallbackProbe",
-        "hydra.run.dir=run",
-        cwd=tmp_path,
+        run_dir=tmp_path / "run",
         data_root=synthetic_root,
     )
     seen = json.loads((tmp_path / "run" / "callbacks_seen.json").read_text())

@@ -1,6 +1,7 @@
 """The markers are true to their names: a unit test (no ``integration`` marker) that starts the
-entrypoint, reaches the network or asks for the real MNIST fails, so ``make test-fast`` runs
-offline, starts no entrypoint and reads no real MNIST wherever it runs."""
+entrypoint in a subprocess, reaches the network or asks for the real MNIST (as a fixture, or for
+an in-process run) fails, so ``make test-fast`` runs offline, starts no entrypoint process and
+reads no real MNIST wherever it runs."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from types import SimpleNamespace
 import pytest
 
 from ae_lab.data import MNISTDataModule
-from tests.conftest import _GUARD, compose_cfg, run_ae_lab
+from tests.conftest import (
+    _GUARD,
+    REAL_DATA,
+    compose_cfg,
+    run_ae_lab,
+    run_in_process,
+    sweep_in_process,
+)
 
 GUARDED = pytest.fail.Exception
 
@@ -62,3 +70,13 @@ def test_a_unit_test_asking_for_the_real_mnist_fails_before_it_runs(request) -> 
     )
     with pytest.raises(GUARDED, match="test_x uses the real MNIST: mark it integration"):
         request.config.stash[_GUARD].start(unmarked)
+
+
+def test_a_unit_test_cannot_run_the_entrypoint_in_process_on_the_real_mnist(tmp_path) -> None:
+    for run in (
+        lambda: run_in_process(run_dir=tmp_path / "run", data_root=REAL_DATA),
+        lambda: sweep_in_process("latent=2", sweep_dir=tmp_path / "sweep", data_root=REAL_DATA),
+    ):
+        with pytest.raises(GUARDED, match="runs the entrypoint on the real MNIST"):
+            run()
+    assert list(tmp_path.iterdir()) == []  # stopped before anything was written

@@ -20,7 +20,7 @@ from ae_lab.models import DenseAE
 from ae_lab.reporting import groups, records
 from ae_lab.run.errors import AeLabError
 from scripts import results
-from tests.conftest import TINY, compose_cfg, evaluating, quiet_trainer, run_ae_lab
+from tests.conftest import TINY, compose_cfg, evaluating, quiet_trainer, run_in_process
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's few-workers hints
 
@@ -230,7 +230,7 @@ def test_the_preset_sweeps_every_class_and_its_summary_averages_over_them():
 def test_a_run_without_a_class_records_both_aurocs(tmp_path, mnist_root):
     run = tmp_path / "run"
     overrides = (*TINY, "threads=1", "model=ae", "latent=8", "data.exclude_classes=[1]")
-    run_ae_lab(*overrides, f"hydra.run.dir={run}", cwd=tmp_path, data_root=mnist_root)
+    run_in_process(*overrides, run_dir=run, data_root=mnist_root)
     metrics = records.read_metrics(run)
     for name in (MODEL_AUROC, PCA_AUROC):
         assert 0.0 <= metrics[name] <= 1.0, name

@@ -27,7 +27,7 @@ from ae_lab.sweeps.optuna_trials import (
     latest_attempts,
     stale_reason,
 )
-from tests.conftest import FAST, ae_lab_command, compose_cfg, run_ae_lab
+from tests.conftest import FAST, ae_lab_command, compose_cfg, sweep_in_process
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -235,7 +235,7 @@ def test_a_killed_search_run_again_reaches_n_trials_with_new_trials(
     assert _states(db) == ["COMPLETE", "RUNNING"]
     killed = [t for t in _trials(db) if t.state == TrialState.RUNNING][0]
 
-    run_ae_lab(*args, cwd=tmp_path, data_root=mnist_root)
+    sweep_in_process(*args, data_root=mnist_root)  # run again, in this process
     trials = _trials(db)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 3
@@ -264,11 +264,10 @@ def test_a_failed_trial_is_recorded_and_the_search_goes_on(
         *FAST,
     )
     monkeypatch.setenv("AE_LAB_PROBE_FAIL", str(tmp_path / "failed"))
-    run_ae_lab(
+    sweep_in_process(
         *args,
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.max_failure_rate=0.5",
-        cwd=tmp_path,
         data_root=mnist_root,
     )
     trials = _trials(db)
@@ -280,16 +279,14 @@ def test_a_failed_trial_is_recorded_and_the_search_goes_on(
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {"latent", "optimizer.lr", "data.batch_size"}
 
-    over = run_ae_lab(
+    over = sweep_in_process(
         *args,
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.max_failure_rate=0.2",
-        cwd=tmp_path,
         data_root=mnist_root,
         check=False,
-        full_error=False,
     )
-    assert over.returncode == 1
-    assert over.stderr.splitlines()[-1].startswith("ae_lab: study ae_lab: 1 failed trial(s)")
-    assert "max_failure_rate=0.2" in over.stderr and "Traceback" not in over.stderr
+    assert over.code == 1 and over.error is None
+    assert over.err.splitlines()[-1].startswith("ae_lab: study ae_lab: 1 failed trial(s)")
+    assert "max_failure_rate=0.2" in over.err and "Traceback" not in over.err
     assert len(_trials(db)) == 3

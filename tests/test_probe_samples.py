@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -143,13 +144,13 @@ def test_confidence_and_class_entropy_of_crafted_logits() -> None:
 
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # dead ReLU features
 def test_sample_quality_scores_prior_samples_with_the_downstream_classifier(
-    tmp_path, synthetic_root, caplog
+    synthetic_root, classifier_cache, caplog
 ):
     """The one classifier the downstream callback loads; FD of its penultimate features of the
     prior samples (the generation grid's seed) and of the first test images; a VAE only."""
     L.seed_everything(0)
     data = datamodule(synthetic_root)
-    downstream = DownstreamClassification(cache_dir=str(tmp_path / "cache"), epochs=1)
+    downstream = DownstreamClassification(cache_dir=classifier_cache, epochs=1)
     samples = SampleQuality(n_samples=150, seed=4)
     model = DenseVAE(latent_dim=3, hidden=[32])
     tr = quiet_trainer(
@@ -182,18 +183,17 @@ def test_sample_quality_scores_prior_samples_with_the_downstream_classifier(
 
 
 def test_a_downstream_callback_without_accuracies_serves_only_the_vaes_sample_quality(
-    tmp_path, synthetic_root
+    synthetic_root, classifier_cache
 ):
     """accuracies=false (the university report): no downstream/acc_*, no classifier for a model
     without a prior, and the VAE's sample quality still scored with it."""
     data = datamodule(synthetic_root)
-    downstream = DownstreamClassification(
-        cache_dir=str(tmp_path / "cache"), epochs=1, accuracies=False
-    )
+    downstream = DownstreamClassification(cache_dir=classifier_cache, epochs=1, accuracies=False)
+    cached = sorted(Path(classifier_cache).iterdir())  # the session's (trained by another test)
     callbacks = [downstream, SampleQuality(n_samples=20)]
     tr = quiet_trainer(limit_test_batches=2, callbacks=callbacks)
     ae_metrics = tr.test(DenseAE(4, hidden=[8]), datamodule=data, verbose=False)[0]
-    assert downstream.classifier is None and not list((tmp_path / "cache").glob("*"))
+    assert downstream.classifier is None and sorted(Path(classifier_cache).iterdir()) == cached
     assert not [k for k in ae_metrics if k.startswith(("downstream/", "samples/"))]
     tr = quiet_trainer(limit_test_batches=2, callbacks=callbacks)
     vae_metrics = tr.test(DenseVAE(latent_dim=3, hidden=[16]), datamodule=data, verbose=False)[0]

@@ -1,5 +1,7 @@
 """Through the entrypoint, as a user sees it: every bad input ends in one message, an interrupted
-run resumes to bit-identical metrics, and a sweep keeps and continues what it has."""
+run resumes to bit-identical metrics, and a sweep keeps and continues what it has. In this
+process (``run_in_process``, ``sweep_in_process``) but for the signals and the parallel sweep,
+which only a process shows."""
 
 from __future__ import annotations
 
@@ -18,7 +20,14 @@ import torch
 
 from ae_lab.reporting import records
 from ae_lab.reporting.report import job_dirs, load_yaml
-from tests.conftest import REPO, TINY, ae_lab_command, run_ae_lab
+from tests.conftest import (
+    REPO,
+    TINY,
+    InProcessRun,
+    ae_lab_command,
+    run_in_process,
+    sweep_in_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +47,17 @@ RESUMABLE = (
 )
 
 
-def user_run(*overrides: str, cwd: Path, data_root: Path) -> subprocess.CompletedProcess:
-    return run_ae_lab(*overrides, cwd=cwd, data_root=data_root, check=False, full_error=False)
+def user_run(*overrides: str, cwd: Path, data_root: Path) -> InProcessRun:
+    """A run into ``cwd/run`` unless the overrides name its folder."""
+    named = any(o.startswith("hydra.run.dir=") for o in overrides)
+    run_dir = None if named else cwd / "run"
+    return run_in_process(*overrides, run_dir=run_dir, data_root=data_root, check=False)
 
 
-def assert_one_message(proc: subprocess.CompletedProcess, *words: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stdout + proc.stderr
+def assert_one_message(run: InProcessRun, *words: str) -> None:
+    assert run.code != 0
     for word in words:
-        assert word in proc.stderr
+        assert word in run.message
 
 
 def run_metrics(run_dir: Path) -> dict[str, float]:
@@ -58,8 +69,7 @@ def run_metrics(run_dir: Path) -> dict[str, float]:
 def unbroken(tmp_path_factory, mnist_root) -> Path:
     """The run the interrupted ones must match, two epochs without a stop."""
     run_dir = tmp_path_factory.mktemp("unbroken") / "run"
-    run_ae_lab(*RESUMABLE, f"hydra.run.dir={run_dir}", cwd=run_dir.parent, data_root=mnist_root)
-    return run_dir
+    return run_in_process(*RESUMABLE, run_dir=run_dir, data_root=mnist_root).run_dir
 
 
 @pytest.mark.parametrize(
@@ -80,7 +90,7 @@ def unbroken(tmp_path_factory, mnist_root) -> Path:
 )
 def test_a_bad_input_ends_in_one_message(tmp_path, mnist_root, overrides, words):
     overrides = [o.format(tmp=tmp_path, repo=REPO) for o in overrides]
-    proc = user_run(*overrides, "hydra.run.dir=run", cwd=tmp_path, data_root=mnist_root)
+    proc = user_run(*overrides, cwd=tmp_path, data_root=mnist_root)
     assert_one_message(proc, *words)
     if "not finite" in words:  # the run got as far as training and is recorded as failed
         assert json.loads((tmp_path / "run" / "job.json").read_text())["status"] == "failed"
@@ -153,16 +163,16 @@ def test_an_interrupted_run_resumes_bit_identically(
     assert f"stopped by {what}" in stopped
     continued = shlex.split(stopped.split("the same command with ", 1)[1])
     assert continued[-1] == "ckpt_path=last"
-    proc = run_ae_lab(*RESUMABLE, *continued, cwd=tmp_path, data_root=mnist_root)
-    assert "resuming from" in proc.stdout + proc.stderr
+    run = run_in_process(*RESUMABLE, *continued, data_root=mnist_root)
+    assert run.run_dir == run_dir and "resuming from" in run.out
     assert run_metrics(run_dir) == run_metrics(unbroken)
 
 
 def test_a_sweep_keeps_its_jobs_past_a_failure_and_continues_where_it_stopped(tmp_path, mnist_root):
     sweep = tmp_path / "sweep"
-    command = ("-m", "latent=2,abc,4", *TINY, "threads=1", f"hydra.sweep.dir={sweep}")
-    proc = user_run(*command, cwd=tmp_path, data_root=mnist_root)
-    assert_one_message(proc, "latent must be a positive integer")
+    command = ("latent=2,abc,4", *TINY, "threads=1")
+    ended = sweep_in_process(*command, sweep_dir=sweep, data_root=mnist_root, check=False)
+    assert ended.code != 0 and "latent must be a positive integer" in str(ended.error)
     jobs = {re.split("[,@]", p.name)[0]: p for p in sweep.iterdir() if p.is_dir()}
     status = {k: json.loads((p / "job.json").read_text()) for k, p in jobs.items()}
     assert [status[k]["status"] for k in ("latent=2", "latent=abc", "latent=4")] == [
@@ -179,10 +189,10 @@ def test_a_sweep_keeps_its_jobs_past_a_failure_and_continues_where_it_stopped(tm
     stopped.status, stopped.fit = records.RUNNING, None
     records.write(jobs["latent=4"], stopped)
     kept = {f: f.stat().st_mtime_ns for f in jobs["latent=2"].rglob("*") if ".hydra" not in f.parts}
-    proc = user_run(*command, cwd=tmp_path, data_root=mnist_root)
-    assert proc.returncode != 0  # latent=abc fails again
+    again = sweep_in_process(*command, sweep_dir=sweep, data_root=mnist_root, check=False)
+    assert again.code != 0  # latent=abc fails again
     assert f"{jobs['latent=2'].name}: completed in an earlier run of this sweep, skipped" in (
-        proc.stdout
+        again.out
     )
     assert {f: f.stat().st_mtime_ns for f in kept} == kept
     resumed = f"resuming from {jobs['latent=4'] / 'checkpoints' / 'last.ckpt'}"
@@ -197,8 +207,8 @@ def test_a_sweep_without_checkpoint_callbacks_resumes_and_sets_a_damaged_checkpo
     resumes from; a ``last.ckpt`` cut short is renamed aside and its job trains afresh, instead of
     failing on every re-run."""
     sweep = tmp_path / "sweep"
-    command = ("-m", "latent=2,4", "callbacks=none", *TINY, "threads=1", f"hydra.sweep.dir={sweep}")
-    run_ae_lab(*command, cwd=tmp_path, data_root=mnist_root)
+    command = ("latent=2,4", "callbacks=none", *TINY, "threads=1")
+    sweep_in_process(*command, sweep_dir=sweep, data_root=mnist_root)
     jobs = {load_yaml(d / ".hydra" / "config.yaml")["latent"]: d for d in job_dirs(sweep)}
     damaged, whole = (jobs[n] / "checkpoints" / "last.ckpt" for n in (2, 4))
     cut = damaged.read_bytes()[: damaged.stat().st_size // 2]
@@ -208,8 +218,8 @@ def test_a_sweep_without_checkpoint_callbacks_resumes_and_sets_a_damaged_checkpo
         stopped.status, stopped.fit = records.RUNNING, None
         records.write(job, stopped)
 
-    proc = run_ae_lab(*command, cwd=tmp_path, data_root=mnist_root)
-    out = proc.stdout + proc.stderr
+    again = sweep_in_process(*command, sweep_dir=sweep, data_root=mnist_root)
+    out = again.out + again.err
     [aside] = damaged.parent.glob("last.ckpt.damaged-*")
     assert f"{damaged} is damaged" in out and f"set aside as {aside}" in out
     assert aside.read_bytes() == cut

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from ae_lab.reporting import records, report
 from ae_lab.run import lifecycle
 from ae_lab.sweeps.sweep import SweepSummary
-from tests.conftest import TINY, compose_cfg, run_ae_lab
+from tests.conftest import TINY, compose_cfg, run_ae_lab, sweep_in_process
 
 
 def fake_job(sweep: Path, name: str, overrides: list[str], metrics: dict | None, **status) -> Path:
@@ -167,17 +167,15 @@ def test_two_job_sweep_with_a_failing_job(tmp_path, mnist_root) -> None:
     non-zero, yet its summary holds both jobs, the failed one marked failed."""
     sweep = tmp_path / "sweep"
     tiny = [o for o in TINY if "progress_bar" not in o]  # the progress bar callback needs it on
-    proc = run_ae_lab(
-        "-m",
+    ended = sweep_in_process(
         "optimizer.lr=0.001,-1",
         "latent=2",
         *tiny,
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
+        sweep_dir=sweep,
         data_root=mnist_root,
         check=False,
     )
-    assert proc.returncode != 0
+    assert ended.code != 0 and "learning rate" in str(ended.error)
     rows = {r["overrides"]: r for r in read_csv(sweep / "summary.csv")}
     common = " latent=2 " + " ".join(tiny)  # hydra.* overrides are not the task's
     assert set(rows) == {"optimizer.lr=0.001" + common, "optimizer.lr=-1" + common}

@@ -1,5 +1,5 @@
 """The two report presets, run end to end as a user would (tiny limits, synthetic MNIST), and the
-results page generated from their sweeps."""
+results page generated from their sweeps. The sweeps run in this process (``sweep_in_process``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import pytest
 
 from ae_lab.reporting import records, report
 from scripts import results
-from tests.conftest import TINY, run_ae_lab
-
-pytestmark = pytest.mark.integration
+from tests.conftest import TINY, sweep_in_process
 
 PRESETS = ("report_course", "report_auth")
 # synthetic MNIST has 600 training images: a smaller validation split, a 1-epoch classifier
@@ -34,13 +32,12 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> di
             "seed=0",
             *(["callbacks.downstream.epochs=1"] if preset == "report_course" else []),
         ]
-        run_ae_lab(
+        sweep_in_process(
             f"experiment={preset}",
             *TINY,
             *SMALL,
             *extra,
-            "hydra.sweep.dir=sweep",
-            cwd=cwd,
+            sweep_dir=cwd / "sweep",
             data_root=synthetic_root,
         )
         out[preset] = cwd / "sweep"

@@ -1,4 +1,5 @@
-"""Scaling out: the ``ae-lab`` command, submitit and Optuna sweeps (through the real entrypoint)."""
+"""Scaling out: the ``ae-lab`` command, submitit sweeps and DDP (through the real entrypoint, in
+processes), and an Optuna search (in this process)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 
 from ae_lab.data.loader import TensorBatchLoader
 from ae_lab.run.cli import hoist_multirun
-from tests.conftest import FAST, REPO, TINY, run_ae_lab
+from tests.conftest import FAST, REPO, TINY, run_ae_lab, sweep_in_process
 
 
 def test_multirun_flag_moves_to_the_front_once() -> None:
@@ -124,13 +125,12 @@ def test_submitit_local_sweep_through_the_console_script(tmp_path: Path, mnist_r
 @pytest.mark.integration
 def test_optuna_search_writes_the_best_trial(tmp_path: Path, mnist_root: Path) -> None:
     sweep = tmp_path / "search"
-    proc = run_ae_lab(
+    search = sweep_in_process(  # in this process: the search needs none of its own
         "hparams_search=optuna",
         "model=sparse_ae",
         "hydra.sweeper.n_trials=3",
-        f"hydra.sweep.dir={sweep}",
         *FAST,
-        cwd=tmp_path,
+        sweep_dir=sweep,
         data_root=mnist_root,
     )
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -140,7 +140,7 @@ def test_optuna_search_writes_the_best_trial(tmp_path: Path, mnist_root: Path) -
     assert len(jobs) == 3
     val_mse = [json.loads((j / "metrics.json").read_text())["val/mse"] for j in jobs]
     assert best["best_value"] == pytest.approx(min(val_mse))
-    assert "Best value" in proc.stdout + proc.stderr
+    assert "Best value" in search.out + search.err
     assert (sweep / "summary.md").read_text().count("| completed |") == 3
 
 

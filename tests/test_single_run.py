@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.single_run import SingleRun
 from ae_lab.sweeps.sweep import SweepSummary
-from tests.conftest import run_ae_lab
+from tests.conftest import run_in_process
 
 
 def run_config(folder: Path):
@@ -63,18 +63,17 @@ def test_another_failure_keeps_the_folder_and_a_bug_its_traceback(tmp_path, caps
     assert capsys.readouterr().err == "ae_lab: no GPU\n"
 
 
-@pytest.mark.integration
 def test_without_the_sweep_summary_a_run_fails_as_before(tmp_path):
-    proc = run_ae_lab(
+    run = run_in_process(
         "latent=0",
         "~hydra.callbacks.sweep_summary",
-        cwd=tmp_path,
+        run_dir=tmp_path / "outputs" / "run",
         data_root=tmp_path / "no_data",
         check=False,
-        full_error=False,
     )
-    assert proc.returncode == ConfigError.exit_code
-    assert proc.stderr.splitlines() == [
+    assert run.code == ConfigError.exit_code
+    assert run.err.splitlines() == [
         "ae_lab: latent must be a positive integer (the bottleneck size), e.g. latent=8, got 0"
     ]
+    assert "sweep_summary" not in run.cfg.hydra.callbacks
     assert list(tmp_path.iterdir()) == []

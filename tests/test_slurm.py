@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import fake_slurm
-from tests.conftest import REPO, ae_lab_command, run_ae_lab
+from tests.conftest import REPO, ae_lab_command, run_in_process, sweep_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -37,18 +37,15 @@ LAUNCHER_CONFIG = REPO / "conf" / "hydra" / "launcher" / "submitit_slurm.yaml"
 def test_slurm_launcher_without_slurm_says_so_in_one_line(tmp_path, mnist_root, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
     sweep = tmp_path / "sweep"
-    proc = run_ae_lab(
-        "-m",
+    ended = sweep_in_process(
         "hydra/launcher=submitit_slurm",
         "latent=2,4",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
+        sweep_dir=sweep,
         data_root=mnist_root,
         check=False,
-        full_error=False,
     )
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
+    assert ended.code == 1 and ended.error is None
+    assert ended.err.strip().splitlines() == [
         "ae_lab: hydra/launcher=submitit_slurm submits jobs with SLURM, but this machine has no "
         "sbatch or srun on PATH (not a SLURM login node?). To try the sweep here, as local "
         "processes through the same code path: hydra/launcher=submitit_local"
@@ -78,7 +75,7 @@ def test_a_signalled_slurm_job_is_requeued_and_ends_as_an_unbroken_one(
     tmp_path, mnist_root, monkeypatch
 ):
     unbroken = tmp_path / "unbroken"
-    run_ae_lab(*JOB, f"hydra.run.dir={unbroken}", cwd=tmp_path, data_root=mnist_root)
+    run_in_process(*JOB, run_dir=unbroken, data_root=mnist_root)
 
     slurm = tmp_path / "slurm"
     fake_slurm.install(slurm / "bin")

@@ -23,7 +23,7 @@ from ae_lab.callbacks.loggers import FIGURES
 from ae_lab.reporting import metrics
 from ae_lab.reporting.identity import override_key
 from ae_lab.reporting.report import load_yaml
-from tests.conftest import TINY, run_ae_lab
+from tests.conftest import TINY, sweep_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,7 @@ def sweep(tmp_path_factory, mnist_root) -> Path:
     work = tmp_path_factory.mktemp("tensorboard")
     sweep = work / "sweep"
     latents = ",".join(j.split("=")[1] for j in JOBS)
-    run_ae_lab("-m", f"latent={latents}", *SHARED, f"hydra.sweep.dir={sweep}", cwd=work,
-               data_root=mnist_root)  # fmt: skip
+    sweep_in_process(f"latent={latents}", *SHARED, sweep_dir=sweep, data_root=mnist_root)
     return sweep
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from ae_lab.config import validation
 from ae_lab.run.errors import AeLabError
-from tests.conftest import TINY, compose_cfg, run_ae_lab
+from tests.conftest import TINY, compose_cfg, sweep_in_process
 
 EPOCHS = 2
 SWEPT = ("ae", "vae")
@@ -103,21 +103,24 @@ def test_mlflow_makes_its_sqlite_store_under_a_lock(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, mnist_root) -> dict:
-    """A tiny sweep of two jobs (one process, as the basic launcher runs them) with both
+    """A tiny sweep of two jobs (in this process, as the basic launcher runs them) with both
     loggers, its MLflow store in a folder of its own."""
     cwd = tmp_path_factory.mktemp("trackers")
     store = cwd / "store" / "runs.db"
-    run_ae_lab(
-        "-m",
+    sweep_in_process(
         "model=ae,vae",
         *TINY,
         f"trainer.max_epochs={EPOCHS}",
         "threads=1",
         "logger=[mlflow,wandb]",
         f"logger.mlflow.tracking_uri=sqlite:///{store}",
-        cwd=cwd,
+        sweep_dir=cwd / "multirun" / "day" / "time",
         data_root=mnist_root,
     )
+    import wandb
+
+    if wandb.run is not None:  # the last job's run, which W&B closes as the sweep's process exits
+        wandb.finish()
     run_dirs = sorted(p.parent for p in cwd.glob("multirun/*/*/*/metrics.json"))
     assert len(run_dirs) == len(SWEPT)
     return {"cwd": cwd, "uri": f"sqlite:///{store}", "run_dirs": run_dirs}

@@ -19,7 +19,7 @@ from ae_lab.data.definition import definition
 from ae_lab.run import run_dir
 from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import CONFIG_DIR
-from tests.conftest import compose_cfg, run_ae_lab
+from tests.conftest import InProcessRun, compose_cfg, run_ae_lab, run_in_process
 
 resolvers.register()
 
@@ -336,25 +336,27 @@ def test_the_first_non_finite_loss_stops_the_run_naming_its_terms():
         stop.on_train_batch_end(trainer, None, bad, None, 1)
 
 
-def user_run(tmp_path: Path, *overrides: str):
-    """The entrypoint as a user runs it (no HYDRA_FULL_ERROR), in ``tmp_path``, with a data root
-    that does not exist: a config error must be found before any data is looked for."""
-    return run_ae_lab(
-        *overrides, cwd=tmp_path, data_root=tmp_path / "no_data", check=False, full_error=False
+def user_run(tmp_path: Path, *overrides: str) -> InProcessRun:
+    """The entrypoint as a user runs it (no HYDRA_FULL_ERROR), in this process, into
+    ``tmp_path/outputs/run``, with a data root that does not exist: a config error must be found
+    before any data is looked for."""
+    return run_in_process(
+        *overrides,
+        run_dir=tmp_path / "outputs" / "run",
+        data_root=tmp_path / "no_data",
+        check=False,
     )
 
 
-def assert_config_error(proc, *lines: str) -> None:
-    assert proc.returncode == ConfigError.exit_code, proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert proc.stderr.splitlines() == [f"ae_lab: {lines[0]}", *lines[1:]]
+def assert_config_error(run, *lines: str) -> None:
+    assert run.code == ConfigError.exit_code, run.err
+    assert run.err.splitlines() == [f"ae_lab: {lines[0]}", *lines[1:]]
 
 
-@pytest.mark.integration
 def test_every_bad_value_at_once_and_no_run_folder_left(tmp_path):
-    proc = user_run(tmp_path, "compile=maybe", "seed=-1", "model.hidden=[-5]", "latent=100000")
+    run = user_run(tmp_path, "compile=maybe", "seed=-1", "model.hidden=[-5]", "latent=100000")
     assert_config_error(
-        proc,
+        run,
         "seed must be an integer in [0, 4294967295] (what lightning.seed_everything takes), got -1",
         "compile must be true or false, got 'maybe'",
         "model.hidden must be a list of layer widths, each an integer >= 1, e.g. [256,64] "
@@ -362,34 +364,46 @@ def test_every_bad_value_at_once_and_no_run_folder_left(tmp_path):
         "latent must be at most 784 (the pixels of an image) for DenseAE, got 100000; "
         "model=sparse_ae may be overcomplete",
     )
-    assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>/ with a config and a log
+    assert list(tmp_path.iterdir()) == []  # no outputs/run/ with a config and a log
 
 
-@pytest.mark.integration
 def test_a_trainer_argument_typo_is_found_before_the_data(tmp_path):
-    proc = user_run(tmp_path, "+trainer.max_epoch=3", "data.download=false")
+    run = user_run(tmp_path, "+trainer.max_epoch=3", "data.download=false")
     assert_config_error(
-        proc,
+        run,
         "trainer.max_epoch: lightning.Trainer has no argument max_epoch (did you mean max_epochs?)",
     )
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.integration
+UNKNOWN_MODEL = (
+    "model must be one of ae, beta_vae, classifier, contractive_ae, conv_ae, conv_vae, "
+    "deep_ae, sparse_ae, vae, got 'convae' (did you mean conv_ae?)"
+)
+
+
 def test_an_unknown_option_is_one_line_with_the_closest(tmp_path):
-    proc = user_run(tmp_path, "model=convae")
-    assert_config_error(
-        proc,
-        "model must be one of ae, beta_vae, classifier, contractive_ae, conv_ae, conv_vae, "
-        "deep_ae, sparse_ae, vae, got 'convae' (did you mean conv_ae?)",
-    )
+    assert_config_error(user_run(tmp_path, "model=convae"), UNKNOWN_MODEL)
 
 
 @pytest.mark.integration
+def test_the_command_turns_hydras_own_errors_into_one_line(tmp_path):
+    """What only the process shows: ``python -m ae_lab`` routes Hydra's report of the command
+    line through ``hydra_errors`` (``install``), with no traceback."""
+    proc = run_ae_lab(
+        "model=convae", cwd=tmp_path, data_root=tmp_path / "no_data", check=False, full_error=False
+    )
+    assert proc.returncode == ConfigError.exit_code, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [f"ae_lab: {UNKNOWN_MODEL}"]
+
+
 def test_a_run_dir_that_cannot_be_created_is_one_line(tmp_path):
     (tmp_path / "a_file").write_text("")
-    proc = user_run(tmp_path, f"hydra.run.dir={tmp_path}/a_file/run")
-    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
-    assert proc.stderr.splitlines() == [
+    run = run_in_process(
+        run_dir=tmp_path / "a_file" / "run", data_root=tmp_path / "no_data", check=False
+    )
+    assert run.code != 0
+    assert run.err.splitlines() == [
         f"ae_lab: hydra.run.dir={tmp_path}/a_file/run cannot be created: Not a directory"
     ]

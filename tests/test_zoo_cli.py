@@ -1,5 +1,5 @@
-"""The whole model zoo through the real entrypoint on the real MNIST, with tiny limits: one
-multirun for every model, one run for an overcomplete sparse denoising autoencoder."""
+"""The whole model zoo through the entrypoint (in this process) on the real MNIST, with tiny
+limits: one multirun for every model, one run for an overcomplete sparse denoising autoencoder."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import AUTOENCODERS, CLASSIFIERS, MODELS, TINY, run_ae_lab, scalars
+from tests.conftest import (
+    AUTOENCODERS,
+    CLASSIFIERS,
+    MODELS,
+    TINY,
+    run_in_process,
+    scalars,
+    sweep_in_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +53,8 @@ def check_common(run: Path) -> dict[str, float]:
 
 def test_every_model_trains_through_the_entrypoint(tmp_path: Path, mnist_root: Path) -> None:
     sweep = tmp_path / "zoo"
-    run_ae_lab(
-        "-m",
-        f"model={','.join(MODELS)}",
-        "latent=4",
-        *QUIET,
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-        data_root=mnist_root,
+    sweep_in_process(
+        f"model={','.join(MODELS)}", "latent=4", *QUIET, sweep_dir=sweep, data_root=mnist_root
     )
     jobs = job_dirs(sweep)
     assert sorted(jobs) == sorted(MODELS)
@@ -87,15 +89,14 @@ def test_every_model_trains_through_the_entrypoint(tmp_path: Path, mnist_root: P
 
 def test_overcomplete_sparse_denoising_autoencoder(tmp_path: Path, mnist_root: Path) -> None:
     run = tmp_path / "run"
-    run_ae_lab(
+    run_in_process(
         "experiment=denoising",
         "model=sparse_ae",
         "latent=1000",
         "model.sparsity=l1",
         "model.weight=1e-4",
         *QUIET,
-        f"hydra.run.dir={run}",
-        cwd=tmp_path,
+        run_dir=run,
         data_root=mnist_root,
     )
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
