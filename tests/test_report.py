@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from ae_lab.reporting import records, report
 from ae_lab.run import lifecycle
 from ae_lab.sweeps.sweep import SweepSummary
-from tests.conftest import TINY, compose_cfg, run_ae_lab, sweep_in_process
+from tests.conftest import TINY, compose_cfg, sweep_in_process
 
 
 def fake_job(sweep: Path, name: str, overrides: list[str], metrics: dict | None, **status) -> Path:
