@@ -56,6 +56,7 @@ from ae_lab.data.files import RAW_FILES as RAW_NAMES
 from ae_lab.run import locks
 from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import CONFIG_DIR
+from ae_lab.sweeps import sweep_lock
 
 REPO = Path(__file__).resolve().parents[1]
 # where the real MNIST is, read before the guard hides it from unit tests
@@ -142,7 +143,7 @@ def ae_lab_command(
     first on path; ``full_error=False`` shows what a user sees (no ``HYDRA_FULL_ERROR``);
     ``entry`` replaces ``-m ae_lab`` (e.g. with ``-c`` and the console script's code)."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != sweep_lock.ENV},
         "AE_LAB_DATA_DIR": str(data_root),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "HYDRA_FULL_ERROR": "1" if full_error else "0",
@@ -466,11 +467,12 @@ def sweep_in_process(
     env.setenv("AE_LAB_DATA_DIR", str(data_root))
     env.setenv("AE_LAB_CACHE_DIR", str(sweep_dir.parent / ".cache"))
     env.delenv("HYDRA_FULL_ERROR", raising=False)
+    env.delenv(sweep_lock.ENV, raising=False)  # the driver sets it for its jobs; undone below
     # what the sweep's process holds until it ends, however it ends (a failed job skips
     # on_multirun_end, which releases the sweep folder's lock): released here when it returns
     held: list[Any] = []
     hold = locks.hold
-    env.setattr(locks, "hold", lambda path: held.append(hold(path)) or held[-1])
+    env.setattr(locks, "hold", lambda *args: held.append(hold(*args)) or held[-1])
     returned, code, error, out, err = None, 0, None, io.StringIO(), io.StringIO()
     try:
         args = command_line(overrides, config_name, multirun=True)

@@ -287,7 +287,7 @@ def test_samples_fd_comes_with_the_distance_between_two_halves_of_the_test_set(
             assert shown[shown.index("samples/fd") + 1] == FLOOR, place
 
     # a test set too small for two halves of n_samples: one line, no floor
-    tr = quiet_trainer(limit_test_batches=1, callbacks=[downstream, SampleQuality(n_samples=150)])
+    tr = quiet_trainer(callbacks=[downstream, SampleQuality(n_samples=150)])
     with caplog.at_level(logging.WARNING):
         metrics = tr.test(model, datamodule=data, verbose=False)[0]
     assert FLOOR not in metrics and "samples/fd" in metrics

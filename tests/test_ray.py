@@ -3,6 +3,7 @@ address, with the records, summary and metrics of the basic launcher."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -231,7 +232,11 @@ def ray_cluster(tmp_path_factory) -> str:
         yield address
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # ray start --block stops what it started
-        proc.wait(timeout=120)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # nothing worth a slow stop
+            proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 def job_files(sweep: Path) -> dict[str, Path]:

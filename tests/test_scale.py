@@ -114,8 +114,8 @@ def test_submitit_local_sweep_through_the_console_script(tmp_path: Path, mnist_r
 
     (ae, ae_metrics), (vae, vae_metrics) = (hparams(j) for j in jobs)
     assert ae.keys() == vae.keys()
-    # integers as text, which the tab shows as they are ("4", not 4.0000)
-    assert (ae["model"], vae["model"], vae["latent"]) == ("ae", "vae", "4")
+    # numbers as numbers, so that the tab sorts and filters them as numbers
+    assert (ae["model"], vae["model"], vae["latent"]) == ("ae", "vae", 4)
     assert {"lr", "batch_size", "seed", "transform", "n_params"} <= ae.keys()
     assert "hp_metric" not in ae_metrics
     ratio = {"val/mse", "test/mse", "pca/test_mse", "test/mse_ratio"}

@@ -159,7 +159,12 @@ def corruption(cfg: DictConfig) -> str:
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Tests the checkpoint ``cfg.ckpt_path`` as the run ``cfg`` describes, and returns (and
-    records) every metric the test logged."""
+    records) every metric the test logged. Its life is a training run's
+    (``ae_lab.run.lifecycle``): an evaluation sweep run again skips completed jobs."""
+    return lifecycle.run(cfg, lambda life: _evaluate(cfg))
+
+
+def _evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("ckpt_path"):  # given on the command line: with_run_overrides says so
         raise AeLabError("ckpt_path is required: the checkpoint to evaluate")
     validation.check_config(cfg)
@@ -183,8 +188,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=location.config_path(), config_name="eval")
 def _main(cfg: DictConfig) -> float | None:
-    # its life is a training run's: an evaluation sweep run again skips completed jobs
-    metrics = lifecycle.run(cfg, lambda life: evaluate(cfg))
+    metrics = evaluate(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 

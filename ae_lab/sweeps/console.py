@@ -98,12 +98,17 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+# loggers whose lines a sweep job's console keeps: the sweep's own, and the run's life (an earlier
+# run set aside, a record repaired), which decides what the job does with its folder
+SHOWN = ("ae_lab.sweeps", "ae_lab.run.lifecycle")
+
+
 class SweepJobConsole(logging.Filter):
     """On a sweep job's console: warnings, errors and the sweep's own lines; the job's log file
     keeps every line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or record.name.startswith("ae_lab.sweeps")
+        return record.levelno >= logging.WARNING or record.name.startswith(SHOWN)
 
 
 class SweepConsole(Callback):

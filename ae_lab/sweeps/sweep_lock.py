@@ -213,7 +213,10 @@ class SweepLock(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir.make(config.hydra.sweep.dir, "hydra.sweep.dir")
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        self.lock = take(sweep_dir)
+        try:
+            self.lock = take(sweep_dir)
+        except Exception as err:  # noqa: BLE001 - Hydra would only warn and run the sweep unheld
+            exit_with(f"{sweep_dir} cannot be held for this sweep ({err})", 1)
         remove_stale_temporaries(sweep_dir)  # the summaries' of a sweep killed as it wrote them
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
