@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -148,7 +149,17 @@ def ae_lab_command(
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "HYDRA_FULL_ERROR": "1" if full_error else "0",
     }
-    return {"args": [sys.executable, *entry, *overrides], "env": env}
+    return {
+        "args": [sys.executable, *entry, *overrides],
+        "env": env,
+        "preexec_fn": interruptible,
+    }
+
+
+def interruptible() -> None:
+    """Ctrl-C reaches the entrypoint as it reaches a user's: a suite started in the background
+    (``make test &``) leaves SIGINT ignored, which its processes would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_ae_lab(

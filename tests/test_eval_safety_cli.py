@@ -11,13 +11,13 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import TINY, run_ae_lab
+from tests.conftest import TINY, run_ae_lab, run_in_process, sweep_in_process
 
-pytestmark = pytest.mark.integration
 EVAL = ("-m", "ae_lab.eval")
 QUICK = ("threads=1", "callbacks=none", "logger=none", "trainer.limit_test_batches=2")
 
 
+@pytest.mark.integration
 def test_a_run_folder_that_would_run_code_ends_the_command_in_one_line(
     tmp_path, synthetic_root
 ) -> None:
@@ -54,39 +54,42 @@ def summary(sweep: Path) -> dict[str, dict[str, str]]:
 def test_an_evaluation_sweep_skips_an_unchanged_checkpoint_and_tests_a_retrained_one(
     tmp_path, synthetic_root
 ) -> None:
+    """In process (the sweep's own steps, ``sweep_in_process``): the console script itself is
+    run above and by tests/test_eval_command.py."""
     job = tmp_path / "multirun" / "x" / "latent=2,model=ae"  # a sweep job's folder name
-    run_ae_lab(
+    run_in_process(
         "latent=2",
         "data.val_size=100",
         *QUICK,
         *TINY,
-        f"hydra.run.dir='{job}'",
-        cwd=tmp_path,
+        f"hydra.run.dir='{job}'",  # quoted for Hydra, as a user quotes it
         data_root=synthetic_root,
     )
     ckpt = job / "checkpoints" / "last.ckpt"
     sweep = tmp_path / "eval"
     args = (
-        "-m",
         f"ckpt_path={ckpt}",  # unquoted, as a shell passes it
         "transform=none,mask",
         *QUICK,
         "trainer.enable_progress_bar=false",
-        f"hydra.sweep.dir={sweep}",
     )
-    run_ae_lab(*args, cwd=tmp_path, data_root=synthetic_root, entry=EVAL)
+
+    def evaluate_sweep():
+        return sweep_in_process(
+            *args, sweep_dir=sweep, data_root=synthetic_root, config_name="eval"
+        )
+
+    evaluate_sweep()
     first = summary(sweep)
     assert {r["status"] for r in first.values()} == {"completed"}
-
-    again = run_ae_lab(*args, cwd=tmp_path, data_root=synthetic_root, entry=EVAL)
-    assert again.stdout.count("completed in an earlier run of this sweep, skipped") == 2
-
+    again = evaluate_sweep()
+    assert again.out.count("completed in an earlier run of this sweep, skipped") == 2
     state = torch.load(ckpt, weights_only=True)  # retrained at the same path: other weights
     for weights in state["state_dict"].values():
         weights.mul_(0.5)
     torch.save(state, ckpt)
-    retested = run_ae_lab(*args, cwd=tmp_path, data_root=synthetic_root, entry=EVAL)
-    assert "skipped" not in retested.stdout
+    retested = evaluate_sweep()
+    assert "skipped" not in retested.out
     after = summary(sweep)
     for transform in ("none", "mask"):
         assert after[transform]["status"] == "completed"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ae_lab.reporting import records, report
-from tests.conftest import FAST, ae_lab_command, run_ae_lab
+from tests.conftest import FAST, ae_lab_command, run_ae_lab, run_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +197,7 @@ def test_a_killed_and_continued_mlflow_run_leaves_no_run_running(tmp_path, synth
     proc.wait(timeout=60)
     first = records.read(run).mlflow["run_id"]
     held.unlink()
-    run_ae_lab(*common, "ckpt_path=last", cwd=tmp_path, data_root=synthetic_root)
+    run_in_process(*common, "ckpt_path=last", data_root=synthetic_root)  # no kill: in process
     client = MlflowClient(tracking_uri=uri)
     [experiment] = [e for e in client.search_experiments() if e.name == "ae_lab"]
     runs = client.search_runs([experiment.experiment_id])
@@ -212,7 +212,7 @@ def test_a_killed_and_continued_mlflow_run_leaves_no_run_running(tmp_path, synth
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     killed = records.read(other).mlflow["run_id"]
-    run_ae_lab(*fresh, "seed=4", cwd=tmp_path, data_root=synthetic_root)
+    run_in_process(*fresh, "seed=4", data_root=synthetic_root)
     status = {r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])}
     assert status.pop(killed) == "KILLED"
     assert sorted(status.values()) == ["FINISHED", "FINISHED"]
