@@ -33,10 +33,11 @@ train: setup  ## the default run: dense AE, latent 32, beside PCA, then test
 	$(PY) -m ae_lab
 
 # one pytest worker per core (pytest-xdist): most of the suite's time is spent waiting on the
-# processes its integration tests start, so two workers on two cores halve the wait
+# processes its integration tests start, so two workers on two cores halve the wait; a test
+# module stays on one worker (loadscope), so its module-scoped runs are made once
 TEST_WORKERS ?= auto
 test: setup  ## the suite CI runs: unit tests and integration tests (the real MNIST, subprocesses)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=10
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=10
 
 # tests/conftest.py fails a test without the integration marker that does any of these
 test-fast: setup  ## unit tests only: synthetic data, offline, no entrypoint subprocess, no real MNIST
