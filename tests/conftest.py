@@ -191,6 +191,20 @@ def run_ae_lab(
 TINY = ("debug=tiny", "trainer.enable_progress_bar=false")
 # TINY on one thread, without the evaluation callbacks or a logger: for runs that test a sweep
 FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
+# FAST's additions for a run that logs every training metric the default callbacks give it: the
+# PCA baseline, a learning-rate monitor (and a logger for it), the best model by val/loss
+WITH_TRAINING_METRICS = (
+    "+callbacks.pca._target_=ae_lab.callbacks.PCABaseline",
+    "+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor",
+    "+callbacks.lr.logging_interval=epoch",
+    "logger=csv",
+    "+callbacks.best._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+    "+callbacks.best.dirpath=${hydra:runtime.output_dir}/checkpoints",
+    "+callbacks.best.filename=best",
+    "+callbacks.best.monitor=val/loss",
+)
+# what such a run's training logs, which a continued run must report as an unbroken one does
+TRAINING_METRICS = {"val/mse", "val/loss", "train/loss", "pca/val_mse", "train/lr"}
 
 
 @pytest.fixture(scope="session")
@@ -278,9 +292,14 @@ def compose_cfg(
 @contextlib.contextmanager
 def hydra_logging() -> Iterator[None]:
     """Lets Hydra set up logging as it does for a job (its console handler, ``<run>/train.log``)
-    inside the block, then gives the root logger back its handlers and level (pytest's)."""
+    inside the block, then gives the root logger back its handlers and level (pytest's), and
+    every logger its ``disabled`` flag: a library's logging setup during the run (a
+    ``dictConfig``/``fileConfig`` that disables existing loggers) would otherwise silence
+    ae_lab's loggers for the rest of the session."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    loggers = logging.Logger.manager.loggerDict
+    disabled = {name: lg.disabled for name, lg in loggers.items() if isinstance(lg, logging.Logger)}
     try:
         yield
     finally:
@@ -289,6 +308,9 @@ def hydra_logging() -> Iterator[None]:
                 handler.close()
         root.handlers[:] = handlers
         root.setLevel(level)
+        for name, logger in list(loggers.items()):
+            if isinstance(logger, logging.Logger):
+                logger.disabled = disabled.get(name, False)
 
 
 @dataclass

@@ -18,10 +18,7 @@ from ae_lab.reporting import records, report
 from ae_lab.run import checkpoints, lifecycle, resume, run_dir
 from ae_lab.run.single_run import SingleRun
 from ae_lab.run.train import train
-from tests.conftest import FAST, compose_cfg
-
-# the training metrics a run with a logger and the PCA baseline reports
-TRAINING = {"val/mse", "val/loss", "train/loss", "pca/val_mse", "train/lr"}
+from tests.conftest import FAST, TRAINING_METRICS, WITH_TRAINING_METRICS, compose_cfg
 
 
 def cfg_for(run: Path, root: Path, *overrides: str, multirun: bool = False):
@@ -50,27 +47,12 @@ def rewind_to_last_checkpoint(run: Path) -> None:
     (run / records.METRICS_FILE).unlink()
 
 
-LR_MONITOR = "lightning.pytorch.callbacks.LearningRateMonitor"
-# FAST, with the PCA baseline and a learning-rate monitor (and a logger for it to write to)
-EXTRA = (
-    "+callbacks.pca._target_=ae_lab.callbacks.PCABaseline",
-    "+callbacks.lr._target_=" + LR_MONITOR,
-    "+callbacks.lr.logging_interval=epoch",
-    "logger=csv",
-    # the best model by val/loss, as the default callbacks keep it
-    "+callbacks.best._target_=lightning.pytorch.callbacks.ModelCheckpoint",
-    "+callbacks.best.dirpath=${hydra:runtime.output_dir}/checkpoints",
-    "+callbacks.best.filename=best",
-    "+callbacks.best.monitor=val/loss",
-)
-
-
 @pytest.fixture(scope="module")
 def completed(tmp_path_factory, synthetic_root) -> tuple[Path, dict]:
     """A completed single run with the PCA baseline and a learning-rate monitor, as the default
     callbacks have them, and its metrics."""
     run = tmp_path_factory.mktemp("completed") / "run"
-    metrics = train(cfg_for(run, synthetic_root, *EXTRA))
+    metrics = train(cfg_for(run, synthetic_root, *WITH_TRAINING_METRICS))
     return run, metrics
 
 
@@ -78,7 +60,7 @@ def test_train_lives_the_whole_life_and_keeps_every_phase_on_disk(completed):
     run, metrics = completed
     record = records.read(run)
     assert record.status == records.COMPLETED and record.identity is not None
-    assert set(metrics) >= TRAINING | {"test/mse"}
+    assert set(metrics) >= TRAINING_METRICS | {"test/mse"}
     assert records.read_metrics(run) == metrics == record.metrics
     # the fit's record names the checkpoint it tested, the one named best.ckpt
     assert record.fit is not None and record.fit.checkpoint == os.path.join(
@@ -93,18 +75,19 @@ def test_a_new_training_into_a_completed_run_is_refused_and_the_run_left_as_it_w
     run, metrics = completed
     before = files(run)
     with pytest.raises(lifecycle.CompletedRunError, match=r"holds a completed run") as err:
-        train(cfg_for(run, synthetic_root, *EXTRA))
+        train(cfg_for(run, synthetic_root, *WITH_TRAINING_METRICS))
     assert err.value.exit_code == 2 and "\n" not in str(err.value)
     # continuing it, by ckpt_path=last or by naming its own last.ckpt: its metrics, untouched
     for ckpt in ("last", str(run / "checkpoints" / "last.ckpt")):
-        assert train(cfg_for(run, synthetic_root, *EXTRA, f"ckpt_path={ckpt}")) == metrics
+        again = cfg_for(run, synthetic_root, *WITH_TRAINING_METRICS, f"ckpt_path={ckpt}")
+        assert train(again) == metrics
     assert files(run) == before
 
 
 def test_the_early_check_refuses_before_hydra_writes_anything(completed, synthetic_root, capsys):
     """The single-run callback decides as the lifecycle does, before Hydra's files are written."""
     run, _ = completed
-    cfg = cfg_for(run, synthetic_root, *EXTRA, f"hydra.run.dir={run}")
+    cfg = cfg_for(run, synthetic_root, *WITH_TRAINING_METRICS, f"hydra.run.dir={run}")
     with pytest.raises(SystemExit) as stop:
         SingleRun().on_run_start(cfg)
     assert stop.value.code == 2
@@ -119,9 +102,9 @@ def test_a_kill_after_the_last_checkpoint_loses_no_metric(completed, synthetic_r
     shutil.copytree(run, work)
     rewind_to_last_checkpoint(work)
     saved = checkpoints.load(work / "checkpoints" / "last.ckpt", "last")
-    assert set(saved[resume.CHECKPOINT_KEY]["metrics"]) >= TRAINING
+    assert set(saved[resume.CHECKPOINT_KEY]["metrics"]) >= TRAINING_METRICS
     with caplog.at_level(logging.INFO):
-        again = train(cfg_for(work, synthetic_root, *EXTRA, "ckpt_path=last"))
+        again = train(cfg_for(work, synthetic_root, *WITH_TRAINING_METRICS, "ckpt_path=last"))
     assert "resuming from" in caplog.text
     assert without_time(again) == without_time(metrics)
     assert records.read(work).status == records.COMPLETED
@@ -133,7 +116,7 @@ def test_a_damaged_metrics_file_is_rewritten_from_the_record(completed, syntheti
     shutil.copytree(run, work)
     (work / records.METRICS_FILE).write_text('{"val/mse": ')
     with caplog.at_level(logging.WARNING):
-        again = train(cfg_for(work, synthetic_root, *EXTRA, "ckpt_path=last"))
+        again = train(cfg_for(work, synthetic_root, *WITH_TRAINING_METRICS, "ckpt_path=last"))
     assert again == metrics == records.read_metrics(work)
     lines = [r.getMessage() for r in caplog.records if "metrics.json" in r.getMessage()]
     assert lines == [f"{work}: its metrics.json was missing or damaged; rewritten from job.json"]
@@ -152,7 +135,7 @@ def test_a_completed_record_without_metrics_runs_again_to_write_them(
     # the summary does not call it completed meanwhile
     assert report.job_row(work, work.parent)["status"] == "incomplete"
     with caplog.at_level(logging.WARNING):
-        again = train(cfg_for(work, synthetic_root, *EXTRA, "ckpt_path=last"))
+        again = train(cfg_for(work, synthetic_root, *WITH_TRAINING_METRICS, "ckpt_path=last"))
     assert "its record says completed but its metrics.json is missing" in caplog.text
     assert without_time(again) == without_time(metrics) == without_time(records.read_metrics(work))
     assert records.read(work).status == records.COMPLETED

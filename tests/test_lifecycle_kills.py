@@ -15,25 +15,22 @@ from pathlib import Path
 import pytest
 
 from ae_lab.reporting import records, report
-from tests.conftest import FAST, ae_lab_command, run_ae_lab, run_in_process
+from tests.conftest import (
+    FAST,
+    TRAINING_METRICS,
+    WITH_TRAINING_METRICS,
+    ae_lab_command,
+    run_ae_lab,
+    run_in_process,
+)
 
 pytestmark = pytest.mark.integration
 
 # FAST on the synthetic files, two epochs, with the PCA baseline, a learning-rate monitor, a
 # logger and the best model by val/loss, as the default callbacks have them
 ON_SYNTHETIC = (*FAST, "data.val_size=100", "trainer.max_epochs=2")
-WITH_TRAINING_METRICS = (
-    "+callbacks.pca._target_=ae_lab.callbacks.PCABaseline",
-    "+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor",
-    "+callbacks.lr.logging_interval=epoch",
-    "logger=csv",
-    "+callbacks.best._target_=lightning.pytorch.callbacks.ModelCheckpoint",
-    "+callbacks.best.dirpath=${hydra:runtime.output_dir}/checkpoints",
-    "+callbacks.best.filename=best",
-    "+callbacks.best.monitor=val/loss",
-    "+callbacks.hold._target_=tests.probes.HoldAt",
-)
-TRAINING = {"val/mse", "val/loss", "train/loss", "pca/val_mse", "train/lr"}
+# and a probe that holds the run at the end of its fit, when $AE_LAB_PROBE_HOLD names a file
+WITH_HOLD = (*WITH_TRAINING_METRICS, "+callbacks.hold._target_=tests.probes.HoldAt")
 
 
 def without_time(metrics: dict) -> dict:
@@ -62,7 +59,7 @@ def test_a_kill_after_the_last_checkpoint_before_the_fit_is_recorded_loses_no_me
     tmp_path, synthetic_root
 ):
     unbroken = tmp_path / "unbroken"
-    common = (*ON_SYNTHETIC, *WITH_TRAINING_METRICS, f"data.root={synthetic_root}")
+    common = (*ON_SYNTHETIC, *WITH_HOLD, f"data.root={synthetic_root}")
     run_ae_lab(*common, f"hydra.run.dir={unbroken}", cwd=tmp_path, data_root=synthetic_root)
     killed = tmp_path / "killed"
     held = tmp_path / "held"
@@ -85,7 +82,7 @@ def test_a_kill_after_the_last_checkpoint_before_the_fit_is_recorded_loses_no_me
     )
     assert f"resuming from {killed / 'checkpoints' / 'last.ckpt'}" in done.stdout + done.stderr
     metrics = records.read_metrics(killed)
-    assert set(metrics) >= TRAINING
+    assert set(metrics) >= TRAINING_METRICS
     assert without_time(metrics) == without_time(records.read_metrics(unbroken))
     assert records.read(killed).status == records.COMPLETED
     # and the next re-run finds it completed, every metric there

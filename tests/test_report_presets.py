@@ -142,8 +142,6 @@ def test_the_headline_list_drives_the_run_end_line_hparams_and_the_summary(
             for c in ("latent_map", "generation", "reconstructions", "per_digit_mse")
         ),
     ]
-    # a library's logging setup earlier in this process (dictConfig) may have disabled it
-    monkeypatch.setattr(logging.getLogger("ae_lab.run.train"), "disabled", False)
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides, return_hydra_config=True)
     with open_dict(cfg):

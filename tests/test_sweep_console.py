@@ -82,6 +82,16 @@ def job(tmp_path: Path, task: list[str], shared: list[str], num: int, n: str | N
     return cfg, out
 
 
+@pytest.fixture(autouse=True)
+def _root_handlers_as_they_were():
+    """``on_job_start`` filters every console handler on the root logger, pytest's own included
+    here; each test gives them back their filters, so later tests' ``caplog`` sees every line."""
+    handlers = {h: h.filters[:] for h in logging.getLogger().handlers}
+    yield
+    for handler, filters in handlers.items():
+        handler.filters[:] = filters
+
+
 @pytest.fixture
 def console_handler():
     """A console handler on the root logger, as Hydra's job logging adds one."""

@@ -371,13 +371,14 @@ def begin(
         earlier,
         skip=[_hydra_dir()],
         overrides=list(hydra.overrides.task),
-        latent=_select(cfg, "latent"),
+        latent=select_or_none(cfg, "latent"),
         model=choices.get("model"),
         transform=choices.get("transform"),
     )
 
 
-def _select(config: DictConfig, key: str) -> Any:
+def select_or_none(config: DictConfig, key: str) -> Any:
+    """``key``'s value in ``config``; None when it is missing or does not resolve."""
     try:
         return OmegaConf.select(config, key, throw_on_missing=False)
     except Exception:  # noqa: BLE001 - an unresolvable value is just not recorded

@@ -34,13 +34,6 @@ from ae_lab.sweeps.sweep_lock import SWEEP_LOCK  # noqa: F401 - where it was nam
 log = logging.getLogger(__name__)
 
 
-def _select(config: DictConfig, key: str) -> Any:
-    try:
-        return OmegaConf.select(config, key, throw_on_missing=False)
-    except Exception:  # noqa: BLE001 - an unresolvable value is just not recorded
-        return None
-
-
 class SweepSummary(Callback):
     """``summary.csv``, ``summary.md`` and ``mse_vs_latent.png``
     in the sweep dir, with the published figures the sweep's config names (``report.reference``:
@@ -64,14 +57,15 @@ class SweepSummary(Callback):
         line of the last job's summary)."""
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            found = _select(config, "report.reference")
+            found = lifecycle.select_or_none(config, "report.reference")
             reference = OmegaConf.to_container(found, resolve=True) if found else []
             rows = report.summarize(sweep_dir, reference)
         except Exception:  # a summary must never turn a finished job into a failed sweep
             log.exception("could not summarise the sweep in %s", sweep_dir)
             return
         if announce:
-            views = console.sweep_views(_select(config, "logger"), sweep_dir) if final else []
+            loggers = lifecycle.select_or_none(config, "logger")
+            views = console.sweep_views(loggers, sweep_dir) if final else []
             log.info(summary_line(rows, sweep_dir, final, views))
 
 
