@@ -329,7 +329,7 @@ def sweep(args: argparse.Namespace, work: Path, parallel: bool) -> dict[str, Any
 
 
 def hardware() -> str:
-    from ae_lab.run.hardware import cpu_name
+    from ae_lab.core.hardware import cpu_name
 
     gpu = f"GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
     versions = f"torch {torch.__version__}, lightning {version('lightning')}"
@@ -470,7 +470,7 @@ def main() -> None:
         args.variants = "" if args.quick else "bf16,compile,classic-data"
     args.sweep_latents = args.sweep_latents or "2,4,8,16"
     # the reference loops in this process take the count an ae_lab run takes by default
-    from ae_lab.run.hardware import default_threads
+    from ae_lab.core.hardware import default_threads
 
     args.default_threads = default_threads().threads
     torch.set_num_threads(args.threads or args.default_threads)

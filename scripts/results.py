@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ae_lab.reporting import groups, metrics, records, report
-from ae_lab.run.hardware import cpu_name
+from ae_lab.core import records
+from ae_lab.core.hardware import cpu_name
+from ae_lab.reporting import groups, metrics, report
 from scripts import results_figures as figures
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "experiment"

@@ -3,7 +3,7 @@
 Times a training epoch of the default run (``model=ae``: dense AE 784-128-32, batch 128) and of
 the convolutional VAE (``model=conv_vae``) with ``threads=1``, ``threads=2``, torch's own default
 (one thread per core: ``threads=<that count>``, which caps torch and BLAS as torch's default does)
-and ae_lab's default (``threads`` unset: the cores free to the run, ``ae_lab.run.hardware``), each
+and ae_lab's default (``threads`` unset: the cores free to the run, ``ae_lab.core.hardware``), each
 once on the machine as it is ("idle") and once with one busy-loop process beside it ("other core
 busy"), in the same order for both. The busy loop starts ``--warmup`` seconds before its runs, so
 that the 1-minute load average ae_lab's default reads has seen it. Epoch times count training

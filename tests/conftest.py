@@ -53,9 +53,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ae_lab.config import hydra_errors
+from ae_lab.core import locks
+from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
-from ae_lab.run import locks
-from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import CONFIG_DIR
 from ae_lab.sweeps import sweep_lock
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 
-from ae_lab.run.errors import AeLabError
+from ae_lab.core.errors import AeLabError
 
 
 class CallbackProbe(L.Callback):

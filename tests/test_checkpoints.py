@@ -12,7 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 
-from ae_lab.run.checkpoints import AtomicCheckpointIO, add_last_checkpoint, use_atomic_writes
+from ae_lab.core.checkpoints import AtomicCheckpointIO, add_last_checkpoint, use_atomic_writes
 from ae_lab.run.stopping import shell_override
 from tests.conftest import quiet_trainer
 

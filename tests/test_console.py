@@ -23,7 +23,7 @@ from ae_lab.callbacks.console import ModelSummary, ProgressBar
 from ae_lab.config import help as help_text
 from ae_lab.models.dense import DenseAE
 from ae_lab.reporting import metrics
-from ae_lab.run import console
+from ae_lab.reporting import run_end as console
 from ae_lab.run.train import CONFIG_DIR
 from ae_lab.sweeps.sweep import summary_line
 from tests.conftest import (

@@ -19,6 +19,7 @@ from torchvision import transforms
 
 from ae_lab.callbacks import DownstreamClassification
 from ae_lab.callbacks import downstream as downstream_mod
+from ae_lab.core.errors import AeLabError
 from ae_lab.data import (
     Binarize,
     GaussianNoise,
@@ -31,7 +32,6 @@ from ae_lab.data import (
 from ae_lab.data.definition import dataset_names, definition
 from ae_lab.data.files import check_raw_file, load_raw, torchvision_class
 from ae_lab.models import CNNClassifier
-from ae_lab.run.errors import AeLabError
 from tests.conftest import (
     DEVICES,
     RAW_NAMES,

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from ae_lab.reporting.identity import identity
-from ae_lab.run.errors import AeLabError
+from ae_lab.core.errors import AeLabError
+from ae_lab.core.identity import identity
 from ae_lab.run.evaluate import with_run_overrides
 from tests.conftest import compose_cfg
 

@@ -16,11 +16,11 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from ae_lab.callbacks import ReconstructionGrid
+from ae_lab.core.errors import AeLabError, ConfigError
+from ae_lab.core.identity import identity
 from ae_lab.models import DenseAE
-from ae_lab.reporting.identity import identity
 from ae_lab.run import evaluate as evaluate_mod
 from ae_lab.run import resume, train
-from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.evaluate import evaluate, with_run_overrides
 from tests.conftest import TINY, compose_cfg
 from tests.test_eval import batch_of, outputs_of, stub_trainer

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ae_lab.core.errors import AeLabError
 from ae_lab.data import ImageDataModule
 from ae_lab.data import files as files_mod
 from ae_lab.data import root as root_mod
 from ae_lab.data.definition import definition
 from ae_lab.data.files import load_raw, torchvision_class
-from ae_lab.run.errors import AeLabError
 from tests.conftest import REPO, TINY, compose_cfg, write_mnist
 
 NAMES = sorted(n for pair in files_mod.RAW_FILES.values() for n in pair)

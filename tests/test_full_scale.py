@@ -17,10 +17,10 @@ from ae_lab.callbacks import probe as probe_mod
 from ae_lab.callbacks import samples as samples_mod
 from ae_lab.callbacks.common import in_proportion
 from ae_lab.callbacks.downstream import DownstreamClassification, default_cache_dir
+from ae_lab.core import hardware
 from ae_lab.models import DenseVAE
 from ae_lab.models.classifier import CNNClassifier
 from ae_lab.models.vae import log_likelihood
-from ae_lab.run import hardware
 from ae_lab.run.train import run_threads, train
 from tests.conftest import compose_cfg
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ae_lab.reporting import groups, metrics, records, report
+from ae_lab.core import records
+from ae_lab.reporting import groups, metrics, report
 
 
 def write_job(sweep: Path, overrides: list[str], values: dict | None, status: str) -> Path:

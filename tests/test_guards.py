@@ -18,9 +18,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from ae_lab.reporting import records
-from ae_lab.run import checkpoints, locks, temporaries
-from ae_lab.run.errors import DiskFull
+from ae_lab.core import checkpoints, locks, records, temporaries
+from ae_lab.core.errors import DiskFull
 from ae_lab.run.single_run import SingleRun
 from ae_lab.run.train import train
 from ae_lab.sweeps import sweep_lock

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ae_lab.run import locks
+from ae_lab.core import locks
 from ae_lab.sweeps import sweep_lock
 from tests.conftest import FAST, ae_lab_command, run_ae_lab, write_mnist
 

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from ae_lab.config import resolvers
-from ae_lab.reporting import records
-from ae_lab.reporting.identity import changes, identity
-from ae_lab.run import locks
+from ae_lab.core import locks, records
+from ae_lab.core.identity import changes, identity
 from ae_lab.sweeps.sweep import SWEEP_LOCK
 from tests.conftest import (
     REPO,
@@ -143,7 +142,7 @@ def test_set_aside_moves_a_run_and_keeps_what_the_new_attempt_writes(tmp_path):
 def test_the_sweep_lock_is_released_when_its_holder_is_killed(tmp_path):
     lock = tmp_path / SWEEP_LOCK
     code = (
-        "from pathlib import Path; from ae_lab.run import locks; "
+        "from pathlib import Path; from ae_lab.core import locks; "
         f"h = locks.hold(Path({str(lock)!r}))"
         "; print('held', flush=True); import time; time.sleep(60)"
     )

@@ -1,4 +1,4 @@
-"""A run's life (``ae_lab.run.lifecycle``) as ``train(cfg)`` lives it, in this process: begun,
+"""A run's life (``ae_lab.core.lifecycle``) as ``train(cfg)`` lives it, in this process: begun,
 fit recorded, tested, completed; a completed run never rewritten; a record that is damaged, odd
 or incomplete repaired or run again, with one line saying which."""
 
@@ -14,8 +14,9 @@ import pytest
 import torch
 from omegaconf import open_dict, read_write
 
-from ae_lab.reporting import records, report
-from ae_lab.run import checkpoints, lifecycle, resume, run_dir
+from ae_lab.core import checkpoints, lifecycle, records, run_dir
+from ae_lab.reporting import report
+from ae_lab.run import resume
 from ae_lab.run.single_run import SingleRun
 from ae_lab.run.train import train
 from tests.conftest import FAST, TRAINING_METRICS, WITH_TRAINING_METRICS, compose_cfg

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ae_lab.reporting import records, report
+from ae_lab.core import records
+from ae_lab.reporting import report
 from tests.conftest import (
     FAST,
     TRAINING_METRICS,

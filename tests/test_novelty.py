@@ -15,10 +15,11 @@ from sklearn.metrics import roc_auc_score
 from ae_lab.callbacks import NoveltyAUROC, PCABaseline
 from ae_lab.callbacks.novelty import MODEL_AUROC, PCA_AUROC
 from ae_lab.config.validation import problems
+from ae_lab.core import records
+from ae_lab.core.errors import AeLabError
 from ae_lab.data import ImageDataModule
 from ae_lab.models import DenseAE
-from ae_lab.reporting import groups, records
-from ae_lab.run.errors import AeLabError
+from ae_lab.reporting import groups
 from scripts import results
 from tests.conftest import TINY, compose_cfg, evaluating, quiet_trainer, run_in_process
 

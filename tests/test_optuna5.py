@@ -18,8 +18,8 @@ from omegaconf import DictConfig
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from ae_lab.reporting.identity import identity
-from ae_lab.run.errors import AeLabError, ConfigError
+from ae_lab.core.errors import AeLabError, ConfigError
+from ae_lab.core.identity import identity
 from ae_lab.run.train import train
 from ae_lab.sweeps import optuna_space
 from ae_lab.sweeps.optuna_search import OptunaSearch, storage_url

@@ -15,8 +15,8 @@ import yaml
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from ae_lab.core.errors import ConfigError
 from ae_lab.run.cli import sweeper_param
-from ae_lab.run.errors import ConfigError
 from ae_lab.sweeps import optuna_trials
 from ae_lab.sweeps.optuna_search import OptunaSearch
 from ae_lab.sweeps.optuna_trials import (

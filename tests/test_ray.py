@@ -23,8 +23,8 @@ from hydra.plugins.launcher import Launcher
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict, read_write
 
+from ae_lab.core import records
 from ae_lab.data import root as data_root
-from ae_lab.reporting import records
 from ae_lab.sweeps import ray_launch
 from hydra_plugins.ae_lab.ray_launcher import RayLauncher
 from tests.conftest import FAST, compose_cfg, run_ae_lab

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ae_lab.reporting import records
+from ae_lab.core import records
 from ae_lab.reporting.report import job_dirs, load_yaml
 from tests.conftest import (
     REPO,

@@ -13,8 +13,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from ae_lab.reporting import records, report
-from ae_lab.run import lifecycle
+from ae_lab.core import lifecycle, records
+from ae_lab.reporting import report
 from ae_lab.sweeps.sweep import SweepSummary
 from tests.conftest import TINY, compose_cfg, sweep_in_process
 
@@ -118,7 +118,7 @@ def test_sweep_callback_records_a_failed_job_as_failed(tmp_path) -> None:
     ret._return_value = ValueError("Invalid learning rate: -1")
     cb = SweepSummary()
     config = hydra_job_config(job, sweep, ["model=vae"])
-    # the job's own life records its failure (ae_lab.run.lifecycle); the callback summarises
+    # the job's own life records its failure (ae_lab.core.lifecycle); the callback summarises
     composed = compose_cfg("model=vae", "latent=8", "hydra.mode=MULTIRUN", run_dir=job)
     with pytest.raises(ValueError):
         lifecycle.run(composed, lambda life: (_ for _ in ()).throw(ret._return_value))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ae_lab.reporting import records, report
+from ae_lab.core import records
+from ae_lab.reporting import report
 from scripts import results
 from tests.conftest import TINY, sweep_in_process
 

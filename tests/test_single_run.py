@@ -10,7 +10,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from ae_lab.run.errors import AeLabError, ConfigError
+from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.run.single_run import SingleRun
 from ae_lab.sweeps.sweep import SweepSummary
 from tests.conftest import run_in_process

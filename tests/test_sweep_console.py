@@ -14,9 +14,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
 from ae_lab.callbacks.console import ProgressBar
+from ae_lab.core import records
+from ae_lab.core.identity import resolved_identity
 from ae_lab.reporting import metrics as headline
-from ae_lab.reporting import records
-from ae_lab.reporting.identity import resolved_identity
 from ae_lab.sweeps.console import JOBS_KEY, SweepConsole, SweepJobConsole, job_count
 from tests.conftest import TINY, compose_cfg, run_ae_lab
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ae_lab.config import validation
-from ae_lab.run.errors import AeLabError
+from ae_lab.core.errors import AeLabError
 from tests.conftest import TINY, compose_cfg, sweep_in_process
 
 EPOCHS = 2

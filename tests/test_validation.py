@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from ae_lab.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
 from ae_lab.config import hydra_errors, resolvers, rule, validation
 from ae_lab.config.validation import check_config, problems, settings, trainer_problems
+from ae_lab.core import run_dir
+from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.data.definition import definition
-from ae_lab.run import run_dir
-from ae_lab.run.errors import AeLabError, ConfigError
 from ae_lab.run.train import CONFIG_DIR
 from tests.conftest import InProcessRun, compose_cfg, run_ae_lab, run_in_process
 

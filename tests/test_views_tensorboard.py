@@ -31,7 +31,7 @@ from ae_lab.data import MNISTDataModule
 from ae_lab.models import DenseAE
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import ConvVAE, DenseVAE
-from ae_lab.run import console
+from ae_lab.reporting import run_end as console
 from tests.conftest import TINY, quiet_trainer, run_ae_lab, scalars
 from tests.test_tensorboard_layout import written_layouts
 from tests.test_tensorboard_view import chart_tags, free_port

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 from torchmetrics import Metric
 
-from ae_lab.reporting import records
+from ae_lab.core import records
 
 if TYPE_CHECKING:
     import lightning as L

@@ -22,14 +22,14 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ae_lab.callbacks.common import TestStageCallback, find_callback, writes_files
 from ae_lab.callbacks.pca import pca_reconstruction
+from ae_lab.core import checkpoints
+from ae_lab.core.errors import ConfigError
+from ae_lab.core.locks import file_lock
 from ae_lab.data.contract import ImageData, clean_image
 from ae_lab.data.datamodule import ImageDataModule
 from ae_lab.models.base import AutoencoderModule, SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
 from ae_lab.models.vae import VariationalAutoencoder  # the models sample quality scores
-from ae_lab.run import checkpoints
-from ae_lab.run.errors import ConfigError
-from ae_lab.run.locks import file_lock
 
 log = logging.getLogger(__name__)
 

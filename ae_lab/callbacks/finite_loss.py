@@ -10,7 +10,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from ae_lab.run.errors import AeLabError
+from ae_lab.core.errors import AeLabError
 
 log = logging.getLogger(__name__)
 

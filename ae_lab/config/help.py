@@ -95,7 +95,7 @@ def keys(config_dir: Path) -> str:
 
 def resolve(what: str) -> str:
     """The ``ae_lab_help`` resolver: ``groups`` or ``keys`` of the configs ae_lab runs with."""
-    from ae_lab.run.train import CONFIG_DIR
+    from ae_lab.config import location
 
-    text = {"groups": groups, "keys": keys}[what](Path(CONFIG_DIR))
+    text = {"groups": groups, "keys": keys}[what](location.config_dir())
     return text.replace("$", "$$")  # Hydra fills the template in with string.Template

@@ -23,7 +23,7 @@ from hydra.errors import (
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-from ae_lab.run.errors import (
+from ae_lab.core.errors import (
     ConfigError,
     closest,
     did_you_mean,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ae_lab.core.identity import DISPLAY_ONLY, override_key, under
 from ae_lab.data.root import default_root
-from ae_lab.reporting.identity import DISPLAY_ONLY, override_key, under
 
 # Overrides that say where a run reads or how much of it to show, not what it trains: kept out of
 # run names so names stay short and readable.

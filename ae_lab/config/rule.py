@@ -5,14 +5,14 @@ Kept apart from the table (``ae_lab.config.rules``) so that a rule reads as one 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ae_lab.core.errors import did_you_mean
+from ae_lab.core.values import is_int, is_number
 from ae_lab.data.sizes import IMAGE_SHAPE
-from ae_lab.run.errors import did_you_mean
 
 # what lightning.seed_everything accepts (lightning.fabric.utilities.seed: a uint32)
 SEED_RANGE = (0, 2**32 - 1)
@@ -47,14 +47,6 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PROFILERS = ("simple", "advanced", "pytorch", "xla")
 # keys that Hydra's instantiate reads (which class to build, and how), not settings of it
 INSTANTIATE_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
-
-
-def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_number(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
 def at_least(lo: int) -> Callable[[Any], bool]:

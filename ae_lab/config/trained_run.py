@@ -33,8 +33,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ae_lab.config import location
 from ae_lab.config.rule import INSTANTIATE_KEYS
-from ae_lab.reporting.identity import DISPLAY_ONLY, under
-from ae_lab.run.errors import ConfigError, did_you_mean
+from ae_lab.core.errors import ConfigError, did_you_mean
+from ae_lab.core.identity import DISPLAY_ONLY, under
 
 # a training run's settings that say how it was carried out, not what it trained: the evaluation
 # takes these from conf/eval.yaml and its own command line

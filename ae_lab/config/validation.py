@@ -31,9 +31,9 @@ from ae_lab.config.rule import (
     is_number,
 )
 from ae_lab.config.rules import RULES
+from ae_lab.core.errors import AeLabError, ConfigError, did_you_mean
 from ae_lab.data.definition import dataset_names, definition
 from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
-from ae_lab.run.errors import AeLabError, ConfigError, did_you_mean
 
 # ``${latent}``: a reference to another key, no resolver
 _REFERENCE = re.compile(r"\$\{[\w.\-]+\}")

@@ -10,13 +10,13 @@ from typing import Any
 import lightning as L
 import torch
 
-from ae_lab.config.rule import is_int
+from ae_lab.core.errors import AeLabError
+from ae_lab.core.values import is_int
 from ae_lab.data.contract import CLEAN
 from ae_lab.data.definition import DatasetDefinition, definition
 from ae_lab.data.files import load_raw, torchvision_class
 from ae_lab.data.loader import Numbered, TensorBatchLoader, classic_loader
 from ae_lab.data.transforms import Corruption, NoCorruption
-from ae_lab.run.errors import AeLabError
 
 log = logging.getLogger(__name__)
 

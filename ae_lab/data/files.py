@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ae_lab.core.errors import AeLabError
 from ae_lab.data.definition import DatasetDefinition, definition
-from ae_lab.run.errors import AeLabError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanSquaredError
 
+from ae_lab.core.errors import AeLabError
 from ae_lab.data.contract import CLEAN, clean_image
-from ae_lab.run.errors import AeLabError
 
 log = logging.getLogger(__name__)
 

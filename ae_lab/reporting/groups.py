@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ae_lab.reporting.identity import override_key, under
+from ae_lab.core.identity import override_key, under
 
 AVERAGE_OVER = ("seed",)  # what a sweep is averaged over unless its report says otherwise
 COMPLETED = "completed"

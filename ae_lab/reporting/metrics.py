@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 # where a headline metric is shown
-RUN_END = "run_end"  # the block a run ends with (ae_lab/run/console.py)
+RUN_END = "run_end"  # the block a run ends with (ae_lab/reporting/run_end.py)
 SUMMARY = "summary"  # the table of a sweep's summary.md
 HPARAMS = "hparams"  # beside the hyperparameters (TensorBoard's HPARAMS tab)
 RESULTS = "results"  # the job tables of the results page

@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 
-from ae_lab.reporting import groups, records
+from ae_lab.core import records
+from ae_lab.core.records import atomic_write
+from ae_lab.reporting import groups
 from ae_lab.reporting import metrics as headline
 from ae_lab.reporting.metrics import fmt
-from ae_lab.reporting.records import atomic_write
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:

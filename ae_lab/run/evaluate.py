@@ -18,7 +18,7 @@ ends the command with one line before anything is composed for it
 types only what changes; left out are how a run is carried out (``trained_run.EVAL_SETUP``: the
 callbacks, loggers, trainer and Hydra settings, which come from ``conf/eval.yaml`` and the command
 line) and every key the user gives again. The checkpoint is then checked against the model built
-(class, latent size, weight shapes) and read as weights only (``ae_lab.run.checkpoints.load``).
+(class, latent size, weight shapes) and read as weights only (``ae_lab.core.checkpoints.load``).
 
 An evaluation's identity is the checkpoint's content (``evaluated_checkpoint``, its sha256), not
 its path: an evaluation sweep run again tests a checkpoint retrained at the same path and skips
@@ -39,10 +39,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.config import location, trained_run, validation
-from ae_lab.reporting.identity import override_key
-from ae_lab.run import lifecycle, train
+from ae_lab.core import lifecycle
+from ae_lab.core.errors import AeLabError, ConfigError, exit_with
+from ae_lab.core.identity import override_key
+from ae_lab.run import train
 from ae_lab.run.cli import exit_promptly, prepare_argv
-from ae_lab.run.errors import AeLabError, ConfigError, exit_with
 
 log = logging.getLogger(__name__)
 CKPT = re.compile(r"(?P<prefix>\+{0,2})ckpt_path=(?P<path>.*)")
@@ -160,7 +161,7 @@ def corruption(cfg: DictConfig) -> str:
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Tests the checkpoint ``cfg.ckpt_path`` as the run ``cfg`` describes, and returns (and
     records) every metric the test logged. Its life is a training run's
-    (``ae_lab.run.lifecycle``): an evaluation sweep run again skips completed jobs."""
+    (``ae_lab.core.lifecycle``): an evaluation sweep run again skips completed jobs."""
     return lifecycle.run(cfg, lambda life: _evaluate(cfg))
 
 

@@ -27,9 +27,9 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from ae_lab.reporting.records import in_sweep
-from ae_lab.run import checkpoints
-from ae_lab.run.errors import AeLabError, ConfigError, exit_with
+from ae_lab.core import checkpoints
+from ae_lab.core.errors import AeLabError, ConfigError, exit_with
+from ae_lab.core.records import in_sweep
 from ae_lab.run.stopping import how_to_continue
 
 log = logging.getLogger(__name__)

@@ -3,10 +3,10 @@
 Kept apart from the sweep summary (``ae_lab.sweeps.sweep``) so that replacing or removing
 ``hydra.callbacks.sweep_summary`` leaves a plain run as it was:
 
-- its folder is made up front, so one that cannot be made ends in one line (``ae_lab.run.run_dir``);
-  the default ``outputs/<date>/<time>`` is claimed for this run alone, so that runs started in the
-  same second get folders of their own (``<time>-1``, ...);
-- a run that ``ae_lab.run.lifecycle`` would not start into its folder (a new training into a
+- its folder is made up front, so one that cannot be made ends in one line
+  (``ae_lab.core.run_dir``); the default ``outputs/<date>/<time>`` is claimed for this run
+  alone, so that runs started in the same second get folders of their own (``<time>-1``, ...);
+- a run that ``ae_lab.core.lifecycle`` would not start into its folder (a new training into a
   completed run: one line, exit 2; ``ckpt_path=last`` into a completed run: one line, exit 0)
   stops before Hydra writes anything there. The lifecycle decides the same again as the run
   starts, so the protection holds without this callback; here it also keeps the folder as it was;
@@ -26,10 +26,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ae_lab.reporting import records
-from ae_lab.reporting.identity import override_key, resolved_identity
-from ae_lab.run import lifecycle, run_dir
-from ae_lab.run.errors import AeLabError, ConfigError, exit_with, full_error_wanted
+from ae_lab.core import lifecycle, records, run_dir
+from ae_lab.core.errors import AeLabError, ConfigError, exit_with, full_error_wanted
+from ae_lab.core.identity import override_key, resolved_identity
 
 
 class SingleRun(Callback):

@@ -29,7 +29,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.run.errors import exit_with
+from ae_lab.core.errors import exit_with
 
 # paths Hydra reads back unchanged without quotes: a "/" keeps them from reading as a number,
 # a boolean or null; Hydra's quotes take care of the rest

@@ -1,7 +1,7 @@
 """The ``python -m ae_lab`` entrypoint: build everything from config, fit, test, record metrics.
 
 ``train(cfg)`` is the whole run, as the command line and tests call it: its life (skipped when
-completed, begun, fit recorded, tested, completed or failed) is ``ae_lab.run.lifecycle``'s.
+completed, begun, fit recorded, tested, completed or failed) is ``ae_lab.core.lifecycle``'s.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ae_lab.config import location, resolvers, trained_run, validation
+from ae_lab.core import lifecycle
 from ae_lab.reporting import metrics as headline
-from ae_lab.run import lifecycle
 
 if TYPE_CHECKING:
     import lightning as L
@@ -60,7 +60,7 @@ def run_threads(cfg: DictConfig) -> int:
     cores other jobs are using and then runs several times slower than one thread."""
     if cfg.get("threads"):
         return int(cfg.threads)
-    from ae_lab.run import hardware
+    from ae_lab.core import hardware
 
     choice = hardware.default_threads()
     devices = cfg.get("trainer", {}).get("devices")
@@ -100,7 +100,7 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     as it is, not inside Hydra's ``InstantiationException``."""
     from hydra.errors import InstantiationException
 
-    from ae_lab.run.errors import AeLabError
+    from ae_lab.core.errors import AeLabError
 
     if not group:
         return []
@@ -158,7 +158,8 @@ def _fit(
     checkpoint to test, which the run's record keeps until the test has been recorded too. A
     run resumed from the checkpoint of its last epoch trains nothing: what that epoch logged
     comes from the checkpoint (``resume.ExactResume``)."""
-    from ae_lab.run import checkpoints, resume
+    from ae_lab.core import checkpoints
+    from ae_lab.run import resume
 
     ckpt_path = resume.checkpoint_to_resume(cfg.get("ckpt_path"), trainer, model)
     if ckpt_path:
@@ -189,14 +190,14 @@ class Run:
     def test(self, ckpt_path: str | None) -> dict[str, float]:
         """Tests the weights in ``ckpt_path`` (None: the module's own), with every test-time
         callback, and returns what the test logged. The checkpoint is loaded without running
-        code from it (``weights_only``; ``ae_lab.run.checkpoints.load``)."""
+        code from it (``weights_only``; ``ae_lab.core.checkpoints.load``)."""
         add_callbacks(self.trainer, self.test_callbacks)
         self.trainer.test(
             self.module,
             datamodule=self.datamodule,
             ckpt_path=ckpt_path,
             weights_only=True,
-            verbose=False,  # no table of every test metric: console.run_end_block ends the run
+            verbose=False,  # no table of every test metric: run_end.run_end_block ends the run
         )
         return _floats(self.trainer.callback_metrics)
 
@@ -209,9 +210,9 @@ class Run:
         metrics = {**metrics, "time/wall_s": wall_s, "n_params": float(self.model.n_params)}
         metrics = headline.with_ratio(metrics)
         if self.trainer.is_global_zero:
-            from ae_lab.run import console
+            from ae_lab.reporting import run_end
 
-            log.info(console.run_end_block(metrics, self.out, self.trainer.loggers, heading))
+            log.info(run_end.run_end_block(metrics, self.out, self.trainer.loggers, heading))
         return metrics
 
 
@@ -228,10 +229,12 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     from ae_lab.callbacks.common import TestStageCallback
     from ae_lab.callbacks.epoch_axis import EpochAxis
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
-    from ae_lab.run import checkpoints, console, resume
+    from ae_lab.core import checkpoints
+    from ae_lab.reporting import run_end
+    from ae_lab.run import resume
     from ae_lab.sweeps import slurm
 
-    console.quiet_lightning()
+    run_end.quiet_lightning()
     validation.check_trainer(cfg)  # before any data is read: Lightning would refuse it only then
     validation.check_environment(cfg)
 
@@ -296,7 +299,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     Returns every logged metric's final value; they are also written to ``metrics.json`` in the
     run directory, which is what sweep summaries read. A run that is completed already is not
-    run again (``ae_lab.run.lifecycle``).
+    run again (``ae_lab.core.lifecycle``).
     """
     return lifecycle.run(cfg, lambda life: _train(cfg, life))
 

@@ -28,10 +28,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from ae_lab.core import lifecycle, records
+from ae_lab.core.identity import override_key
 from ae_lab.reporting import metrics as headline
-from ae_lab.reporting import records
-from ae_lab.reporting.identity import override_key
-from ae_lab.run import lifecycle
 from ae_lab.sweeps import names
 
 log = logging.getLogger(__name__)
@@ -100,7 +99,7 @@ def _shown(path: Path) -> str:
 
 # loggers whose lines a sweep job's console keeps: the sweep's own, and the run's life (an earlier
 # run set aside, a record repaired), which decides what the job does with its folder
-SHOWN = ("ae_lab.sweeps", "ae_lab.run.lifecycle")
+SHOWN = ("ae_lab.sweeps", "ae_lab.core.lifecycle")
 
 
 class SweepJobConsole(logging.Filter):

@@ -40,7 +40,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from ae_lab.run.errors import AeLabError, ConfigError, exit_with, full_error_wanted, one_line
+from ae_lab.core.errors import AeLabError, ConfigError, exit_with, full_error_wanted, one_line
 from ae_lab.sweeps import optuna_space
 from ae_lab.sweeps.optuna_trials import (
     FINISHED,
@@ -119,7 +119,7 @@ class OptunaSearch(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> None:
-        """The search; a problem the user can fix ends it with one line (ae_lab.run.errors)."""
+        """The search; a problem the user can fix ends it with one line (ae_lab.core.errors)."""
         try:
             self._check_settings()
             self._search(arguments)

@@ -26,7 +26,7 @@ from optuna.distributions import (
 )
 from optuna.trial import Trial
 
-from ae_lab.run.errors import ConfigError
+from ae_lab.core.errors import ConfigError
 
 CHOICE_TYPES = (str, int, float, bool, type(None))
 

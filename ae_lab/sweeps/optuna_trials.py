@@ -27,7 +27,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from ae_lab.run.errors import ConfigError, one_line
+from ae_lab.core.errors import ConfigError, one_line
 
 log = logging.getLogger(__name__)
 

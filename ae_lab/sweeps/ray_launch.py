@@ -38,8 +38,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ae_lab.core.errors import AeLabError, ConfigError, exit_with, full_error_wanted
 from ae_lab.data import root as data_root
-from ae_lab.run.errors import AeLabError, ConfigError, exit_with, full_error_wanted
 
 if TYPE_CHECKING:
     from hydra_plugins.ae_lab.ray_launcher import RayLauncher

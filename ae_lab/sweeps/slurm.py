@@ -23,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.run.errors import AeLabError, exit_with, full_error_wanted
+from ae_lab.core.errors import AeLabError, exit_with, full_error_wanted
 
 SLURM_COMMANDS = ("sbatch", "srun")
 SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"

@@ -1,6 +1,6 @@
 """A Hydra callback that keeps the sweep's summary current, in the process that drives the sweep.
 
-Each job's record (``job.json``) and its protections are the job's own (``ae_lab.run.lifecycle``,
+Each job's record (``job.json``) and its protections are the job's own (``ae_lab.core.lifecycle``,
 called by the task function), so that they hold whatever Hydra does with a callback that fails. A
 job that fails (a setting out of range, a NaN loss, a crash) raises; Hydra's launchers record it
 as failed, run the remaining jobs, and only then raise the first failure, so the sweep exits
@@ -9,7 +9,7 @@ non-zero and ``on_multirun_end`` never runs. Each job therefore rebuilds the swe
 was stopped (Ctrl-C, SIGTERM, a kill) or is running, and shows as incomplete.
 
 Running the same sweep again with ``hydra.sweep.dir=<that sweep>`` continues it: completed jobs
-are skipped, the others continue or run afresh (``ae_lab.run.lifecycle``). A sweep folder is run
+are skipped, the others continue or run afresh (``ae_lab.core.lifecycle``). A sweep folder is run
 by one sweep at a time, for as long as its driver or any of its jobs runs
 (``ae_lab.sweeps.sweep_lock``).
 """
@@ -27,8 +27,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.reporting import records, report
-from ae_lab.run import console, lifecycle, run_dir
+from ae_lab.core import lifecycle, records, run_dir
+from ae_lab.reporting import report, run_end
 from ae_lab.sweeps.sweep_lock import SWEEP_LOCK  # noqa: F401 - where it was named before
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class SweepSummary(Callback):
             return
         if announce:
             loggers = lifecycle.select_or_none(config, "logger")
-            views = console.sweep_views(loggers, sweep_dir) if final else []
+            views = run_end.sweep_views(loggers, sweep_dir) if final else []
             log.info(summary_line(rows, sweep_dir, final, views))
 
 
@@ -74,7 +74,7 @@ def summary_line(
 ) -> str:
     """``sweep finished: 3 completed, 1 failed; summary ...``: how many jobs did what, and where
     to look (at the end of the sweep, also ``views``: how to open it in each of its loggers,
-    ``ae_lab.run.console.sweep_views``)."""
+    ``ae_lab.reporting.run_end.sweep_views``)."""
     counts = Counter(str(r.get("status")) for r in rows)
     parts = [
         f"{counts.pop(records.COMPLETED, 0)} completed",

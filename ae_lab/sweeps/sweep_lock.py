@@ -42,9 +42,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ae_lab.run import locks, run_dir
-from ae_lab.run.errors import exit_with
-from ae_lab.run.temporaries import remove_stale_temporaries
+from ae_lab.core import locks, run_dir
+from ae_lab.core.errors import exit_with
+from ae_lab.core.temporaries import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 # in the sweep dir: the driver's, and the one its jobs share

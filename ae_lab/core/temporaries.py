@@ -1,5 +1,5 @@
 """What a write killed mid-way leaves: the ``.<file>.<pid>.tmp`` that ae_lab's atomic writers
-(``ae_lab.run.checkpoints.AtomicCheckpointIO``, ``ae_lab.reporting.records.atomic_write``) write
+(``ae_lab.core.checkpoints.AtomicCheckpointIO``, ``ae_lab.core.records.atomic_write``) write
 before renaming it into place, removed when a run or sweep next starts in that folder."""
 
 from __future__ import annotations

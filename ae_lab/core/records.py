@@ -1,9 +1,9 @@
 """A run's records: ``job.json`` (what the job is and how it went) and ``metrics.json`` (its
 final metrics). This module owns their names, their schema and how they are written.
 
-A job's identity (``ae_lab.reporting.identity``) is recorded in ``job.json`` when the job starts
+A job's identity (``ae_lab.core.identity``) is recorded in ``job.json`` when the job starts
 (status ``running``), with its resolved configuration, and completed when it ends; the phases in
-between and who moves a job through them are ``ae_lab.run.lifecycle``'s. A ``job.json`` that is
+between and who moves a job through them are ``ae_lab.core.lifecycle``'s. A ``job.json`` that is
 damaged or holds values of the wrong kind reads as no record (``inspect`` says why), so that no
 reader trusts or trips over it.
 """
@@ -24,7 +24,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from ae_lab.run.errors import disk_full
+from ae_lab.core.errors import disk_full
 
 JOB_FILE = "job.json"
 METRICS_FILE = "metrics.json"

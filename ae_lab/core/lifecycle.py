@@ -3,7 +3,7 @@ decision whether to run at all to the run's last word.
 
 A run moves through ``started -> fit recorded -> tested -> completed`` (or ``failed``):
 
-- *started*: ``job.json`` says running, with the run's identity (``ae_lab.reporting.identity``);
+- *started*: ``job.json`` says running, with the run's identity (``ae_lab.core.identity``);
 - *fit recorded*: training ended and its metrics and the checkpoint to test are in ``job.json``
   (``Life.record_fit``); the checkpoint written at the end of the last epoch carries the same
   metrics (``ae_lab.run.resume.ExactResume``), so no kill between the two loses them;
@@ -41,9 +41,9 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.reporting import records
-from ae_lab.reporting.identity import changes, resolved_identity
-from ae_lab.run.errors import AeLabError, one_line
+from ae_lab.core import records
+from ae_lab.core.errors import AeLabError, one_line
+from ae_lab.core.identity import changes, resolved_identity
 
 log = logging.getLogger(__name__)
 LAST_CKPT = Path("checkpoints") / "last.ckpt"  # checkpoints.LastCheckpoint's file, in a run dir

@@ -36,8 +36,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from ae_lab.run.errors import AeLabError, disk_full
-from ae_lab.run.temporaries import remove_stale_temporaries
+from ae_lab.core.errors import AeLabError, disk_full
+from ae_lab.core.temporaries import remove_stale_temporaries
 
 log = logging.getLogger(__name__)
 DIRNAME = "checkpoints"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ae_lab.reporting import records
-from ae_lab.run.errors import ConfigError, exit_with
+from ae_lab.core import records
+from ae_lab.core.errors import ConfigError, exit_with
 
 
 def _name_max(folder: Path) -> int:
