@@ -92,11 +92,22 @@ def tracker_run_name(output_dir: str, mode: object, overrides: Iterable[str], mo
     return model if name == "default" else name
 
 
+def image_shape(dataset: str) -> list[int] | None:
+    """``data.image_shape`` of a named dataset: its definition's (C, H, W), the one home of that
+    fact; every model and evaluation is built for the shape the data config states. None for a
+    name that is no dataset: ``data.dataset``'s own check names that mistake."""
+    from ae_lab.data.definition import dataset_names, definition
+
+    return list(definition(dataset).image_shape) if dataset in dataset_names() else None
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
     if not OmegaConf.has_resolver("ae_lab_data_root"):  # data.root's default (conf/data/mnist.yaml)
         OmegaConf.register_new_resolver("ae_lab_data_root", default_root)
+    if not OmegaConf.has_resolver("ae_lab_image_shape"):  # data.image_shape (conf/data/*.yaml)
+        OmegaConf.register_new_resolver("ae_lab_image_shape", image_shape)
     if not OmegaConf.has_resolver("path_name"):
         OmegaConf.register_new_resolver("path_name", path_name)
     if not OmegaConf.has_resolver("file_sha256"):

@@ -72,6 +72,12 @@ RULES = (
     # conf/data
     choice("data.dataset", *dataset_names(), note="the modules in ae_lab/data/datasets/"),
     Rule("data.root", f"{FOLDER} (the one holding MNIST/raw/, FashionMNIST/raw/, ...)", text),
+    Rule(
+        "data.image_shape",
+        "[channels, height, width], integers >= 1 (set by the dataset)",
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(at_least(1)(x) for x in v),
+        nullable=True,
+    ),
     Rule("data.download", BOOL, flag),
     Rule("data.batch_size", "an integer >= 1", at_least(1)),
     Rule("data.eval_batch_size", "an integer >= 1", at_least(1), nullable=True),

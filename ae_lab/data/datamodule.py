@@ -68,10 +68,16 @@ class ImageDataModule(L.LightningDataModule):
         download: bool = True,
         binarize_target: str | None = None,
         exclude_classes: Sequence[int] = (),
+        image_shape: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.dataset = dataset
         self.definition: DatasetDefinition = definition(dataset)
+        if image_shape is not None and tuple(image_shape) != tuple(self.definition.image_shape):
+            raise AeLabError(
+                f"data.image_shape={list(image_shape)} but {self.definition.name} images are "
+                f"{list(self.definition.image_shape)}; leave data.image_shape to the dataset"
+            )
         self.exclude_classes = excluded_classes(exclude_classes, self.definition.n_classes)
         self.root = root
         self.batch_size = batch_size
