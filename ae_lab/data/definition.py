@@ -32,9 +32,12 @@ class DatasetDefinition:
     # (channels, height, width) of every image; None where the data config's own keys set it
     # (a folder of images is resized to data.image_size, in data.channels)
     image_shape: tuple[int, int, int] | None
-    # its class in torchvision.datasets, which downloads its files (and names the folder under
-    # data.root that holds them); None for data that is not downloaded
+    # its class in torchvision.datasets, which downloads its files; None for files of your own,
+    # which ae_lab cannot download
     torchvision_class: str | None = None
+    # the folder under data.root that holds its files; default: torchvision's class name, as
+    # torchvision names it (MNIST keeps raw/ in it), so it is not a second name to keep in step
+    folder: str = ""
     # the official numbers of training and test images; None where the data decides (a folder)
     train_images: int | None = None
     test_images: int | None = None
@@ -52,6 +55,8 @@ class DatasetDefinition:
     n_classes: int | None = 10
 
     def __post_init__(self) -> None:
+        if not self.folder:
+            object.__setattr__(self, "folder", self.torchvision_class or "")
         if self.classes and len(self.classes) != self.n_classes:
             raise ValueError(
                 f"{self.name}: {len(self.classes)} class names for n_classes={self.n_classes}"
@@ -60,13 +65,6 @@ class DatasetDefinition:
             raise ValueError(
                 f"{self.name}: no format {self.format!r}; there are {', '.join(format_names())}"
             )
-
-    @property
-    def folder(self) -> str:
-        """The folder under ``data.root`` that holds the files: torchvision's class name (MNIST
-        keeps ``raw/`` in it), so it is a fact of torchvision's, not a second name to keep in
-        step. Empty for data that torchvision does not download."""
-        return self.torchvision_class or ""
 
 
 def dataset_names() -> list[str]:

@@ -28,21 +28,24 @@ def ensure(
     root: Path,
     layout: str,
     missing: Callable[[], bool],
-    get: Callable[[], None],
+    get: Callable[[], None] | None,
     download: bool,
 ) -> None:
     """Makes sure the files are there: ``missing()`` says whether they are; ``get()`` downloads
-    them (torchvision) into ``root/<data.folder>``; ``layout`` is where they lie under ``root``
-    (torchvision's layout, e.g. ``MNIST/raw``), for messages.
+    them (torchvision) into ``root/<data.folder>`` (None: ae_lab cannot); ``layout`` is where
+    they lie under ``root`` (torchvision's layout, e.g. ``MNIST/raw``), for messages.
 
     Raises one readable error naming the place it looked and the two ways to point at a copy,
     instead of torchvision's download traceback, which is all an offline user would otherwise
     see. Parallel jobs download one at a time, so none reads a file another is still writing.
     """
     lock = root / data.folder / ".download.lock"  # there while a download runs, here or elsewhere
+    if missing() and get is None:
+        why = "ae_lab cannot download them (the definition names no torchvision class)"
+        raise missing_error(data, root, layout, why)
     if missing() and not download:
         raise missing_error(data, root, layout, "download is off (data.download=false)")
-    if not (missing() or lock.exists()):
+    if get is None or not (missing() or lock.exists()):
         return
     made = [p for p in (root / data.folder, root) if not p.exists()]  # removed if left empty
     try:

@@ -11,6 +11,7 @@ import math
 import struct
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ae_lab.data.definition import DatasetDefinition, definition
@@ -30,8 +31,13 @@ def where(data: DatasetDefinition, source: Source) -> Path:
 
 
 def class_names(data: DatasetDefinition, source: Source) -> tuple[str, ...]:
-    """The definition's labels, else torchvision's class names for the dataset."""
-    return data.classes or tuple(torchvision_class(data).classes)
+    """The definition's labels, else torchvision's class names for the dataset, else the
+    indices."""
+    if data.classes:
+        return data.classes
+    if data.torchvision_class:
+        return tuple(torchvision_class(data).classes)
+    return tuple(str(k) for k in range(data.n_classes or 10))
 
 
 def prepare(data: DatasetDefinition, source: Source) -> None:
@@ -41,11 +47,19 @@ def prepare(data: DatasetDefinition, source: Source) -> None:
 
 def load(data: DatasetDefinition, source: Source, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(images as uint8 (N, 1, H, W), labels) of the training or the test files, downloaded by
-    torchvision if missing and ``source.download`` is on, checked before torchvision reads them;
-    a file truncated, altered or not matching its pair is named."""
-    raw_files(data, Path(source.root).expanduser(), train, source.download)
-    tv = torchvision_class(data)(str(Path(source.root).expanduser()), train=train, download=False)
-    return tv.data.unsqueeze(1), tv.targets.long()
+    torchvision if missing and ``source.download`` is on (where the definition names its class),
+    checked before they are read; a file truncated, altered or not matching its pair is named.
+    Read as torchvision reads them: the data after the header, in the header's shape."""
+    images, labels = raw_files(data, Path(source.root).expanduser(), train, source.download)
+    x, y = (torch.from_numpy(_data(p)) for p in (images, labels))
+    return x.unsqueeze(1), y.long()
+
+
+def _data(path: Path) -> np.ndarray:
+    raw = path.read_bytes()
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 def raw_files(
@@ -60,7 +74,9 @@ def raw_files(
     def get() -> None:
         torchvision_class(data)(str(root), train=train, download=True)
 
-    ensure(data, root, f"{data.folder}/raw", missing, get, download)
+    ensure(
+        data, root, f"{data.folder}/raw", missing, get if data.torchvision_class else None, download
+    )
     images, labels = (raw / name for name in RAW_FILES[train])
     dataset = _name(data)
     n_images, n_labels = (
@@ -120,7 +136,8 @@ def check_raw_file(dataset: str, path: str, size: int, mtime_ns: int) -> tuple[i
 
 def _check_archive(data: DatasetDefinition, path: Path, archive: Path) -> None:
     """The archive has torchvision's MD5 sum for it, and ``path`` is what it unpacks to."""
-    official = dict(torchvision_class(data).resources).get(archive.name)
+    resources = torchvision_class(data).resources if data.torchvision_class else []
+    official = dict(resources).get(archive.name)
     packed = archive.read_bytes()
     digest = hashlib.md5(packed).hexdigest()
     if official is not None and digest != official:
