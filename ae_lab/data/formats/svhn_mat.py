@@ -49,17 +49,12 @@ def load(data: DatasetDefinition, source: Source, train: bool) -> tuple[torch.Te
         torchvision_class(data)(str(folder), split=SPLITS[train], download=True)
 
     ensure(data, root, data.folder, lambda: not path.is_file(), get, source.download)
-    stat = path.stat()
-    x, y = _read(data, str(path), stat.st_size, stat.st_mtime_ns, train)
+    x, y = _read(data, str(path), train)
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-@functools.lru_cache(maxsize=2)
-def _read(
-    data: DatasetDefinition, path: str, size: int, mtime_ns: int, train: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """The file's images (N, C, H, W) and labels, checked; cached by size and mtime, so a sweep
-    in one process reads and hashes each file once."""
+def _read(data: DatasetDefinition, path: str, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The file's images (N, C, H, W) and labels, checked."""
     import scipy.io
 
     try:
@@ -86,9 +81,17 @@ def _read(
     name = Path(path).name
     official = data.train_images if train else data.test_images
     if name in data.md5 and len(labels) == official:
-        digest = hashlib.md5(Path(path).read_bytes()).hexdigest()
+        stat = Path(path).stat()
+        digest = md5sum(path, stat.st_size, stat.st_mtime_ns)
         if digest != data.md5[name]:
             why = f"its MD5 sum is {digest}, the official file's is {data.md5[name]}"
             raise damaged_error(data, path, why)
     labels[labels == 10] = 0
     return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), labels
+
+
+@functools.cache
+def md5sum(path: str, size: int, mtime_ns: int) -> str:
+    """The file's MD5 sum, cached by its size and mtime: a sweep in one process hashes each file
+    once (about 0.3 s for the training file's 182 MB)."""
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
