@@ -141,7 +141,10 @@ def test_what_the_folder_cannot_give_is_one_line_naming_the_key(tmp_path, classe
     junk.mkdir()
     (junk / "a.png").write_bytes(b"no png")
     (junk / "b.txt").write_text("text")
-    with pytest.raises(AeLabError, match=rf"^data.path={junk} holds none of its 2 files is an"):
+    with pytest.raises(
+        AeLabError,
+        match=rf"^data.path={junk} holds no image PIL can read \(none of its 2 files\); point",
+    ):
         datamodule(junk)
     with pytest.raises(
         AeLabError, match=r"^data.val_size=100 leaves no training images: .* hold 20;"

@@ -113,7 +113,7 @@ def _decoded(
             images.append(image)
             labels.append(label)
     if not images:
-        why = f"none of its {len(files)} files is an image PIL can read" if files else "no files"
+        why = f"no image PIL can read (none of its {len(files)} files)" if files else "no files"
         raise AeLabError(f"data.path={folder} holds {why}; {USE}")
     if skipped:
         log.warning(
