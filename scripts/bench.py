@@ -193,7 +193,7 @@ def plain_loop(root: str, epochs: int, batch_size: int, device: str) -> dict[str
 
     data = MNISTDataModule(root=root, download=False)
     data.setup()
-    images = data.splits["train"][0].unsqueeze(1).to(device)
+    images = data.splits["train"][0].to(device)  # (N, C, H, W)
     torch.manual_seed(0)
     model = DenseAE(latent_dim=32, hidden=[128]).to(device)
     opt, sched = default_recipe(model, epochs * math.ceil(len(images) / batch_size))

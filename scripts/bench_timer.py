@@ -88,7 +88,7 @@ class InterleavedPlainStep(L.Callback):
         from ae_lab.models import DenseAE
 
         datamodule = trainer.datamodule
-        self.images = datamodule.splits["train"][0].unsqueeze(1)
+        self.images = datamodule.splits["train"][0]  # (N, C, H, W)
         self.batch_size = datamodule.batch_size
         self.twin = DenseAE(latent_dim=32, hidden=[128]).to(self.images.device)
         self.opt, self.sched = default_recipe(self.twin, steps=10**7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -101,6 +102,14 @@ def image_shape(dataset: str) -> list[int] | None:
     return list(definition(dataset).image_shape) if dataset in dataset_names() else None
 
 
+def sized_shape(channels: Any, image_size: Any) -> list[int] | None:
+    """``data.image_shape`` of data whose config sets its shape (``conf/data/folder.yaml``):
+    [channels, height, width]; None for values out of range, which their own rules name."""
+    from ae_lab.data.definition import sized_shape as shape
+
+    return shape(channels, image_size)
+
+
 def register() -> None:
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
@@ -108,6 +117,8 @@ def register() -> None:
         OmegaConf.register_new_resolver("ae_lab_data_root", default_root)
     if not OmegaConf.has_resolver("ae_lab_image_shape"):  # data.image_shape (conf/data/*.yaml)
         OmegaConf.register_new_resolver("ae_lab_image_shape", image_shape)
+    if not OmegaConf.has_resolver("ae_lab_sized_shape"):  # data.image_shape (conf/data/folder.yaml)
+        OmegaConf.register_new_resolver("ae_lab_sized_shape", sized_shape)
     if not OmegaConf.has_resolver("path_name"):
         OmegaConf.register_new_resolver("path_name", path_name)
     if not OmegaConf.has_resolver("file_sha256"):

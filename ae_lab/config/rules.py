@@ -100,6 +100,27 @@ RULES = (
         "a list of class indices (integers >= 0) left out of training, e.g. [3] ([] for none)",
         indices,
     ),
+    # conf/data/folder.yaml: a folder of the user's own images (data=folder); data.path is
+    # required there and must be a folder (_data_source_given)
+    Rule(
+        "data.path",
+        "a folder of images (data=folder), e.g. data.path=~/pictures",
+        text,
+        nullable=True,
+    ),
+    Rule(
+        "data.image_size",
+        "a side in pixels, an integer >= 1, or [height, width], e.g. 32 or [32,48]",
+        either(
+            at_least(1), lambda v: isinstance(v, list) and len(v) == 2 and all(map(at_least(1), v))
+        ),
+    ),
+    Rule("data.channels", "1 (grey) or 3 (colour)", one_of(1, 3)),
+    Rule(
+        "data.test_fraction",
+        "a number in (0, 1) (the share of the images held out as the test set)",
+        number(lambda v: 0 < v < 1),
+    ),
     # conf/model
     Rule("model.latent_dim", "a positive integer (the bottleneck size; set latent=N)", at_least(1)),
     Rule(

@@ -23,6 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ae_lab.config.data_checks import data_source_given
 from ae_lab.config.rule import (
     INSTANTIATE_KEYS,
     OVERCOMPLETE_MODELS,
@@ -104,17 +105,17 @@ def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
 
 
 def _dataset_fits(cfg: DictConfig) -> str | None:
-    """The validation images come from the chosen dataset's training images, and the models
-    take images of one shape (``ae_lab/data/sizes.py``)."""
+    """The validation images come from the dataset's training images; the models take one shape."""
     name, val_size = _select(cfg, "data.dataset"), _select(cfg, "data.val_size")
     if name not in dataset_names():
         return None
     data = definition(name)
-    if data.image_shape != IMAGE_SHAPE:
-        shape, models = ("x".join(map(str, s)) for s in (data.image_shape, IMAGE_SHAPE))
+    shape = data.image_shape or _select(cfg, "data.image_shape")  # a folder's: its config's
+    if shape is not None and tuple(shape) != IMAGE_SHAPE:
+        shape, models = ("x".join(map(str, s)) for s in (shape, IMAGE_SHAPE))
         return f"data.dataset={name} has images of {shape}; the models take {models}"
     n = data.train_images
-    if is_int(val_size) and val_size >= n:
+    if n is not None and is_int(val_size) and val_size >= n:
         return (
             f"data.val_size must be an integer in [1, {n}) (validation images taken from "
             f"{data.name}'s {n:,} training images), got {val_size}"
@@ -128,8 +129,8 @@ def _classes_left(cfg: DictConfig) -> str | None:
     if name not in dataset_names() or not isinstance(excluded, ListConfig):
         return None
     data = definition(name)
-    n = data.n_classes
-    if not all(is_int(k) and k >= 0 for k in excluded):
+    n = data.n_classes  # None for a folder: the datamodule checks them once it is read
+    if n is None or not all(is_int(k) and k >= 0 for k in excluded):
         return None  # the key's own rule says so
     if any(k >= n for k in excluded) or len(set(excluded)) >= n:
         return (
@@ -147,7 +148,8 @@ def _batch_shares_fit(cfg: DictConfig) -> str | None:
     name = _select(cfg, "data.dataset")
     val_size, batch = _select(cfg, "data.val_size"), _select(cfg, "data.batch_size")
     eval_batch = _select(cfg, "data.eval_batch_size") or batch
-    if name not in dataset_names() or not all(map(is_int, (val_size, batch, eval_batch))):
+    counted = name in dataset_names() and definition(name).train_images is not None  # a folder: no
+    if not counted or not all(map(is_int, (val_size, batch, eval_batch))):
         return None
     data = definition(name)
     images = {"train": data.train_images - val_size, "val": val_size, "test": data.test_images}
@@ -167,6 +169,7 @@ def _batch_shares_fit(cfg: DictConfig) -> str | None:
 CROSS_CHECKS = (
     _bottleneck_fits,
     _nesterov_has_momentum,
+    data_source_given,
     _dataset_fits,
     _classes_left,
     _batch_shares_fit,

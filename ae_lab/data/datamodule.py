@@ -5,35 +5,42 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import lightning as L
 import torch
+from annotated_types import Ge, Gt, Lt
 
 from ae_lab.core.errors import AeLabError
 from ae_lab.core.values import is_int
-from ae_lab.data.contract import CLEAN
-from ae_lab.data.definition import DatasetDefinition, definition
-from ae_lab.data.files import load_raw, torchvision_class
+from ae_lab.data.batches import CorruptedBatches
+from ae_lab.data.definition import DatasetDefinition, definition, sized_shape, square
+from ae_lab.data.formats import Source, reader
 from ae_lab.data.loader import Numbered, TensorBatchLoader, classic_loader
 from ae_lab.data.transforms import Corruption, NoCorruption
 
 log = logging.getLogger(__name__)
 
+Side = Annotated[int, Ge(1)]
+Seed = Annotated[int, Ge(0), Lt(2**32)]
 
-class ImageDataModule(L.LightningDataModule):
+
+class ImageDataModule(CorruptedBatches, L.LightningDataModule):
     """Seeded train/val split of a dataset's training images; its official test images as the
-    test set. ``dataset`` names its definition (``ae_lab/data/datasets/<dataset>.py``); all else
-    is the same for every dataset. What models and callbacks rely on is ``ae_lab.data.ImageData``.
+    test set (a folder of images: a seeded share of them). ``dataset`` names its definition
+    (``ae_lab/data/datasets/<dataset>.py``), which names the reader of its files
+    (``ae_lab/data/formats/``); all else is the same for every dataset and every shape. What
+    models and callbacks rely on is ``ae_lab.data.ImageData``.
 
-    Batches come out as ``{"input", "target", "label"}``: ``target`` is the clean image and
-    ``input`` the same image after the configured corruption, applied to the whole batch on the
-    device it lives on. Validation and test corruption is re-seeded on every pass, so their curves
-    measure the model and not the noise draw.
+    Batches come out as ``{"input", "target", "label"}``: ``target`` is the clean image, float in
+    [0, 1] of shape (B, C, H, W), and ``input`` the same image after the configured corruption,
+    applied to the whole batch on the device it lives on. Validation and test corruption is
+    re-seeded on every pass, so their curves measure the model and not the noise draw.
 
     ``fast=True`` (default) keeps every image in one uint8 tensor on the training device and
-    slices batches from it; ``fast=False`` is the classic torchvision ``ToTensor`` + ``DataLoader``
-    path, kept for comparison (``make bench``) and for users who need workers.
+    slices batches from it, whatever the dataset; ``fast=False`` is the classic torchvision
+    ``ToTensor`` + ``DataLoader`` path, kept for comparison (``make bench``) and for users who
+    need workers.
 
     ``binarize_target`` ("threshold" or "sample") makes the clean image itself binary before
     the corruption, so a VAE's Bernoulli likelihood is a true likelihood and its test NLL compares
@@ -46,7 +53,11 @@ class ImageDataModule(L.LightningDataModule):
     (``ae_lab.callbacks.novelty``). The split itself is the same as without them: the validation
     images are those of every other run minus the excluded classes.
 
-    There is no cache of the decoded tensor: torchvision reads the raw files in about 0.2 s, a
+    ``path``, ``image_size``, ``channels`` and ``test_fraction`` are a folder of images' own
+    (``data=folder``); other datasets leave them None. ``image_shape`` is what the data config
+    states (models are built for it); it must be the shape of the images read.
+
+    There is no cache of the decoded tensor: torchvision reads MNIST's raw files in about 0.2 s, a
     cached tensor would save about 0.1-0.3 s of a start-up that imports dominate
     (docs/benchmarks.md), and the data folder may well be read-only.
     """
@@ -55,31 +66,54 @@ class ImageDataModule(L.LightningDataModule):
         self,
         dataset: str = "mnist",
         root: str = "data",
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        val_size: int = 5_000,
-        split_seed: int = 42,
-        seed: int = 0,
+        batch_size: Annotated[int, Ge(1)] = 128,
+        eval_batch_size: Annotated[int, Ge(1)] | None = None,
+        val_size: Annotated[int, Ge(1)] = 5_000,
+        split_seed: Seed = 42,
+        seed: Seed = 0,
         corruption: Corruption | None = None,
         fast: bool = True,
         on_device: bool = True,
-        num_workers: int = 0,
+        num_workers: Annotated[int, Ge(0)] = 0,
         pin_memory: bool = False,
         download: bool = True,
-        binarize_target: str | None = None,
-        exclude_classes: Sequence[int] = (),
-        image_shape: Sequence[int] | None = None,
+        binarize_target: Literal["threshold", "sample"] | None = None,
+        exclude_classes: Sequence[Annotated[int, Ge(0)]] = (),
+        image_shape: Sequence[Side] | None = None,
+        path: str | None = None,
+        image_size: Side | Sequence[Side] | None = None,
+        channels: Literal[1, 3] | None = None,
+        test_fraction: Annotated[float, Gt(0), Lt(1)] | None = None,
     ) -> None:
         super().__init__()
         self.dataset = dataset
         self.definition: DatasetDefinition = definition(dataset)
-        if image_shape is not None and tuple(image_shape) != tuple(self.definition.image_shape):
+        self.reader = reader(self.definition.format)
+        shape = self.definition.image_shape or sized_shape(channels, image_size)
+        if shape is None:
+            raise AeLabError(
+                f"data.image_size={image_size} and data.channels={channels} give no image shape; "
+                "data.image_size is a side >= 1 or [height, width], data.channels 1 or 3"
+            )
+        self._image_shape = tuple(shape)
+        if image_shape is not None and tuple(image_shape) != self._image_shape:
             raise AeLabError(
                 f"data.image_shape={list(image_shape)} but {self.definition.name} images are "
-                f"{list(self.definition.image_shape)}; leave data.image_shape to the dataset"
+                f"{list(self._image_shape)}; leave data.image_shape to the dataset"
             )
-        self.exclude_classes = excluded_classes(exclude_classes, self.definition.n_classes)
+        n_classes = self.definition.n_classes
+        given = tuple(exclude_classes)
+        self.exclude_classes = excluded_classes(given, n_classes) if n_classes else given
         self.root = root
+        self.source = Source(
+            root=Path(root),
+            download=download,
+            path=Path(path) if path is not None else None,
+            size=square(image_size),
+            channels=channels,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+        )
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size = val_size
@@ -99,27 +133,35 @@ class ImageDataModule(L.LightningDataModule):
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        """The definition's labels, else torchvision's class names for the dataset."""
-        return self.definition.classes or tuple(torchvision_class(self.definition).classes)
+        """The definition's labels, else the reader's (torchvision's class names, a folder's
+        sub-folders)."""
+        return self.definition.classes or self.reader.class_names(self.definition, self.source)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return self.definition.image_shape
+        return self._image_shape
 
     def prepare_data(self) -> None:
-        for train in (True, False):
-            load_raw(self.dataset, self.root, train=train, download=self.download)
+        self.reader.prepare(self.definition, self.source)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        train_x, train_y = load_raw(self.dataset, self.root, train=True, download=self.download)
-        test_x, test_y = load_raw(self.dataset, self.root, train=False, download=self.download)
+        train_x, train_y = self.reader.load(self.definition, self.source, train=True)
+        test_x, test_y = self.reader.load(self.definition, self.source, train=False)
+        where = self.reader.where(self.definition, self.source)
+        for x in (train_x, test_x):
+            if tuple(x.shape[1:]) != self._image_shape:
+                raise AeLabError(
+                    f"data.image_shape={list(self._image_shape)} but the images in {where} are "
+                    f"{list(x.shape[1:])}; leave data.image_shape to the dataset"
+                )
+        if self.definition.n_classes is None and self.exclude_classes:
+            self.exclude_classes = self._folder_exclusions(where)
         if self.val_size >= len(train_x):  # files smaller than the official ones (a subset)
             raise AeLabError(
                 f"data.val_size={self.val_size} leaves no training images: the files in "
-                f"{Path(self.root).resolve() / self.definition.folder / 'raw'} hold "
-                f"{len(train_x):,}; set data.val_size below that"
+                f"{where} hold {len(train_x):,}; set data.val_size below that"
             )
         val_idx, train_idx = self.split_indices(len(train_x))
         self.splits = {
@@ -131,17 +173,29 @@ class ImageDataModule(L.LightningDataModule):
         if self.fast and device is not None:
             self.move_to(device)
         log.info(
-            "%s from %s: %d train / %d val / %d test images%s%s",
+            "%s from %s: %d train / %d val / %d test images of %s%s%s",
             self.definition.name,
-            Path(self.root).resolve(),
+            where,
             len(self.splits["train"][0]),
             len(self.splits["val"][0]),
             len(test_x),
+            "x".join(map(str, self._image_shape)),
             f" resident on {device}" if self.fast and device is not None else "",
             f" (classes {list(self.exclude_classes)} left out of train and val)"
             if self.exclude_classes
             else "",
         )
+
+    def _folder_exclusions(self, where: Path) -> tuple[int, ...]:
+        """``exclude_classes`` checked against the classes the data has, known once it is read."""
+        n = len(self.class_names)
+        try:
+            return excluded_classes(self.exclude_classes, n)
+        except ValueError:
+            raise AeLabError(
+                f"data.exclude_classes must be class indices in [0, {n - 1}] (the {n} classes "
+                f"in {where}), not all of them, got {list(self.exclude_classes)}"
+            ) from None
 
     def _without_excluded(
         self, x: torch.Tensor, y: torch.Tensor
@@ -157,20 +211,23 @@ class ImageDataModule(L.LightningDataModule):
         return x[keep], y[keep]
 
     def move_to(self, device: torch.device | str) -> None:
-        """Keeps every split resident on ``device``: one copy of 47 MB, then batches are slices."""
+        """Keeps every split resident on ``device`` (MNIST: one copy of 47 MB; SVHN: 300 MB),
+        then batches are slices."""
         self.splits = {k: (x.to(device), y.to(device)) for k, (x, y) in self.splits.items()}
 
     def split_indices(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(validation, training) indices into the n training images (the dataset's count when
         None), fixed by ``split_seed``."""
         n = self.definition.train_images if n is None else n
+        if n is None:  # a folder: its count is known once it is read
+            n = len(self.splits["train"][0]) + len(self.splits["val"][0])
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.split_seed))
         return perm[: self.val_size].sort().values, perm[self.val_size :].sort().values
 
     def images(self, split: str) -> torch.Tensor:
-        """All images of a split as float in [0, 1], shape (N, 1, H, W), on the data's device."""
+        """All images of a split as float in [0, 1], shape (N, C, H, W), on the data's device."""
         x, _ = self.splits[split]
-        return x.unsqueeze(1).float().div_(255.0)
+        return x.float().div_(255.0)
 
     def labels(self, split: str) -> torch.Tensor:
         return self.splits[split][1]
@@ -205,68 +262,6 @@ class ImageDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> Any:
         return Numbered(self._loader("test", shuffle=False))
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The random state that carries over from one epoch to the next, saved in checkpoints so
-        that a resumed run draws the same batch order and training corruption as an unbroken one.
-        (Evaluation corruption is re-seeded on every pass and needs none.)"""
-        state = {}
-        if self.exclude_classes:  # checked on resume: the batch order belongs to this split
-            state["exclude_classes"] = torch.tensor(self.exclude_classes)
-        if self._train_order is not None:
-            state["train_order"] = self._train_order.get_state()
-        for (kind, device), gen in self._generators.items():
-            if kind == "train":
-                state[f"train_corruption/{device.type}"] = gen.get_state()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        # applied when the generators are made, which is after Lightning restores this state
-        self._resumed = dict(state_dict)
-        saved = tuple(self._resumed.pop("exclude_classes", torch.tensor([])).tolist())
-        if saved != self.exclude_classes:
-            raise AeLabError(
-                f"the checkpoint was trained with data.exclude_classes={list(saved)}, this run has "
-                f"data.exclude_classes={list(self.exclude_classes)}; continue it with the same "
-                "setting, or start a new run"
-            )
-
-    def _restore(self, key: str, generator: torch.Generator) -> None:
-        if key in self._resumed:
-            generator.set_state(self._resumed.pop(key))
-
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        # Resident batches are already where they belong; Lightning's generic move walks the
-        # batch's structure on every step only to find that out (about 10 us per step).
-        if batch[0].device == device:
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> dict[str, torch.Tensor]:
-        x, y, i = batch
-        training = self.trainer is None or self.trainer.training
-        gen = self._generator("train" if training else "eval", x.device)
-        if not training:  # same corruption on every evaluation pass
-            gen.manual_seed(self.seed * 1_000_003 + i)
-        clean = x
-        if self.binarize_target == "threshold":
-            x = (x > 0.5).to(x.dtype)
-        elif self.binarize_target == "sample":
-            x = torch.bernoulli(x, generator=gen)
-        batch = {"input": self.corruption(x, generator=gen), "target": x, "label": y}
-        if x is not clean:  # MSEs stay against the clean image (ae_lab.data.contract.CLEAN)
-            batch[CLEAN] = clean
-        return batch
-
-    def _generator(self, kind: str, device: torch.device) -> torch.Generator:
-        key = (kind, device)
-        if key not in self._generators:
-            gen = torch.Generator(device=device).manual_seed(self.seed + 1)
-            self._restore(f"{kind}_corruption/{device.type}", gen)
-            self._generators[key] = gen
-        return self._generators[key]
 
 
 def excluded_classes(classes: Sequence[int], n_classes: int) -> tuple[int, ...]:

@@ -2,8 +2,8 @@
 no workers), or through the classic torchvision ``ToTensor`` + ``DataLoader`` path.
 
 MNIST's training images are 47 MB as uint8 (as are those of every 28x28 grey dataset of its
-size), so the whole split fits on any training device. Decoding and collating each sample
-through a ``DataLoader`` costs more than a small autoencoder's step; slicing a tensor that
+size), SVHN's 225 MB, so the whole split fits on any training device. Decoding and collating each
+sample through a ``DataLoader`` costs more than a small autoencoder's step; slicing a tensor that
 already lives on the device costs almost nothing.
 """
 
@@ -17,7 +17,8 @@ import torch
 
 
 class TensorBatchLoader:
-    """Yields ``(images, labels)`` batches, images as float in [0, 1] with shape (B, 1, H, W).
+    """Yields ``(images, labels)`` batches, images as float in [0, 1] with shape (B, C, H, W)
+    (uint8 images given as (N, H, W) are one channel).
 
     The order matches ``DataLoader(..., shuffle=True, generator=torch.Generator().manual_seed(s))``
     for the same seed, epoch after epoch, so switching ``data.fast`` changes the speed and not the
@@ -42,7 +43,8 @@ class TensorBatchLoader:
     ) -> None:
         if images.dtype != torch.uint8:
             raise TypeError(f"expected uint8 images, got {images.dtype}")
-        self.images = images.unsqueeze(1)  # a view: every batch comes out shaped (B, 1, H, W)
+        # a view: every batch comes out shaped (B, C, H, W)
+        self.images = images.unsqueeze(1) if images.dim() == 3 else images
         self.labels = labels
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -122,7 +124,9 @@ class _ToTensorDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
-        img = Image.fromarray(self.images[i].numpy(), mode="L")
+        image = self.images[i]  # (C, H, W): grey as (H, W), colour as (H, W, C), as PIL has them
+        pixels = image[0] if len(image) == 1 else image.permute(1, 2, 0).contiguous()
+        img = Image.fromarray(pixels.numpy(), mode="L" if len(image) == 1 else "RGB")
         return self.to_tensor(img), int(self.labels[i])
 
 

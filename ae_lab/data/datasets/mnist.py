@@ -1,9 +1,11 @@
-"""MNIST: handwritten digits 0-9 (LeCun, Cortes and Burges)."""
+"""MNIST: handwritten digits 0-9 (LeCun, Cortes and Burges), 28x28 grey."""
 
 from ae_lab.data.definition import DatasetDefinition
 
 DATASET = DatasetDefinition(
     name="MNIST",
+    format="idx",
+    image_shape=(1, 28, 28),
     torchvision_class="MNIST",
     train_images=60_000,
     test_images=10_000,
