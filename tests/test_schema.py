@@ -1,0 +1,313 @@
+"""The config schema read from the code: a key's check and message come from the annotation of
+the argument it sets (``ae_lab/config/schema.py``, ``annotations.py``), shown here on small
+annotated classes the tests' configs point at; a hand rule (``ae_lab/config/rules.py``) only
+says what no signature can, and none repeats one."""
+
+from __future__ import annotations
+
+import math
+import types
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pytest
+from annotated_types import Ge, Gt, Interval, Len, MultipleOf, doc
+from omegaconf import DictConfig, OmegaConf
+
+from ae_lab.config import validation
+from ae_lab.config.annotations import Domain
+from ae_lab.config.rule import Rule
+from ae_lab.config.schema import argument_at
+from ae_lab.config.validation import how_to_rule, problems, rule_for, settings
+from ae_lab.core.errors import ConfigError
+from tests.conftest import compose_cfg, run_in_process
+from tests.test_validation import EXEMPT, OPTIONS
+
+
+class Inner:
+    """A nested config's target (``callbacks.widget.inner._target_``)."""
+
+    def __init__(self, depth: Annotated[int, Ge(0)] = 0) -> None:
+        self.depth = depth
+
+
+class Widget:
+    """An argument of each kind the schema reads, and one it cannot (``untyped``)."""
+
+    def __init__(
+        self,
+        size: Annotated[int, Ge(1)] = 1,
+        rate: Annotated[float, Interval(ge=0, lt=1), doc("the share dropped")] = 0.5,
+        mode: Literal["fast", "slow"] = "fast",
+        flag: bool = False,
+        name: str = "w",
+        widths: Sequence[Annotated[int, Ge(1)]] = (8,),
+        shape: Annotated[tuple[int, ...], Len(3, 3)] = (1, 28, 28),
+        limit: Annotated[int, Ge(1)] | None = None,
+        step: Annotated[int, Ge(8), MultipleOf(8)] = 8,
+        params: Mapping[str, Any] | None = None,
+        inner: Inner | None = None,
+        untyped=3,  # noqa: ANN001 - what the unruled-key test finds
+    ) -> None:
+        self.size = size
+
+
+def annotated_sgd(
+    params: Any,
+    lr: Annotated[float, Gt(0)] = 0.1,
+    weight_decay: Annotated[float, Ge(0)] = 0.0,
+    warmup: Annotated[int, Ge(0)] = 0,
+) -> None:
+    """A factory the optimizer group builds as a partial (``_partial_: true``)."""
+
+
+WIDGET = ("+callbacks.widget._target_=tests.test_schema.Widget",)
+OPTIMIZER = ("optimizer._target_=tests.test_schema.annotated_sgd",)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ((*WIDGET, "+callbacks.widget.size=0"), "size must be an integer >= 1, got 0"),
+        ((*WIDGET, "+callbacks.widget.size=true"), "size must be an integer >= 1, got true"),
+        ((*WIDGET, "+callbacks.widget.size=2.5"), "size must be an integer >= 1, got 2.5"),
+        (
+            (*WIDGET, "+callbacks.widget.rate=1"),
+            "rate must be a number in [0, 1) (the share dropped), got 1",
+        ),
+        (
+            (*WIDGET, "+callbacks.widget.rate=inf"),
+            "rate must be a number in [0, 1) (the share dropped), got inf",
+        ),
+        (
+            (*WIDGET, "+callbacks.widget.mode=fats"),
+            "mode must be one of fast, slow, got 'fats' (did you mean fast?)",
+        ),
+        ((*WIDGET, "+callbacks.widget.flag=yes"), "flag must be true or false, got 'yes'"),
+        ((*WIDGET, "+callbacks.widget.name=5"), "name must be a string, got 5"),
+        (
+            (*WIDGET, "+callbacks.widget.widths=[8,0]"),
+            "widths must be a list, each an integer >= 1, got [8, 0]",
+        ),
+        (
+            (*WIDGET, "+callbacks.widget.widths=8"),
+            "widths must be a list, each an integer >= 1, got 8",
+        ),
+        (
+            (*WIDGET, "+callbacks.widget.shape=[1,28]"),
+            "shape must be a list of 3 items, each an integer, got [1, 28]",
+        ),
+        ((*WIDGET, "+callbacks.widget.limit=0"), "limit must be an integer >= 1 or null, got 0"),
+        (
+            (*WIDGET, "+callbacks.widget.step=12"),
+            "step must be an integer >= 8 and a multiple of 8, got 12",
+        ),
+        ((*WIDGET, "+callbacks.widget.params=5"), "params must be a mapping or null, got 5"),
+        (
+            (*WIDGET, "+callbacks.widget.inner=5"),
+            "inner must be an Inner config with _target_ or null, got 5",
+        ),
+        (
+            (
+                *WIDGET,
+                "+callbacks.widget.inner._target_=tests.test_schema.Inner",
+                "+callbacks.widget.inner.depth=-1",
+            ),
+            "inner.depth must be an integer >= 0, got -1",
+        ),
+    ],
+)
+def test_an_annotation_gives_the_keys_check_and_message(tmp_path, overrides, message):
+    """Through the entrypoint as a user runs it: one line, exit status 2, before any data."""
+    run = run_in_process(
+        *overrides, run_dir=tmp_path / "run", data_root=tmp_path / "no_data", check=False
+    )
+    assert run.code == ConfigError.exit_code
+    assert run.message == f"callbacks.widget.{message}"
+    assert not (tmp_path / "no_data").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_partial_factorys_arguments_are_read_from_its_target(tmp_path):
+    run = run_in_process(
+        *OPTIMIZER,
+        "+optimizer.warmup=-1",
+        run_dir=tmp_path / "run",
+        data_root=tmp_path / "no_data",
+        check=False,
+    )
+    assert (run.code, run.message) == (2, "optimizer.warmup must be an integer >= 0, got -1")
+
+
+def test_values_the_annotations_allow_pass():
+    cfg = compose_cfg(
+        *WIDGET,
+        *OPTIMIZER,
+        "+optimizer.warmup=3",
+        "+callbacks.widget.size=3",
+        "+callbacks.widget.rate=0",  # an int where a float is asked
+        "+callbacks.widget.mode=slow",
+        "+callbacks.widget.limit=null",
+        "+callbacks.widget.widths=[]",
+        "+callbacks.widget.shape=[3,32,32]",
+        "+callbacks.widget.step=16",
+        "+callbacks.widget.params={a: 1}",
+        "+callbacks.widget.inner._target_=tests.test_schema.Inner",
+        "+callbacks.widget.inner.depth=0",
+    )
+    assert problems(cfg) == []
+    rules = {k: r for k, _, r in settings(cfg) if k.startswith("callbacks.widget.")}
+    assert rules["callbacks.widget.params"].whole  # a mapping is checked as a whole
+    assert "callbacks.widget.inner.depth" in rules  # a nested target's keys, one by one
+
+
+def test_a_hand_rule_says_more_than_a_signature_and_wins():
+    """``optimizer.lr`` keeps its hand rule (torch's ``lr: float | Tensor`` allows 0)."""
+    found = problems(compose_cfg(*OPTIMIZER, "optimizer.lr=0"))
+    assert found == ["optimizer.lr must be a number > 0 (the learning rate), got 0"]
+
+
+def test_a_key_without_annotation_or_rule_names_the_file_to_fix():
+    cfg = compose_cfg(*WIDGET, "+callbacks.widget.untyped=4", "+extra=1", "+model.depth=3")
+    without = [k for k, _, rule in settings(cfg) if rule is None and k.split(".")[-1] not in EXEMPT]
+    assert without == ["model.depth", "callbacks.widget.untyped", "extra"]
+    assert [how_to_rule(cfg, k) for k in without] == [
+        "model.depth: DenseAE (ae_lab/models/dense.py) takes no argument depth",
+        "callbacks.widget.untyped: annotate the argument untyped of Widget in "
+        "tests/test_schema.py (typing.Annotated with annotated_types, docs/extending.md)",
+        "extra: add a rule to ae_lab/config/rules.py",
+    ]
+
+
+# ------------------------------------------------------------- no hand rule repeats an annotation
+def _constants(thing: Any, seen: set[int]) -> set[Any]:
+    """The numbers and strings a test function turns on: its constants and its closure's."""
+    if id(thing) in seen:
+        return set()
+    seen.add(id(thing))
+    if isinstance(thing, (int, float, str)):
+        return {thing}
+    if isinstance(thing, (tuple, list, set, frozenset)):
+        return set().union(*(_constants(x, seen) for x in thing))
+    if isinstance(thing, types.CodeType):
+        return _constants(thing.co_consts, seen)
+    if callable(thing):
+        cells = [c.cell_contents for c in getattr(thing, "__closure__", None) or ()]
+        code = getattr(thing, "__code__", None)
+        return _constants((code, *cells), seen) if code else set()
+    return set()
+
+
+def _probes(hand: Rule, other: Rule | Domain) -> list[Any]:
+    found = (hand.ok, hand.choices, other.ok, other.choices, getattr(other, "landmarks", ()))
+    marks = _constants(found, set())
+    numbers = {m for m in marks if isinstance(m, (int, float)) and not isinstance(m, bool)}
+    near = {m + d for m in numbers | {0, 1, 2} for d in (-1, -0.5, -1e-9, 0, 1e-9, 0.5, 1)}
+    values: list[Any] = [None, True, False, "", "a", {}, {"a": 1}, {"_target_": "x"}]
+    values += [math.inf, -math.inf, math.nan, *(m for m in marks if isinstance(m, str))]
+    for v in near:
+        values += [float(v), int(v)] if float(v).is_integer() else [v]
+    items = [0, 1, 2, -1, 1.5, "a", True, None, *sorted(numbers)[:20]]
+    values += [[x] * n for x in items for n in range(6)] + [[1, 0], [0, 1], [1, -1], [1, "a"]]
+    return values
+
+
+def _accepts(rule: Rule | Domain, value: Any) -> bool:
+    try:  # as problems() asks
+        return (value is None and rule.nullable) or bool(rule.ok(value))
+    except Exception:  # noqa: BLE001 - a test that cannot take the value refuses it
+        return False
+
+
+def same_check(hand: Rule, other: Rule | Domain) -> bool:
+    """Whether ``hand`` allows what ``other`` does, on every value either turns on."""
+    return all(_accepts(hand, v) == _accepts(other, v) for v in _probes(hand, other))
+
+
+def _without(hand: Rule, container: dict, key: str) -> tuple[Rule | Domain | None, str]:
+    """What checks ``key`` once ``hand`` is deleted: the next hand rule of the key, else the
+    annotation (only its check, where ae_lab's own code can carry the rule's note with
+    ``doc``; the whole message, where an installed library's cannot), and where it is."""
+    rest = (r for r in validation.RULES if r is not hand and validation._matches(r.key, key))
+    if (other := next(rest, None)) is not None:
+        return other, f'Rule("{other.key}", ...)'
+    argument = argument_at(container, key)
+    found = argument.domain if argument else None
+    if found is None or not (argument.ours or found.allowed == hand.allowed):
+        return None, ""
+    return found, f"{argument.qualname} in {argument.where}"
+
+
+def repeated_rules(cfgs: list[DictConfig]) -> dict[str, list[str]]:
+    """The hand rules that, at every key of ``cfgs`` they check, say no more than what would
+    check the key without them: by rule, those keys and what says the same."""
+    repeats: dict[str, set[str]] = {}
+    needed: set[str] = set()
+    for cfg in cfgs:
+        container = OmegaConf.to_container(cfg, resolve=False)
+        for key, _, hand in settings(cfg):
+            if hand is None or hand is not rule_for(key):
+                continue
+            other, where = _without(hand, container, key)
+            if other is not None and same_check(hand, other):
+                repeats.setdefault(hand.key, set()).add(f"{key}: {where}")
+            else:
+                needed.add(hand.key)
+    return {k: sorted(v) for k, v in repeats.items() if k not in needed}
+
+
+def _to_delete(repeats: dict[str, list[str]]) -> str:
+    lines = [f'  Rule("{rule}", ...): {"; ".join(at)}' for rule, at in repeats.items()]
+    return (
+        "delete these hand rules from ae_lab/config/rules.py: the annotation of the argument "
+        "they check says the same (move a note of the rule's message into the annotation with "
+        "annotated_types.doc):\n" + "\n".join(lines)
+    )
+
+
+@pytest.fixture(scope="module")
+def shipped_configs() -> list[DictConfig]:
+    return [compose_cfg(*option.split()) for option in OPTIONS]
+
+
+def test_no_hand_rule_repeats_an_annotation(shipped_configs):
+    repeats = repeated_rules(shipped_configs)
+    assert repeats == {}, _to_delete(repeats)
+
+
+def test_a_hand_rule_that_repeats_an_annotation_is_named_for_deletion(monkeypatch):
+    rules = (
+        Rule("callbacks.widget.size", "an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
+        Rule("callbacks.widget.limit", "an integer >= 1", validation.RULES[0].ok, nullable=True),
+        Rule("callbacks.widget.mode", "fast or slow", lambda v: v in ("fast", "slow")),
+        Rule("callbacks.widget.rate", "a number in [0, 0.5]", lambda v: 0 <= v <= 0.5),
+    )
+    monkeypatch.setattr(validation, "RULES", (*rules, *validation.RULES))
+    cfg = compose_cfg(*WIDGET, "+callbacks.widget.limit=2", "+callbacks.widget.size=2")
+    repeats = repeated_rules([cfg])
+    # size's rule takes True (a bool) where the annotation does not; rate's is narrower
+    assert list(repeats) == ["callbacks.widget.limit"]
+    assert _to_delete(repeats).splitlines()[1] == (
+        '  Rule("callbacks.widget.limit", ...): callbacks.widget.limit: Widget in '
+        "tests/test_schema.py"
+    )
+
+
+def test_the_messages_of_every_kind_read_like_the_hand_rules():
+    from ae_lab.config.annotations import domain
+
+    allowed = {
+        Literal["a", "b"] | None: "one of null, a, b",
+        bool | None: "true, false or null",
+        bool | Literal["link"]: "true, false or link",
+        str | Path: "a path",
+        int | float: "a number",
+        Annotated[int, Interval(ge=0, le=9)]: "an integer in [0, 9]",
+        Annotated[float, Gt(0)] | Sequence[Annotated[float, Gt(0)]]: (
+            "a number > 0 or a list, each a number > 0"
+        ),
+        Annotated[list[int], Len(1, 3)]: "a list of 1 to 3 items, each an integer",
+    }
+    assert {t: domain(t).allowed for t in allowed} == allowed
+    assert domain(Any) is None and domain(Callable[[int], int]) is None
+    assert domain(Sequence[Any]) is None and domain(Annotated[int, "why"]) is None
