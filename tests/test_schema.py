@@ -311,3 +311,19 @@ def test_the_messages_of_every_kind_read_like_the_hand_rules():
     assert {t: domain(t).allowed for t in allowed} == allowed
     assert domain(Any) is None and domain(Callable[[int], int]) is None
     assert domain(Sequence[Any]) is None and domain(Annotated[int, "why"]) is None
+
+
+def test_a_trained_runs_setting_is_checked_against_its_annotation():
+    """``ae-lab-eval`` reads the settings a run was trained with; an annotated argument's
+    (``PixelMask.p``) is checked by its annotation there too."""
+    from ae_lab.config import trained_run
+
+    good = trained_run.from_overrides(["transform=mask", "transform.p=0.25"], "overrides.yaml")
+    assert trained_run.check(good, "overrides.yaml") == ["transform=mask", "transform.p=0.25"]
+    bad = trained_run.from_overrides(["transform=mask", "transform.p=1.5"], "overrides.yaml")
+    with pytest.raises(ConfigError) as err:
+        trained_run.check(bad, "overrides.yaml")
+    assert str(err.value) == (
+        "overrides.yaml: transform.p must be a number in [0, 1) (the share of pixels dropped), "
+        "got 1.5"
+    )
