@@ -67,61 +67,34 @@ OPTIMIZER = ("optimizer._target_=tests.test_schema.annotated_sgd",)
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
+    "given, message",
     [
-        ((*WIDGET, "+callbacks.widget.size=0"), "size must be an integer >= 1, got 0"),
-        ((*WIDGET, "+callbacks.widget.size=true"), "size must be an integer >= 1, got true"),
-        ((*WIDGET, "+callbacks.widget.size=2.5"), "size must be an integer >= 1, got 2.5"),
+        ("size=0", "size must be an integer >= 1, got 0"),
+        ("size=true", "size must be an integer >= 1, got true"),  # a bool is no integer
+        ("size=2.5", "size must be an integer >= 1, got 2.5"),
+        ("rate=1", "rate must be a number in [0, 1) (the share dropped), got 1"),
+        ("rate=inf", "rate must be a number in [0, 1) (the share dropped), got inf"),
+        ("mode=fats", "mode must be one of fast, slow, got 'fats' (did you mean fast?)"),
+        ("flag=yes", "flag must be true or false, got 'yes'"),
+        ("name=5", "name must be a string, got 5"),
+        ("widths=[8,0]", "widths must be a list, each an integer >= 1, got [8, 0]"),
+        ("widths=8", "widths must be a list, each an integer >= 1, got 8"),
+        ("shape=[1,28]", "shape must be a list of 3 items, each an integer, got [1, 28]"),
+        ("limit=0", "limit must be an integer >= 1 or null, got 0"),
+        ("step=12", "step must be an integer >= 8 and a multiple of 8, got 12"),
+        ("params=5", "params must be a mapping or null, got 5"),
+        ("inner=5", "inner must be an Inner config with _target_ or null, got 5"),
         (
-            (*WIDGET, "+callbacks.widget.rate=1"),
-            "rate must be a number in [0, 1) (the share dropped), got 1",
-        ),
-        (
-            (*WIDGET, "+callbacks.widget.rate=inf"),
-            "rate must be a number in [0, 1) (the share dropped), got inf",
-        ),
-        (
-            (*WIDGET, "+callbacks.widget.mode=fats"),
-            "mode must be one of fast, slow, got 'fats' (did you mean fast?)",
-        ),
-        ((*WIDGET, "+callbacks.widget.flag=yes"), "flag must be true or false, got 'yes'"),
-        ((*WIDGET, "+callbacks.widget.name=5"), "name must be a string, got 5"),
-        (
-            (*WIDGET, "+callbacks.widget.widths=[8,0]"),
-            "widths must be a list, each an integer >= 1, got [8, 0]",
-        ),
-        (
-            (*WIDGET, "+callbacks.widget.widths=8"),
-            "widths must be a list, each an integer >= 1, got 8",
-        ),
-        (
-            (*WIDGET, "+callbacks.widget.shape=[1,28]"),
-            "shape must be a list of 3 items, each an integer, got [1, 28]",
-        ),
-        ((*WIDGET, "+callbacks.widget.limit=0"), "limit must be an integer >= 1 or null, got 0"),
-        (
-            (*WIDGET, "+callbacks.widget.step=12"),
-            "step must be an integer >= 8 and a multiple of 8, got 12",
-        ),
-        ((*WIDGET, "+callbacks.widget.params=5"), "params must be a mapping or null, got 5"),
-        (
-            (*WIDGET, "+callbacks.widget.inner=5"),
-            "inner must be an Inner config with _target_ or null, got 5",
-        ),
-        (
-            (
-                *WIDGET,
-                "+callbacks.widget.inner._target_=tests.test_schema.Inner",
-                "+callbacks.widget.inner.depth=-1",
-            ),
+            "inner._target_=tests.test_schema.Inner inner.depth=-1",
             "inner.depth must be an integer >= 0, got -1",
         ),
     ],
 )
-def test_an_annotation_gives_the_keys_check_and_message(tmp_path, overrides, message):
+def test_an_annotation_gives_the_keys_check_and_message(tmp_path, given, message):
     """Through the entrypoint as a user runs it: one line, exit status 2, before any data."""
+    settings = [f"+callbacks.widget.{s}" for s in given.split()]
     run = run_in_process(
-        *overrides, run_dir=tmp_path / "run", data_root=tmp_path / "no_data", check=False
+        *WIDGET, *settings, run_dir=tmp_path / "run", data_root=tmp_path / "no_data", check=False
     )
     assert run.code == ConfigError.exit_code
     assert run.message == f"callbacks.widget.{message}"
@@ -140,21 +113,12 @@ def test_a_partial_factorys_arguments_are_read_from_its_target(tmp_path):
 
 
 def test_values_the_annotations_allow_pass():
-    cfg = compose_cfg(
-        *WIDGET,
-        *OPTIMIZER,
-        "+optimizer.warmup=3",
-        "+callbacks.widget.size=3",
-        "+callbacks.widget.rate=0",  # an int where a float is asked
-        "+callbacks.widget.mode=slow",
-        "+callbacks.widget.limit=null",
-        "+callbacks.widget.widths=[]",
-        "+callbacks.widget.shape=[3,32,32]",
-        "+callbacks.widget.step=16",
-        "+callbacks.widget.params={a: 1}",
-        "+callbacks.widget.inner._target_=tests.test_schema.Inner",
-        "+callbacks.widget.inner.depth=0",
+    given = (
+        "size=3 rate=0 mode=slow limit=null widths=[] shape=[3,32,32] step=16 params={a:1} "
+        "inner._target_=tests.test_schema.Inner inner.depth=0"  # rate: an int for a float
     )
+    widget = [f"+callbacks.widget.{s}" for s in given.split()]
+    cfg = compose_cfg(*WIDGET, *widget, *OPTIMIZER, "+optimizer.warmup=3")
     assert problems(cfg) == []
     rules = {k: r for k, _, r in settings(cfg) if k.startswith("callbacks.widget.")}
     assert rules["callbacks.widget.params"].whole  # a mapping is checked as a whole

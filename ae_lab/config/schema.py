@@ -34,20 +34,25 @@ class Argument:
     annotation: Any  # inspect.Parameter.empty: none; NO_SUCH: the owner takes no such argument
 
     @property
+    def _file(self) -> Path | None:
+        try:
+            return Path(inspect.getsourcefile(self.owner) or "")
+        except TypeError:  # built in: no source file
+            return None
+
+    @property
     def ours(self) -> bool:
         """Whether the owner is code of this project (ae_lab's, a test's), which it annotates
         itself, rather than an installed library's."""
-        file = inspect.getsourcefile(self.owner) or ""
-        installed = any(part in _INSTALLED for part in Path(file).parts)
+        installed = self._file is None or any(p in _INSTALLED for p in self._file.parts)
         return self.owner.__module__.split(".")[0] == "ae_lab" or not installed
 
     @property
     def where(self) -> str:
         """The file that defines the owner, from the checkout's root."""
-        file = Path(inspect.getsourcefile(self.owner) or "")
         try:
-            return str(file.resolve().relative_to(ROOT))
-        except ValueError:
+            return str(self._file.resolve().relative_to(ROOT))
+        except (AttributeError, ValueError):  # no file, or one outside the checkout
             return self.owner.__module__.replace(".", "/") + ".py"
 
     @property
