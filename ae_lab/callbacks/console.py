@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
+from annotated_types import Ge, Gt, doc
 from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
@@ -35,7 +36,9 @@ log = logging.getLogger(__name__)
 class ProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, redrawn by time (``interval_s``) rather than every n steps."""
 
-    def __init__(self, interval_s: float = 1.0, leave: bool = False) -> None:
+    def __init__(
+        self, interval_s: Annotated[float, Gt(0), doc("seconds")] = 1.0, leave: bool = False
+    ) -> None:
         super().__init__(refresh_rate=1, leave=leave)
         self.interval_s = interval_s
         self._due = 0.0  # time.monotonic() from which the next redraw is due
@@ -68,6 +71,9 @@ class ProgressBar(TQDMProgressBar):
 class ModelSummary(LightningModelSummary):
     """Lightning's summary table without metric objects, and without FLOPs where none were
     counted."""
+
+    def __init__(self, max_depth: Annotated[int, Ge(-1), doc("0: none, -1: all")] = 1) -> None:
+        super().__init__(max_depth=max_depth)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._max_depth:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
+from annotated_types import Ge
 
 from ae_lab.core.errors import AeLabError
 
@@ -28,7 +29,7 @@ class StopOnNonFiniteLoss(L.Callback):
     ``every_n_steps`` steps and at the end of each epoch; the message then names the window.
     """
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    def __init__(self, every_n_steps: Annotated[int, Ge(1)] = 50) -> None:
         self.every_n_steps = every_n_steps
         self.pending: torch.Tensor | None = None
         self.since = 0

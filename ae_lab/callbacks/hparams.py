@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
+from annotated_types import doc
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.callbacks.loggers import log_hyperparams
@@ -27,7 +28,10 @@ class HParamsSummary(L.Callback):
     line up every run of a sweep.
     """
 
-    def __init__(self, params: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        params: Annotated[Mapping[str, Any], doc("names to values: TensorBoard's HPARAMS tab")],
+    ) -> None:
         if isinstance(params, DictConfig):
             params = OmegaConf.to_container(params, resolve=True)
         self.params = _settings(params)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import numpy as np
 import torch
+from annotated_types import doc
 from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
@@ -179,7 +180,14 @@ MODEL_TRAINING = "custom_model_development"
 
 
 def mlflow_logger(
-    tracking_uri: str | None = None, experiment_name: str = "ae_lab", **kwargs: Any
+    tracking_uri: Annotated[
+        str | None,
+        doc("where MLflow keeps its runs: sqlite:///<file>.db, file:<folder> or http://<server>"),
+    ] = None,
+    experiment_name: Annotated[str, doc("the MLflow experiment")] = "ae_lab",
+    run_name: Annotated[str | None, doc("the run's name in MLflow")] = None,
+    tags: Annotated[Mapping[str, Any] | None, doc("tag names to values")] = None,
+    **kwargs: Any,
 ) -> MLFlowLogger:
     """Lightning's ``MLFlowLogger`` with its experiment and run made at once, the experiment
     marked as model training (``EXPERIMENT_KIND_TAG``) so that MLflow's UI opens it on its runs.
@@ -189,7 +197,8 @@ def mlflow_logger(
     missing."""
 
     def make() -> MLFlowLogger:
-        logger = MLFlowLogger(tracking_uri=tracking_uri, experiment_name=experiment_name, **kwargs)
+        names = {"experiment_name": experiment_name, "run_name": run_name, "tags": tags}
+        logger = MLFlowLogger(tracking_uri=tracking_uri, **names, **kwargs)
         client = logger.experiment  # the experiment (made if missing) and the run, now
         _mark_model_training(client, logger.experiment_id)
         return logger
@@ -224,7 +233,13 @@ class FailingWandbLogger(WandbLogger):
             self._experiment.finish(exit_code=1)
 
 
-def wandb_logger(**kwargs: Any) -> WandbLogger:
+def wandb_logger(
+    save_dir: str | Path = ".",
+    offline: Annotated[bool, doc("true: no network; wandb sync uploads later")] = False,
+    project: Annotated[str | None, doc("the W&B project")] = None,
+    name: Annotated[str | None, doc("the run's name in W&B")] = None,
+    **kwargs: Any,
+) -> WandbLogger:
     """A ``FailingWandbLogger`` for a run of its own. The jobs of a sweep on the basic launcher
     share one process, where Lightning would go on logging into the W&B run the previous job left
     open (W&B closes its last run as the process exits): that one is closed first."""
@@ -232,7 +247,9 @@ def wandb_logger(**kwargs: Any) -> WandbLogger:
 
     if wandb.run is not None:
         wandb.finish()
-    return FailingWandbLogger(**kwargs)
+    return FailingWandbLogger(
+        save_dir=save_dir, offline=offline, project=project, name=name, **kwargs
+    )
 
 
 # the package each logger needs beyond ae_lab's core install (all of them: pip install

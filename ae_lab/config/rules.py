@@ -1,38 +1,37 @@
-"""Every user-facing key's rule, one line each, grouped by the config file that sets it.
+"""The hand rules: what a key allows where no signature can say it, grouped by the config file
+that sets it. ``*`` in a key stands for any one name.
 
-A key added to ``conf/`` needs a line here (tests/test_validation.py fails on a key without one);
-``*`` in a key stands for any one name.
+A key that sets an argument of ae_lab's own code needs no line here: the argument's annotation
+says what it allows (``ae_lab.config.schema``). A line here is for a key of no constructor
+(``latent``, ``seed``), an argument of torch's, Lightning's or Optuna's that needs more than its
+annotation (a range, a note), or a check of one key that no annotation can state; settings wrong
+only together are ``ae_lab.config.validation.CROSS_CHECKS``. tests/test_validation.py fails on a
+key with neither, and tests/test_schema.py on a line that repeats an annotation.
 """
 
 from __future__ import annotations
 
 from ae_lab.config.rule import (
-    ACCELERATORS,
-    BATCHES,
     BOOL,
     CONV_STAGES,
     FOLDER,
-    PRECISIONS,
-    PROFILERS,
     SEED,
     SEED_RANGE,
     Rule,
     at_least,
-    batches,
     between,
     built,
     choice,
-    devices,
     either,
     flag,
     indices,
     mapping,
-    never,
     number,
     one_of,
     text,
     widths,
 )
+from ae_lab.config.trainer_rules import TRAINER_RULES
 from ae_lab.data.definition import dataset_names
 from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
 
@@ -71,14 +70,12 @@ RULES = (
     ),
     # conf/data
     choice("data.dataset", *dataset_names(), note="the modules in ae_lab/data/datasets/"),
-    Rule("data.root", f"{FOLDER} (the one holding MNIST/raw/, FashionMNIST/raw/, ...)", text),
     Rule(
         "data.image_shape",
         "[channels, height, width], integers >= 1 (set by the dataset)",
         lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(at_least(1)(x) for x in v),
         nullable=True,
     ),
-    Rule("data.download", BOOL, flag),
     Rule("data.batch_size", "an integer >= 1", at_least(1)),
     Rule("data.eval_batch_size", "an integer >= 1", at_least(1), nullable=True),
     # below the dataset's number of training images: _dataset_fits
@@ -89,10 +86,7 @@ RULES = (
     ),
     Rule("data.split_seed", SEED, between(*SEED_RANGE)),
     Rule("data.seed", SEED, between(*SEED_RANGE)),
-    Rule("data.fast", BOOL, flag),
-    Rule("data.on_device", BOOL, flag),
     Rule("data.num_workers", "an integer >= 0 (DataLoader worker processes)", at_least(0)),
-    Rule("data.pin_memory", BOOL, flag),
     choice("data.binarize_target", "threshold", "sample", nullable=True),
     # below the dataset's number of classes, and not all of them: _classes_left
     Rule(
@@ -134,7 +128,6 @@ RULES = (
         f"(each stage halves the image's side of {IMAGE_SHAPE[1]} pixels)",
         widths(1, CONV_STAGES),
     ),
-    Rule("model.he_init", BOOL, flag),
     Rule("model.beta", "a number >= 0 (the KL weight)", number(lambda v: v >= 0)),
     Rule("model.kl_warmup_epochs", "an integer >= 0", at_least(0)),
     choice("model.recon_loss", "bce", "mse"),
@@ -148,7 +141,6 @@ RULES = (
     Rule("optimizer.lr", "a number > 0 (the learning rate)", number(lambda v: v > 0)),
     Rule("optimizer.weight_decay", "a number >= 0", number(lambda v: v >= 0)),
     Rule("optimizer.momentum", "a number >= 0", number(lambda v: v >= 0)),
-    Rule("optimizer.nesterov", BOOL, flag),
     # conf/scheduler
     Rule("scheduler.max_lr", "a number > 0 (the peak learning rate)", number(lambda v: v > 0)),
     Rule(
@@ -156,119 +148,10 @@ RULES = (
         "a number in (0, 1) (the share of the steps spent warming up)",
         number(lambda v: 0 < v < 1),
     ),
-    # conf/transform
-    Rule(
-        "transform.std", "a number >= 0 (the noise's standard deviation)", number(lambda v: v >= 0)
-    ),
-    Rule(
-        "transform.p",
-        "a number in [0, 1) (the share of pixels dropped)",
-        number(lambda v: 0 <= v < 1),
-    ),
-    Rule("transform.threshold", "a number in (0, 1)", number(lambda v: 0 < v < 1)),
-    # conf/trainer and conf/accelerator: lightning.Trainer's arguments
-    Rule("trainer.max_epochs", "an integer >= 1", at_least(1)),
-    Rule("trainer.min_epochs", "an integer >= 0", at_least(0), nullable=True),
-    Rule("trainer.max_steps", "an integer >= -1 (-1: no limit)", at_least(-1)),
-    Rule("trainer.min_steps", "an integer >= 0", at_least(0), nullable=True),
-    Rule(
-        "trainer.max_time",
-        "a duration DD:HH:MM:SS or a mapping such as {hours: 4}",
-        either(text, mapping),
-        nullable=True,
-        whole=True,
-    ),
-    choice("trainer.accelerator", *ACCELERATORS, note="the accelerator group sets it"),
-    Rule(
-        "trainer.strategy",
-        "a Lightning strategy's name such as auto, ddp or ddp_spawn, or a config with _target_",
-        either(text, built),
-        whole=True,
-    ),
-    Rule(
-        "trainer.devices",
-        "a number of devices >= 1, -1 (all), auto, or device indices such as [0,1]",
-        devices,
-    ),
-    Rule("trainer.num_nodes", "an integer >= 1", at_least(1)),
-    Rule(
-        "trainer.precision",
-        "one of " + ", ".join(dict.fromkeys(map(str, PRECISIONS))),
-        one_of(*PRECISIONS),
-        choices=tuple(p for p in PRECISIONS if isinstance(p, str)),
-    ),
-    Rule("trainer.limit_*_batches", BATCHES, batches, nullable=True),
-    Rule("trainer.overfit_batches", BATCHES, batches),
-    Rule(
-        "trainer.fast_dev_run", "true, false or a number of batches >= 0", either(flag, at_least(0))
-    ),
-    Rule("trainer.check_val_every_n_epoch", "an integer >= 1", at_least(1), nullable=True),
-    Rule(
-        "trainer.val_check_interval",
-        "an integer >= 1 (batches), a number in (0, 1] (a share of an epoch) or a duration",
-        either(at_least(1), number(lambda v: 0 < v <= 1), text, mapping),
-        nullable=True,
-        whole=True,
-    ),
-    Rule("trainer.num_sanity_val_steps", "an integer >= -1 (-1: all)", at_least(-1), nullable=True),
-    Rule("trainer.log_every_n_steps", "an integer >= 0 (0: never)", at_least(0), nullable=True),
-    Rule("trainer.accumulate_grad_batches", "an integer >= 1", at_least(1)),
-    Rule("trainer.gradient_clip_val", "a number >= 0", number(lambda v: v >= 0), nullable=True),
-    choice("trainer.gradient_clip_algorithm", "norm", "value", nullable=True),
-    Rule(
-        "trainer.deterministic", "true, false or warn", either(flag, one_of("warn")), nullable=True
-    ),
-    *(
-        Rule(f"trainer.{k}", BOOL, flag, nullable=True)
-        for k in (
-            "benchmark",
-            "enable_progress_bar",
-            "enable_model_summary",
-            "enable_checkpointing",
-        )
-    ),
-    *(
-        Rule(f"trainer.{k}", BOOL, flag)
-        for k in (
-            "inference_mode",
-            "use_distributed_sampler",
-            "detect_anomaly",
-            "barebones",
-            "sync_batchnorm",
-            "enable_autolog_hparams",
-        )
-    ),
-    Rule("trainer.reload_dataloaders_every_n_epochs", "an integer >= 0", at_least(0)),
-    Rule(
-        "trainer.profiler",
-        f"one of {', '.join(PROFILERS)} or a profiler config with _target_",
-        either(one_of(*PROFILERS), built),
-        nullable=True,
-        choices=PROFILERS,
-        whole=True,
-    ),
-    Rule("trainer.default_root_dir", FOLDER, text, nullable=True),
-    Rule("trainer.logger", "set by the logger group (logger=csv, logger=none, ...)", never),
-    Rule(
-        "trainer.callbacks",
-        "set by the callbacks group (callbacks=full, ~callbacks.latent_map, ...)",
-        never,
-        whole=True,
-    ),
+    *TRAINER_RULES,
     # conf/logger
     Rule("logger.*", "a logger config with _target_ (null: off)", built, nullable=True),
-    # conf/logger/mlflow.yaml and wandb.yaml (before logger.*.name: a run's name there)
-    Rule(
-        "logger.mlflow.tracking_uri",
-        "where MLflow keeps its runs: sqlite:///<file>.db, file:<folder> or http://<server>",
-        text,
-        nullable=True,
-    ),
-    Rule("logger.mlflow.experiment_name", "a string (the MLflow experiment)", text),
-    Rule("logger.mlflow.run_name", "a string (the run's name in MLflow)", text, nullable=True),
-    Rule("logger.mlflow.tags", "a mapping of tag names to values", mapping, whole=True),
-    Rule("logger.wandb.offline", BOOL + " (true: no network; wandb sync uploads later)", flag),
-    Rule("logger.wandb.project", "a string (the W&B project)", text, nullable=True),
+    # conf/logger/wandb.yaml (before logger.*.name: a run's name there, set to null by hand)
     Rule("logger.wandb.name", "a string (the run's name in W&B)", text, nullable=True),
     Rule("logger.*.save_dir", FOLDER, text),
     Rule("logger.*.name", 'a string (a subfolder of save_dir, "" for none)', text),
@@ -278,7 +161,6 @@ RULES = (
         either(text, at_least(0)),
         nullable=True,
     ),
-    Rule("logger.tensorboard.default_hp_metric", BOOL, flag),
     # conf/callbacks
     Rule("callbacks.*", "a callback config with _target_ (null: off)", built, nullable=True),
     Rule("callbacks.*.seed", SEED, between(*SEED_RANGE)),
@@ -292,16 +174,6 @@ RULES = (
         "true, false or link",
         either(flag, one_of("link")),
         nullable=True,
-    ),
-    Rule("callbacks.model_checkpoint.auto_insert_metric_name", BOOL, flag),
-    Rule("callbacks.progress_bar.interval_s", "a number > 0 (seconds)", number(lambda v: v > 0)),
-    Rule("callbacks.model_summary.max_depth", "an integer >= -1 (0: none, -1: all)", at_least(-1)),
-    choice("callbacks.lr_monitor.logging_interval", "step", "epoch", nullable=True),
-    Rule(
-        "callbacks.hparams.params",
-        "a mapping of names to values (TensorBoard's HPARAMS tab)",
-        mapping,
-        whole=True,
     ),
     Rule(
         "callbacks.pca.n_components",
@@ -321,20 +193,7 @@ RULES = (
         at_least(250),
     ),
     Rule("callbacks.latent_map.threads", "an integer >= 1", at_least(1), nullable=True),
-    Rule(
-        "callbacks.downstream.checkpoint",
-        "a model=classifier checkpoint's path (null: train one)",
-        text,
-        nullable=True,
-    ),
-    Rule(
-        "callbacks.downstream.cache_dir",
-        f"{FOLDER} (null: the user's cache folder, ~/.cache/ae_lab)",
-        text,
-        nullable=True,
-    ),
     Rule("callbacks.downstream.epochs", "an integer >= 1", at_least(1)),
-    Rule("callbacks.downstream.accuracies", BOOL, flag),
     Rule("callbacks.downstream.batch_size", "an integer >= 1", at_least(1)),
     Rule("callbacks.downstream.lr", "a number > 0", number(lambda v: v > 0)),
     Rule(
@@ -372,13 +231,6 @@ RULES = (
     ),
     Rule("callbacks.samples.batch_size", "an integer >= 1 (images per batch)", at_least(1)),
     # conf/hparams_search/optuna.yaml and its pruners (Optuna's own names and ranges)
-    Rule("callbacks.optuna_pruning.monitor", "a metric name (optimized_metric)", text),
-    Rule(
-        "callbacks.optuna_pruning.pruner",
-        "a pruner config (hparams_search.pruner)",
-        mapping,
-        whole=True,
-    ),
     Rule(
         "hparams_search.pruner.n_startup_trials",
         "an integer >= 0 (trials completed before pruning starts)",

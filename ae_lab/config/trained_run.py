@@ -12,7 +12,8 @@ boolean, null or a list of these) and kept only if
   or a setting that exists in ae_lab's config composed with those choices;
 - it sets nothing Hydra or ``instantiate`` reads (``hydra.*``, ``_target_``, ``_args_``, ...) and
   holds no interpolation (``${...}``, which could reach a resolver);
-- its value passes the setting's rule (``ae_lab.config.rules``), as on the command line.
+- its value passes the setting's check (its argument's annotation or its hand rule), as on the
+  command line.
 
 Anything else ends the command with one line (exit status 2) before anything is composed for the
 run, let alone instantiated. What the evaluation sets itself (``EVAL_SETUP``: callbacks, loggers,
@@ -26,12 +27,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ae_lab.config import location
+from ae_lab.config.options import compose_eval, group_options, groups, has_key
+from ae_lab.config.overrides import as_override
 from ae_lab.config.rule import INSTANTIATE_KEYS
 from ae_lab.core.errors import ConfigError, did_you_mean
 from ae_lab.core.identity import DISPLAY_ONLY, under
@@ -189,55 +190,14 @@ def from_checkpoint(entry: Any, source: str) -> TrainedRun:
     return run
 
 
-# ------------------------------------------------------------------ ae_lab's own groups and keys
-@cache
-def _options() -> dict[str, tuple[str, ...]]:
-    """Every group of ae_lab's config search path (Hydra's own aside) and its options, nested
-    ones as ``course/deep_ae_64``."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.object_type import ObjectType
-
-    with initialize_config_dir(config_dir=str(location.config_dir()), version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
-
-        def options(group: str) -> list[str]:
-            found = list(loader.get_group_options(group, ObjectType.CONFIG))
-            for sub in loader.list_groups(group):
-                found += [f"{sub}/{o}" for o in options(f"{group}/{sub}")]
-            return found
-
-        return {g: tuple(sorted(options(g))) for g in loader.list_groups("") if g != "hydra"}
-
-
-def groups() -> tuple[str, ...]:
-    return tuple(_options())
-
-
-def _compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(location.config_dir()), version_base="1.3"):
-        return compose("eval", overrides=overrides)
-
-
-def _exists(cfg: DictConfig, key: str) -> bool:
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return False
-        node = node._get_node(part)
-    return True
-
-
 def check(run: TrainedRun, source: str, given: Iterable[str] = ()) -> list[str]:
     """The overrides that rebuild ``run``'s model and data, less the keys in ``given`` (and every
     key inside them), which the user sets again; raises ``ConfigError`` for a group or option,
     key or value that is not ae_lab's or breaks its rule."""
-    from ae_lab.config.validation import rule_for
+    from ae_lab.config.validation import rule_in
 
     given = tuple(given)
-    options = _options()
+    options = group_options()
     choices: list[str] = []
     for group, option in run.choices.items():
         entry = f"{group}={option}"
@@ -254,68 +214,25 @@ def check(run: TrainedRun, source: str, given: Iterable[str] = ()) -> list[str]:
             )
         if not under(group.replace("/", "."), given):
             choices.append(as_override(group, option))
-    cfg = _compose(choices)
+    cfg = compose_eval(choices)
     out = list(choices)
     for key in run.deleted:
         if under(key, EVAL_SETUP) or under(key, given):
             continue
-        if not _exists(cfg, key):
+        if not has_key(cfg, key):
             raise _refuse(source, f"~{key}", "deletes a key ae_lab's config does not have")
         out.append(f"~{key}")
     for key, value in run.settings.items():
         if under(key, given):
             continue
         entry = f"{key}={value!r}"
-        rule = rule_for(key)
-        if rule is None or not _exists(cfg, key):
+        rule = rule_in(cfg, key)
+        if rule is None or not has_key(cfg, key):
             raise _refuse(source, entry, "is no setting of ae_lab's config")
         if not ((value is None and rule.nullable) or rule.ok(value)):
             raise ConfigError(f"{source}: {rule.complaint(key, value)}")
         out.append(as_override(key, value))
     return out
-
-
-# ------------------------------------------------------------------ values back as overrides
-def _literal(value: Any, quote: bool = False) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ",".join(_literal(v, quote) for v in value) + "]"
-    text = str(value)
-    if not quote:
-        return text
-    # Hydra's quoted strings: a backslash before a quote, and the quote itself, are escaped
-    escaped = re.sub(r"(\\*)'", lambda m: m[1] * 2 + "\\'", text)
-    escaped = re.sub(r"(\\+)$", lambda m: m[1] * 2, escaped)
-    return f"'{escaped}'"
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(map(_same, a, b))
-    return type(a) is type(b) and a == b
-
-
-def as_override(key: str, value: Any, prefix: str = "") -> str:
-    """``key=<value>`` written so that Hydra's parser reads back exactly ``value`` (checked by
-    parsing it: strings are quoted where they must be); raises ``ConfigError`` for a value it
-    cannot write so."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    for quote in (False, True):
-        text = f"{prefix}{key}={_literal(value, quote)}"
-        try:
-            parsed = parser.parse_override(text)
-        except Exception:  # noqa: BLE001 - not read back: try quoting
-            continue
-        if not parsed.is_sweep_override() and _same(parsed.value(), value):
-            return text
-    raise ConfigError(f"{key}={value!r} cannot be passed to Hydra as it is")
 
 
 # ------------------------------------------------------------------ what a checkpoint carries

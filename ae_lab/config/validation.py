@@ -1,38 +1,44 @@
 """Every setting's allowed range, checked once at start-up before any work.
 
-One table (``ae_lab.config.rules``) instead of checks spread over constructors: a value out of
-range stops the run with a message that names the key, the value and what is allowed, rather than
-failing deep inside Lightning or torch with a traceback (or, worse, running with a value that means
-something else). Every key of the shipped configs has a rule (tests/test_validation.py fails on a
-new key without one). A rule applies wherever its key exists in the composed config
-(``model.weight`` is the sparse and the contractive autoencoder's penalty weight); ``*`` in a
-rule's key stands for any one name.
+A value out of range stops the run with a message that names the key, the value and what is
+allowed, rather than failing deep inside Lightning or torch with a traceback (or, worse, running
+with a value that means something else). What a key allows is said once: in the annotation of the
+argument it sets (``ae_lab.config.schema``: ``batch_size: Annotated[int, Ge(1)]``), or, where no
+signature can say it (a top-level key, an argument of torch's or Lightning's that needs more than
+its annotation), in a hand rule (``ae_lab.config.rules``; ``*`` in its key stands for any one
+name). Every key of the shipped configs has one or the other (tests/test_validation.py), and no
+hand rule repeats an annotation (tests/test_schema.py).
 
 A key that only repeats another (``model.latent_dim: ${latent}``) is checked where its value is
-set, so one mistake is one line. What the value alone cannot decide, whether a key added with
-``+trainer.`` is an argument of Lightning's Trainer, ``check_trainer`` asks Lightning, still before
-any data is read.
+set, so one mistake is one line. Settings wrong only together are ``CROSS_CHECKS``; a key that is
+no argument of what its node builds is ``ae_lab.config.arguments``', still before any data is
+read.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ae_lab.config.arguments import (  # noqa: F401 - the entrypoints' checks, in one place
+    argument_problems,
+    check_trainer,
+    trainer_problems,
+)
 from ae_lab.config.data_checks import data_source_given
 from ae_lab.config.rule import (
-    INSTANTIATE_KEYS,
     OVERCOMPLETE_MODELS,
     Rule,
     is_int,
     is_number,
 )
 from ae_lab.config.rules import RULES
-from ae_lab.core.errors import AeLabError, ConfigError, did_you_mean
+from ae_lab.config.schema import NO_SUCH, argument_at
+from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.data.definition import dataset_names, definition
 from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
 
@@ -46,25 +52,53 @@ def _matches(pattern: str, key: str) -> bool:
 
 
 def rule_for(key: str) -> Rule | None:
+    """The hand rule of ``key``, if it has one."""
     return next((rule for rule in RULES if _matches(rule.key, key)), None)
+
+
+def rule_at(container: Mapping, key: str) -> Rule | None:
+    """``key``'s rule in a config (as a plain container): its hand rule, which says more than a
+    signature can (tests/test_schema.py fails on one that says no more), else the one the
+    annotation of the argument it sets states."""
+    argument = argument_at(container, key)
+    found = argument.domain if argument else None
+    return rule_for(key) or (found.rule(key) if found else None)
+
+
+def rule_in(cfg: DictConfig, key: str) -> Rule | None:
+    return rule_at(OmegaConf.to_container(cfg, resolve=False), key)
+
+
+def how_to_rule(cfg: DictConfig, key: str) -> str:
+    """Where the allowed values of a key without a rule are to be stated."""
+    argument = argument_at(OmegaConf.to_container(cfg, resolve=False), key)
+    if argument is None or not argument.ours:
+        return f"{key}: add a rule to ae_lab/config/rules.py"
+    if argument.domain is None and argument.annotation is not NO_SUCH:
+        return (
+            f"{key}: annotate the argument {argument.name} of {argument.qualname} in "
+            f"{argument.where} (typing.Annotated with annotated_types, docs/extending.md)"
+        )
+    return f"{key}: {argument.qualname} ({argument.where}) takes no argument {argument.name}"
 
 
 def settings(cfg: DictConfig) -> Iterator[tuple[str, Any, Rule | None]]:
     """Every key a user can set in ``cfg`` (Hydra's own node aside), with its value as written
     (``${latent}`` unresolved) and its rule, or None when it has none."""
+    container = OmegaConf.to_container(cfg, resolve=False)
 
     def walk(node: dict, prefix: str) -> Iterator[tuple[str, Any, Rule | None]]:
         for name, value in node.items():
             key = f"{prefix}{name}"
             if key == "hydra":
                 continue
-            rule = rule_for(key)
+            rule = rule_at(container, key)
             if isinstance(value, dict) and not (rule and rule.whole):
                 yield from walk(value, f"{key}.")
             else:
                 yield key, value, rule
 
-    yield from walk(OmegaConf.to_container(cfg, resolve=False), "")
+    yield from walk(container, "")
 
 
 def _resolved(cfg: DictConfig, key: str) -> Any:
@@ -205,79 +239,6 @@ def _refuse(found: list[str]) -> None:
 def check_config(cfg: DictConfig) -> None:
     """Raises ``ConfigError`` listing every setting out of range."""
     _refuse(problems(cfg))
-
-
-def trainer_problems(cfg: DictConfig) -> list[str]:
-    """The ``trainer`` keys that are not arguments of ``lightning.Trainer`` (one added with
-    ``+trainer.``, which Hydra suggests for a typo), and a strategy name Lightning does not know."""
-    import inspect
-
-    import lightning as L
-    from lightning.pytorch.strategies import StrategyRegistry
-
-    arguments = [p for p in inspect.signature(L.Trainer.__init__).parameters if p != "self"]
-    given = [k for k in OmegaConf.select(cfg, "trainer", default={}) if k not in INSTANTIATE_KEYS]
-    found = [
-        f"trainer.{k}: lightning.Trainer has no argument {k}{did_you_mean(k, arguments)}"
-        for k in given
-        if k not in arguments
-    ]
-    strategy = OmegaConf.select(cfg, "trainer.strategy", default="auto")
-    strategies = ["auto", *StrategyRegistry.available_strategies()]
-    if isinstance(strategy, str) and strategy not in strategies:
-        found.append(
-            f"trainer.strategy must be one of {', '.join(strategies)}, got {strategy!r}"
-            + did_you_mean(strategy, strategies)
-        )
-    return found
-
-
-def check_trainer(cfg: DictConfig) -> None:
-    """Raises ``ConfigError`` listing every ``trainer`` key Lightning's Trainer would refuse, and
-    every key another object built from the config would (``argument_problems``)."""
-    _refuse(trainer_problems(cfg) + argument_problems(cfg))
-
-
-def _built_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
-    """The config's nodes that ``instantiate`` builds (``_target_``), by key: a group's own node
-    (``model``, ``data``) or one entry of ``callbacks`` and ``logger``; the trainer's is
-    ``trainer_problems``'."""
-    for key, node in cfg.items():
-        if key in ("hydra", "trainer") or not isinstance(node, DictConfig):
-            continue
-        if "_target_" in node:
-            yield str(key), node
-        elif key in ("callbacks", "logger"):
-            for name, entry in node.items():
-                if isinstance(entry, DictConfig) and "_target_" in entry:
-                    yield f"{key}.{name}", entry
-
-
-def argument_problems(cfg: DictConfig) -> list[str]:
-    """Keys that the object their node builds takes no argument for (``+model.foo=1``), which
-    ``instantiate`` would refuse with a traceback only once the run has started."""
-    import inspect
-
-    from hydra.utils import get_object
-
-    found = []
-    for key, node in _built_nodes(cfg):
-        try:
-            target = get_object(str(node._target_))
-            parameters = inspect.signature(target).parameters.values()
-        except Exception:  # noqa: BLE001 - a target that does not load is instantiate's to report
-            continue
-        if any(p.kind == p.VAR_KEYWORD for p in parameters):
-            continue
-        accepted = [p.name for p in parameters if p.kind != p.VAR_POSITIONAL]
-        name = getattr(target, "__name__", str(node._target_))
-        for arg in node:
-            if str(arg) not in INSTANTIATE_KEYS and arg not in accepted:
-                found.append(
-                    f"{key}.{arg} is not an argument of {name}{did_you_mean(arg, accepted)}; "
-                    f"{key} takes {', '.join(accepted)}"
-                )
-    return found
 
 
 def check_environment(cfg: DictConfig) -> None:

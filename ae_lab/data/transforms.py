@@ -7,7 +7,10 @@ runs across a masking sweep, and the PCA baseline, comparable.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from annotated_types import Ge, Interval, doc
 
 
 class Corruption:
@@ -29,7 +32,7 @@ class NoCorruption(Corruption):
 class Binarize(Corruption):
     """Pixels above ``threshold`` become 1, the rest 0."""
 
-    def __init__(self, threshold: float = 0.5) -> None:
+    def __init__(self, threshold: Annotated[float, Interval(gt=0, lt=1)] = 0.5) -> None:
         self.threshold = float(threshold)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -39,7 +42,9 @@ class Binarize(Corruption):
 class GaussianNoise(Corruption):
     """Adds N(0, std^2) noise per pixel, clamped back to [0, 1]."""
 
-    def __init__(self, std: float = 0.3) -> None:
+    def __init__(
+        self, std: Annotated[float, Ge(0), doc("the noise's standard deviation")] = 0.3
+    ) -> None:
         self.std = float(std)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -50,7 +55,9 @@ class GaussianNoise(Corruption):
 class PixelMask(Corruption):
     """Drops each pixel to 0 independently with probability ``p``."""
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(
+        self, p: Annotated[float, Interval(ge=0, lt=1), doc("the share of pixels dropped")] = 0.5
+    ) -> None:
         self.p = float(p)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

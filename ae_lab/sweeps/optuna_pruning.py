@@ -11,9 +11,11 @@ outside a search has no trial, and the callback does nothing.
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import lightning as L
 import optuna
+from annotated_types import doc
 from optuna_integration import PyTorchLightningPruningCallback
 
 from ae_lab.sweeps.optuna_trials import TRIAL_ENV, make_pruner
@@ -37,7 +39,11 @@ class OptunaPruning(L.Callback):
     ``optuna.TrialPruned`` when the pruner says so; the search then records the trial, and the
     sweep the job, as pruned."""
 
-    def __init__(self, monitor: str, pruner: optuna.pruners.BasePruner | str | None = None):
+    def __init__(
+        self,
+        monitor: Annotated[str, doc("a logged metric's name: optimized_metric")],
+        pruner: optuna.pruners.BasePruner | str | None = None,
+    ) -> None:
         self.monitor = monitor
         self.pruner = make_pruner(pruner)  # a name too: hparams_search.pruner=hyperband
         self.pruning: PyTorchLightningPruningCallback | None = None
