@@ -24,7 +24,6 @@ from ae_lab.config.rule import (
     choice,
     either,
     flag,
-    indices,
     mapping,
     number,
     one_of,
@@ -74,32 +73,6 @@ RULES = (
         "data.image_shape",
         "[channels, height, width], integers >= 1 (set by the dataset)",
         lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(at_least(1)(x) for x in v),
-        nullable=True,
-    ),
-    Rule("data.batch_size", "an integer >= 1", at_least(1)),
-    Rule("data.eval_batch_size", "an integer >= 1", at_least(1), nullable=True),
-    # below the dataset's number of training images: _dataset_fits
-    Rule(
-        "data.val_size",
-        "an integer >= 1 (validation images taken from the training set)",
-        at_least(1),
-    ),
-    Rule("data.split_seed", SEED, between(*SEED_RANGE)),
-    Rule("data.seed", SEED, between(*SEED_RANGE)),
-    Rule("data.num_workers", "an integer >= 0 (DataLoader worker processes)", at_least(0)),
-    choice("data.binarize_target", "threshold", "sample", nullable=True),
-    # below the dataset's number of classes, and not all of them: _classes_left
-    Rule(
-        "data.exclude_classes",
-        "a list of class indices (integers >= 0) left out of training, e.g. [3] ([] for none)",
-        indices,
-    ),
-    # conf/data/folder.yaml: a folder of the user's own images (data=folder); data.path is
-    # required there and must be a folder (_data_source_given)
-    Rule(
-        "data.path",
-        "a folder of images (data=folder), e.g. data.path=~/pictures",
-        text,
         nullable=True,
     ),
     Rule(

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import lightning as L
 import torch
-from annotated_types import Ge, Gt, Lt
+from annotated_types import Ge, Gt, Lt, doc
 
 from ae_lab.core.errors import AeLabError
 from ae_lab.core.values import is_int
@@ -68,19 +68,22 @@ class ImageDataModule(CorruptedBatches, L.LightningDataModule):
         root: str = "data",
         batch_size: Annotated[int, Ge(1)] = 128,
         eval_batch_size: Annotated[int, Ge(1)] | None = None,
-        val_size: Annotated[int, Ge(1)] = 5_000,
+        val_size: Annotated[
+            int, Ge(1), doc("validation images taken from the training set")
+        ] = 5_000,
         split_seed: Seed = 42,
         seed: Seed = 0,
         corruption: Corruption | None = None,
         fast: bool = True,
         on_device: bool = True,
-        num_workers: Annotated[int, Ge(0)] = 0,
+        num_workers: Annotated[int, Ge(0), doc("DataLoader worker processes")] = 0,
         pin_memory: bool = False,
         download: bool = True,
         binarize_target: Literal["threshold", "sample"] | None = None,
         exclude_classes: Sequence[Annotated[int, Ge(0)]] = (),
         image_shape: Sequence[Side] | None = None,
-        path: str | None = None,
+        path: Annotated[str, doc("a folder of images (data=folder), e.g. data.path=~/pictures")]
+        | None = None,
         image_size: Side | Sequence[Side] | None = None,
         channels: Literal[1, 3] | None = None,
         test_fraction: Annotated[float, Gt(0), Lt(1)] | None = None,
