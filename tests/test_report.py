@@ -78,8 +78,8 @@ def test_report_cli_rebuilds_a_summary_and_reads_the_reference(tmp_path, capsys)
 
 def test_the_latent_column_is_the_models_bottleneck_as_recorded(tmp_path) -> None:
     """The classifier's record says it has no bottleneck, whatever the config's latent was and
-    whether or not it got as far as a metric; a job of an older ae_lab, without a record, shows
-    the config's."""
+    whether or not it got as far as a metric; a job without a record (stopped before it began)
+    shows the config's."""
     sweep = tmp_path / "sweep"
     fake_job(sweep, "cnn", ["model=classifier"], None, latent=32, status="failed", error="x")
     fake_job(sweep, "ae", ["model=ae"], {"test/mse": 0.01}, latent=8, status="completed")
