@@ -5,7 +5,8 @@ that says how to regenerate it, which a re-run of its sweep does.
 
 The code before the split is the commit ``BEFORE_SPLIT`` of this repository's history (``git
 archive``), or the checkout ``$AE_LAB_REPORTING_REFERENCE`` names; each writes the outputs in a
-process of its own, through the commands a user runs.
+process of its own, through the commands a user runs. A change of an output made on purpose moves
+``BEFORE_SPLIT`` to the commit that made it.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def latent_sweep(path: Path, rng: np.random.Generator) -> Path:
 def outputs(code: Path, sweeps: list[Path], page: Path) -> dict[str, bytes]:
     """What ``code`` writes for ``sweeps`` through the commands a user runs (``python -m
     ae_lab.reporting.report``, ``python -m scripts.results``), taken out of the folders."""
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
     where = "import ae_lab, scripts; print(ae_lab.__file__); print(scripts.__file__)"
     found = subprocess.run([sys.executable, "-c", where], cwd=code, env=env, capture_output=True)
     assert all(Path(p).is_relative_to(code) for p in found.stdout.decode().split()), found
