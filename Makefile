@@ -12,7 +12,7 @@ DATA_RECORD := .venv/ae_lab-data-dir
 
 SRC := $(wildcard ae_lab hydra_plugins tests scripts)
 
-.PHONY: setup train test test-fast lint format bench bench-threads results tensorboard clean
+.PHONY: setup train test test-fast lint format bench bench-threads results results-page tensorboard clean
 
 setup: .venv/.installed  ## create .venv with ae_lab and everything it needs; record the data folder
 ifneq ($(AE_LAB_DATA_DIR),)
@@ -69,6 +69,9 @@ REPORT_ARGS := threads=1 trainer.enable_progress_bar=false hydra/launcher=parall
 	hydra.launcher.n_jobs=$(RESULTS_JOBS)
 results: setup  ## reproduce the reference reports over 3 seeds (about 45 min on 2 cores) and regenerate docs/results.md
 	$(MAKE) $(addprefix results-,$(REPORTS))
+	$(MAKE) results-page
+
+results-page: setup  ## regenerate docs/results.md and docs/figures from the sweeps already in RESULTS_DIR (no training)
 	$(PY) -m scripts.results $(addprefix $(RESULTS_DIR)/,$(REPORTS))
 
 results-%: setup

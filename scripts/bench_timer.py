@@ -12,7 +12,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from bench import default_recipe, plain_step
+from bench_loops import default_recipe, plain_step
 
 log = logging.getLogger(__name__)
 

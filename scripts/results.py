@@ -16,105 +16,14 @@ import datetime as dt
 import os
 import platform
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ae_lab.core import records
+from ae_lab.core.errors import AeLabError, exit_with
 from ae_lab.core.hardware import cpu_name
-from ae_lab.reporting import groups, metrics, report
+from ae_lab.reporting import formatting, groups, metrics, tables, verdicts
 from scripts import results_figures as figures
-
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "experiment"
-
-
-def presets() -> dict[str, dict[str, Any]]:
-    """The report presets of ``conf/experiment/``, by name: those whose ``report`` declares what
-    the results page shows (reference figures or figures); a preset that declares only how its
-    sweep summary groups jobs (``average_over``, as experiment=novelty) has no page."""
-    found = {p.stem: report.load_yaml(p) or {} for p in sorted(PRESETS_DIR.glob("*.yaml"))}
-    page = ("reference", "figures")
-    return {
-        name: cfg["report"]
-        for name, cfg in found.items()
-        if any((cfg.get("report") or {}).get(k) for k in page)
-    }
-
-
-@dataclass
-class Sweep:
-    """One report's finished (or partly finished) sweep, as the page reads it."""
-
-    path: Path
-    preset: str | None  # the experiment it ran
-    declared: dict[str, Any]  # what its preset declares under ``report``
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path) -> Sweep:
-        """The sweep's own declaration; a sweep of an older ae_lab, which recorded only its
-        reference figures, gets the rest from its preset as it is now."""
-        cfg = report.load_yaml(path / "multirun.yaml") or {}
-        runtime = (cfg.get("hydra") or {}).get("runtime") or {}
-        preset = (runtime.get("choices") or {}).get("experiment")
-        declared = {**presets().get(preset, {}), **report.declared(cfg)}
-        return cls(path, preset, declared, report.collect(path))
-
-    @property
-    def title(self) -> str:
-        return self.declared.get("title") or f"Sweep {self.path.name}"
-
-    def runs(self, name: str) -> list[dict[str, Any]]:
-        """The finished runs of preset job ``name`` (``course/deep_ae_64``), one per seed, in
-        seed order: a running or failed run's curves and figures stay off the page."""
-        return [r for r in self.rows if r.get("report_job") == name and r["status"] == "completed"]
-
-    def job(self, name: str) -> dict[str, Any] | None:
-        """The first finished run of preset job ``name`` (the one whose pictures are shown)."""
-        return next(iter(self.runs(name)), None)
-
-    @property
-    def average_over(self) -> tuple[str, ...]:
-        return tuple(self.declared.get("average_over") or groups.AVERAGE_OVER)
-
-    @property
-    def groups(self) -> list[dict[str, Any]]:
-        """The sweep's runs grouped over ``average_over`` (seeds): mean, std and n."""
-        return groups.group_rows(self.rows, self.average_over)
-
-    def group(self, name: str) -> dict[str, Any] | None:
-        """The statistics of preset job ``name`` over its finished seeds, if any finished."""
-        return next(
-            (g for g in self.groups if g.get("report_job") == name and g["completed"]), None
-        )
-
-    def launch(self) -> str:
-        """How the jobs were run, from Hydra's record of the sweep: how many at once, threads."""
-        cfg = report.load_yaml(self.path / "multirun.yaml") or {}
-        launcher = (cfg.get("hydra") or {}).get("launcher") or {}
-        at_once = launcher.get("n_jobs") or 1
-        threads = cfg.get("threads")
-        each = f", {threads} thread{'s' if threads != 1 else ''} each" if threads else ""
-        return f"{at_once} job{'s' if at_once != 1 else ''} at a time{each}"
-
-    def run_dir(self, name: str) -> Path | None:
-        row = self.job(name)
-        return self.path / row["job"] if row else None
-
-    def command(self) -> str:
-        """The command line that ran the sweep, from Hydra's record of it."""
-        cfg = report.load_yaml(self.path / "multirun.yaml") or {}
-        task = ((cfg.get("hydra") or {}).get("overrides") or {}).get("task") or []
-        return " ".join(["python -m ae_lab", *task])
-
-    def wall_minutes(self) -> float | None:
-        """Minutes from the first job's start to the last job's end (file times: Hydra writes a
-        job's ``.hydra/`` as it starts, ae_lab its record as it ends)."""
-        starts = [p.stat().st_mtime for p in self.path.glob("*/.hydra/config.yaml")]
-        ends = [p.stat().st_mtime for p in self.path.glob(f"*/{records.JOB_FILE}")]
-        if not starts or not ends:
-            return None
-        return (max(ends) - min(starts)) / 60
+from scripts.results_sweep import Sweep, presets
 
 
 class Page:
@@ -152,7 +61,7 @@ def figure_metrics(spec: Mapping[str, Any], sweep: Sweep) -> str:
     for name in spec["metrics"]:
         metric = metrics.find(name)
         what = f" ({metric.label})" if metric else ""
-        cells.append(f"`{name}` {metrics.fmt(group.get(name), name) or 'not measured'}{what}")
+        cells.append(f"`{name}` {formatting.fmt(group.get(name), name) or 'not measured'}{what}")
     n = group.get("n") or 0
     return f"{spec['job']}, over {n} seed{'s' if n != 1 else ''}: " + "; ".join(cells) + "."
 
@@ -163,22 +72,22 @@ def comparison_table(sweep: Sweep) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     notes = []
-    for c in report.compare(sweep.groups, sweep.declared.get("reference") or []):
+    for c in verdicts.compare(sweep.groups, sweep.declared.get("reference") or []):
         name, published = c["metric"], c["published"]
         if c["ours"] is None:
             ours, n, ratio, beaten = "missing (job not finished)", "", "", ""
         else:
-            ours = metrics.fmt(groups.Stat(c["ours"], c["std"], c["n"]), name)
+            ours = formatting.fmt(groups.Stat(c["ours"], c["std"], c["n"]), name)
             n, ratio, beaten = str(c["n"]), f"{c['ratio']:.3f}", c["beaten"]
         mark = ""
         if c.get("note"):
             notes.append(c["note"])
             mark = f" [{len(notes)}]"
         lines.append(
-            f"| {c['what']} (`{name}`) | {metrics.fmt(published, name)}{mark} | {ours} | {n} | "
+            f"| {c['what']} (`{name}`) | {formatting.fmt(published, name)}{mark} | {ours} | {n} | "
             f"{ratio} | {beaten} | {c['run']} |"
         )
-    lines += ["", metrics.BEATEN_RULE]
+    lines += ["", verdicts.BEATEN_RULE]
     lines += [f"\n[{i}] {note}" for i, note in enumerate(notes, 1)]
     return "\n".join(lines)
 
@@ -219,7 +128,7 @@ def sweep_section(page: Page, sweep: Sweep) -> None:
         f"in {averaged} (times in seconds; `time/epoch_s` includes validation; each run's own "
         f"numbers: `jobs.csv` in the sweep dir):",
         "",
-        report.markdown_table(grouped, columns),
+        tables.markdown_table(grouped, columns),
         "",
     )
     if sweep.declared.get("figures"):
@@ -298,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"wrote {write_page(args.sweeps, args.out)}")
     except ValueError as err:
         parser.error(str(err))
+    except AeLabError as err:  # a sweep folder of an older ae_lab: how to regenerate it
+        exit_with(str(err), err.exit_code)
 
 
 if __name__ == "__main__":

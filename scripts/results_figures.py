@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ae_lab.reporting import groups, report
+from ae_lab.reporting import groups, plots
 
 if TYPE_CHECKING:
-    from scripts.results import Sweep
+    from scripts.results_sweep import Sweep
 
 FIGURE_WIDTH = 720  # pixels; copied run figures are shrunk to this so docs/figures stays small
 # the rest are the plot's own arguments; `metrics`: numbers of the figure's job shown under it
@@ -26,22 +26,15 @@ CLASSES = range(10)
 
 def read_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
     """Per-epoch values of ``tags`` from a run's TensorBoard event files, as (epoch, value): the
-    step is the epoch (ae_lab/callbacks/epoch_axis.py); in runs from before that, the ``epoch``
-    scalar logged at the same step gives it, counted from 0."""
+    step is the epoch (ae_lab/callbacks/epoch_axis.py)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out: dict[str, list[tuple[int, float]]] = {}
     for events in sorted(run_dir.glob("events.out.tfevents.*")):
         acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
         acc.Reload()
-        scalars = acc.Tags()["scalars"]
-        epochs = {e.step: e.value for e in acc.Scalars("epoch")} if "epoch" in scalars else {}
-        for tag in set(tags) & set(scalars):
-            out.setdefault(tag, []).extend(
-                (int(epochs[e.step]) + 1 if epochs else e.step, e.value)
-                for e in acc.Scalars(tag)
-                if not epochs or e.step in epochs
-            )
+        for tag in set(tags) & set(acc.Tags()["scalars"]):
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
     return out
 
 
@@ -218,10 +211,10 @@ def against(
 
 
 def latent_size(sweep: Sweep, path: Path, jobs: Sequence[str]) -> bool:
-    """Test MSE against latent size (``ae_lab.reporting.report``'s sweep plot, error bars over
+    """Test MSE against latent size (``ae_lab.reporting.plots``' sweep plot, error bars over
     seeds) over every finished seed of ``jobs``."""
     rows = [r for job in jobs for r in sweep.runs(job)]
-    return report.plot_mse_vs_latent(rows, path, sweep.average_over)
+    return plots.plot_mse_vs_latent(rows, path, sweep.average_over)
 
 
 PLOTS: dict[str, Callable[..., bool]] = {

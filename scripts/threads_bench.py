@@ -32,7 +32,10 @@ from statistics import mean
 from typing import Any
 
 import torch
-from bench import REPO, ae_lab, hardware, steady_part, write_doc
+from bench_doc import write_doc
+from bench_env import REPO, hardware
+from bench_runs import ae_lab
+from bench_stats import steady_part
 
 MODELS = {
     "ae": "the default run (dense AE 784-128-32)",

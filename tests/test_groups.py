@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ae_lab.core import records
-from ae_lab.reporting import groups, metrics, report
+from ae_lab.reporting import collect, formatting, groups, metrics, report, verdicts
 
 
 def write_job(sweep: Path, overrides: list[str], values: dict | None, status: str) -> Path:
@@ -62,7 +62,7 @@ def sweep(tmp_path: Path) -> tuple[Path, dict]:
 
 def test_groups_report_numpys_mean_std_and_n(sweep) -> None:
     path, logged = sweep
-    grouped = groups.group_rows(report.collect(path))
+    grouped = groups.group_rows(collect.collect(path))
     assert [g["overrides"] for g in grouped] == ["latent=2", "latent=8", "latent=32"]
     for g in grouped:
         values = np.array([v["test/mse"] for v in logged[g["latent"]]])
@@ -105,7 +105,7 @@ def test_summary_files_carry_the_statistics_and_every_job(sweep) -> None:
 def test_average_over_is_a_setting(sweep, tmp_path) -> None:
     """Averaged over seed and latent: one group of the 8 completed jobs; from the CLI too."""
     path, logged = sweep
-    grouped = groups.group_rows(report.collect(path), ["seed", "latent"])
+    grouped = groups.group_rows(collect.collect(path), ["seed", "latent"])
     assert len(grouped) == 1 and grouped[0]["test/mse"].n == 8
     everything = [v["test/mse"] for vs in logged.values() for v in vs]
     assert grouped[0]["test/mse"].std == pytest.approx(np.std(everything, ddof=1))
@@ -134,15 +134,15 @@ def test_numeric_sort() -> None:
 
 
 def test_integers_as_integers_and_one_format_per_column() -> None:
-    assert metrics.fmt(202258.0, "n_params") == "202,258"
-    assert metrics.fmt(44.0, "pca/n_components") == "44"
-    assert metrics.fmt(2, "latent") == "2" and metrics.csv_value(202258.0) == 202258
-    assert metrics.csv_value(0.25) == 0.25
-    assert metrics.fmt_column([43010.4, 9695.2], "time/samples_per_s") == ["43,010", "9,695"]
-    assert metrics.fmt_column([0.0123, 0.00456], "test/mse") == ["0.0123", "0.00456"]
+    assert formatting.fmt(202258.0, "n_params") == "202,258"
+    assert formatting.fmt(44.0, "pca/n_components") == "44"
+    assert formatting.fmt(2, "latent") == "2" and formatting.csv_value(202258.0) == 202258
+    assert formatting.csv_value(0.25) == 0.25
+    assert formatting.fmt_column([43010.4, 9695.2], "time/samples_per_s") == ["43,010", "9,695"]
+    assert formatting.fmt_column([0.0123, 0.00456], "test/mse") == ["0.0123", "0.00456"]
     stat = groups.Stat.of([0.0101, 0.0099, 0.0100])
-    assert metrics.fmt(stat, "test/mse") == "0.01 ± 0.0001"
-    assert metrics.fmt(groups.Stat.of([0.9889]), "test/acc") == "98.89%"
+    assert formatting.fmt(stat, "test/mse") == "0.01 ± 0.0001"
+    assert formatting.fmt(groups.Stat.of([0.9889]), "test/acc") == "98.89%"
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_integers_as_integers_and_one_format_per_column() -> None:
     ],
 )
 def test_the_beaten_rule(name, ours, std, n, published, verdict) -> None:
-    assert metrics.beaten(name, ours, published, std, n) == verdict
+    assert verdicts.beaten(name, ours, published, std, n) == verdict
 
 
 def test_groups_keep_partial_metrics_and_json_records(tmp_path) -> None:
@@ -169,7 +169,7 @@ def test_groups_keep_partial_metrics_and_json_records(tmp_path) -> None:
     sweep = tmp_path / "sweep"
     write_job(sweep, ["latent=4", "seed=0"], {"test/mse": 0.1, "test/nll": 90.0}, "completed")
     write_job(sweep, ["latent=4", "seed=1"], {"test/mse": 0.3}, "completed")
-    [g] = groups.group_rows(report.collect(sweep))
+    [g] = groups.group_rows(collect.collect(sweep))
     assert (g["test/mse"].n, g["test/nll"].n, g["test/nll"].std) == (2, 1, None)
     report.summarize(sweep)
     row = read_csv(sweep / "summary.csv")[0]
@@ -180,10 +180,10 @@ def test_groups_keep_partial_metrics_and_json_records(tmp_path) -> None:
 
 def test_a_figure_one_unit_off_the_published_last_digit_is_the_same_and_two_are_not() -> None:
     """PCA(64) reproduces the published 0.009047 as 0.009048 with no spread: the same figure."""
-    assert metrics.beaten("pca/test_mse", 0.00904802, 0.009047, 0.0, 3) == "same"
-    assert metrics.beaten("pca/test_mse", 0.009049, 0.009047, 0.0, 3) == "no"
-    assert metrics.beaten("pca/test_mse", 0.009045, 0.009047, 0.0, 3) == "yes"
+    assert verdicts.beaten("pca/test_mse", 0.00904802, 0.009047, 0.0, 3) == "same"
+    assert verdicts.beaten("pca/test_mse", 0.009049, 0.009047, 0.0, 3) == "no"
+    assert verdicts.beaten("pca/test_mse", 0.009045, 0.009047, 0.0, 3) == "yes"
 
 
 def test_a_column_that_reaches_1000_is_whole_numbers_throughout() -> None:
-    assert metrics.fmt_column([874.7, 26260.0], "time/samples_per_s") == ["875", "26,260"]
+    assert formatting.fmt_column([874.7, 26260.0], "time/samples_per_s") == ["875", "26,260"]

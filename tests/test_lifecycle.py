@@ -15,7 +15,7 @@ import torch
 from omegaconf import open_dict, read_write
 
 from ae_lab.core import checkpoints, lifecycle, records, run_dir
-from ae_lab.reporting import report
+from ae_lab.reporting import collect, report
 from ae_lab.run import resume
 from ae_lab.run.single_run import SingleRun
 from ae_lab.run.train import train
@@ -134,7 +134,7 @@ def test_a_completed_record_without_metrics_runs_again_to_write_them(
     records.write(work, record)
     (work / records.METRICS_FILE).unlink()
     # the summary does not call it completed meanwhile
-    assert report.job_row(work, work.parent)["status"] == "incomplete"
+    assert collect.job_row(work, work.parent)["status"] == "incomplete"
     with caplog.at_level(logging.WARNING):
         again = train(cfg_for(work, synthetic_root, *WITH_TRAINING_METRICS, "ckpt_path=last"))
     assert "its record says completed but its metrics.json is missing" in caplog.text

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ae_lab.core import records
-from ae_lab.reporting import report
+from ae_lab.reporting import collect
 from tests.conftest import (
     FAST,
     TRAINING_METRICS,
@@ -146,7 +146,7 @@ def test_a_sweep_killed_at_random_moments_ends_with_the_metrics_of_an_unbroken_o
     began = time.monotonic()
     run_ae_lab(*common, f"hydra.sweep.dir={unbroken}", cwd=tmp_path, data_root=synthetic_root)
     took = time.monotonic() - began
-    expected = {d.name: without_time(records.read_metrics(d)) for d in report.job_dirs(unbroken)}
+    expected = {d.name: without_time(records.read_metrics(d)) for d in collect.job_dirs(unbroken)}
     assert len(expected) == 2
 
     seed = int(os.environ.get("AE_LAB_KILL_SEED", random.randrange(10**6)))
@@ -163,7 +163,7 @@ def test_a_sweep_killed_at_random_moments_ends_with_the_metrics_of_an_unbroken_o
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
     run_ae_lab(*common, f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_root=synthetic_root)
-    jobs = {d.name: d for d in report.job_dirs(sweep)}
+    jobs = {d.name: d for d in collect.job_dirs(sweep)}
     where = f"(seed {seed}, kills at {kills} s)"
     assert set(jobs) == set(expected), where
     for name, job in jobs.items():
@@ -171,7 +171,7 @@ def test_a_sweep_killed_at_random_moments_ends_with_the_metrics_of_an_unbroken_o
         assert record.status == records.COMPLETED, where
         assert without_time(records.read_metrics(job)) == expected[name], f"{name} {where}"
         assert without_time(record.metrics) == expected[name], f"{name} {where}"
-    rows = json.dumps(report.collect(sweep))
+    rows = json.dumps(collect.collect(sweep))
     assert "incomplete" not in rows and "failed" not in rows, where
 
 

@@ -20,7 +20,7 @@ from ae_lab.core.errors import AeLabError
 from ae_lab.data import ImageDataModule
 from ae_lab.models import DenseAE
 from ae_lab.reporting import groups
-from scripts import results
+from scripts import results_sweep
 from tests.conftest import TINY, compose_cfg, evaluating, quiet_trainer, run_in_process
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's few-workers hints
@@ -201,7 +201,7 @@ def test_the_preset_sweeps_every_class_and_its_summary_averages_over_them():
     assert classes == ",".join(f"[{k}]" for k in range(10))
     average_over = list(cfg.report.average_over)
     assert "data.exclude_classes" in average_over
-    assert "novelty" not in results.presets()  # a summary's grouping, no results page
+    assert "novelty" not in results_sweep.presets()  # a summary's grouping, no results page
     # a finished sweep of it: one row per model, the mean over the classes left out
     rng = np.random.default_rng(0)
     rows = [

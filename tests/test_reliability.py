@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from ae_lab.core import records
-from ae_lab.reporting.report import job_dirs, load_yaml
+from ae_lab.reporting.collect import job_dirs, load_yaml
 from tests.conftest import (
     REPO,
     TINY,

@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from ae_lab.core import lifecycle, records
-from ae_lab.reporting import report
+from ae_lab.reporting import collect, report
 from ae_lab.sweeps.sweep import SweepSummary
 from tests.conftest import TINY, compose_cfg, sweep_in_process
 
@@ -43,7 +43,8 @@ def test_summary_has_a_row_per_job_with_status_ratio_and_plot(tmp_path) -> None:
     sweep = tmp_path / "sweep"
     for latent, mse, pca in ((2, 0.04, 0.05), (8, 0.02, 0.03)):
         metrics = {"test/mse": mse, "pca/test_mse": pca, "time/wall_s": 3.0}
-        fake_job(sweep, f"latent={latent}", [f"latent={latent}"], metrics, latent=latent)
+        job = fake_job(sweep, f"latent={latent}", [f"latent={latent}"], metrics, latent=latent)
+        records.write(job, records.JobRecord(records.COMPLETED, latent=latent))
     fake_job(sweep, "latent=16", ["latent=16"], None, latent=16, status="failed", error="boom")
     fake_job(sweep, "latent=32", ["latent=32"], None, latent=32)  # still running, or killed
     ref = [{"metric": "test/mse", "value": 0.01, "what": "published"}]
@@ -65,18 +66,10 @@ def test_summary_has_a_row_per_job_with_status_ratio_and_plot(tmp_path) -> None:
 REFERENCE = [{"metric": "test/mse", "value": 0.5, "what": "published"}]
 
 
-# a report preset's declaration, and where a sweep of an older ae_lab recorded its reference
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        {"report": {"reference": REFERENCE}},
-        {"hydra": {"callbacks": {"s": {"reference": REFERENCE}}}},
-    ],
-)
-def test_report_cli_rebuilds_a_summary_and_reads_the_reference(tmp_path, capsys, cfg) -> None:
+def test_report_cli_rebuilds_a_summary_and_reads_the_reference(tmp_path, capsys) -> None:
     sweep = tmp_path / "sweep"
-    fake_job(sweep, "a", ["model=ae"], {"test/mse": 0.01}, latent=4)
-    (sweep / "multirun.yaml").write_text(yaml.safe_dump(cfg))
+    fake_job(sweep, "a", ["model=ae"], {"test/mse": 0.01}, latent=4, status="completed")
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"report": {"reference": REFERENCE}}))
     report.main([str(sweep)])
     out = capsys.readouterr().out
     assert "model=ae" in out and "Next to the reference figures" in out and "published" in out
@@ -85,14 +78,14 @@ def test_report_cli_rebuilds_a_summary_and_reads_the_reference(tmp_path, capsys,
 
 def test_the_latent_column_is_the_models_bottleneck_as_recorded(tmp_path) -> None:
     """The classifier's record says it has no bottleneck, whatever the config's latent was and
-    whether or not it got as far as a metric; a job of an older ae_lab, without a record, shows
-    the config's."""
+    whether or not it got as far as a metric; a job without a record (stopped before it began)
+    shows the config's."""
     sweep = tmp_path / "sweep"
     fake_job(sweep, "cnn", ["model=classifier"], None, latent=32, status="failed", error="x")
     fake_job(sweep, "ae", ["model=ae"], {"test/mse": 0.01}, latent=8, status="completed")
     records.record_latent(sweep / "ae", 8)
     fake_job(sweep, "old", ["model=ae"], {"test/mse": 0.02}, latent=4)
-    rows = {r["job"]: r for r in report.collect(sweep)}
+    rows = {r["job"]: r for r in collect.collect(sweep)}
     assert (rows["cnn"]["latent"], rows["ae"]["latent"], rows["old"]["latent"]) == (None, 8, 4)
 
 

@@ -20,11 +20,11 @@ from PIL import Image
 
 from ae_lab.reporting import metrics, report
 from ae_lab.run.train import CONFIG_DIR, train
-from scripts import results, results_figures
+from scripts import results, results_figures, results_sweep
 from tests.conftest import TINY
 from tests.test_scale import hparams
 
-PRESETS = results.presets()
+PRESETS = results_sweep.presets()
 RUN_FIGURES = {s["figure"] for p in PRESETS.values() for s in p["figures"] if "figure" in s}
 
 

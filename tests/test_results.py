@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ae_lab.core import records
-from ae_lab.reporting import report
-from scripts import results
+from ae_lab.reporting import collect
+from scripts import results, results_sweep
 from tests.conftest import TINY, sweep_in_process
 
 PRESETS = ("report_course", "report_auth")
@@ -47,7 +47,7 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path) -> di
 
 def test_course_preset_runs_every_job_and_writes_its_table(sweeps) -> None:
     sweep = sweeps["report_course"]
-    rows = report.collect(sweep)
+    rows = collect.collect(sweep)
     assert {r["status"] for r in rows} == {"completed"}
     assert sorted(r["report_job"] for r in rows) == [
         "course/classifier",
@@ -65,12 +65,12 @@ def test_course_preset_runs_every_job_and_writes_its_table(sweeps) -> None:
     # the classifier, built from a config with latent: 32, has no bottleneck and says so
     classifier = next(sweep.glob("report_job=course_classifier*"))
     assert records.read(classifier).latent is None
-    assert next(r for r in report.collect(sweep) if r["model"] == "classifier")["latent"] is None
+    assert next(r for r in collect.collect(sweep) if r["model"] == "classifier")["latent"] is None
 
 
 def test_auth_preset_runs_every_job_and_writes_its_table(sweeps) -> None:
     sweep = sweeps["report_auth"]
-    rows = report.collect(sweep)
+    rows = collect.collect(sweep)
     assert {r["status"] for r in rows} == {"completed"}
     assert len(rows) == 11 and "auth/conv_vae" in {r["report_job"] for r in rows}
     md = (sweep / "summary.md").read_text()
@@ -112,7 +112,7 @@ def test_results_page_names_what_is_missing(sweeps, tmp_path) -> None:
     running = next(course.glob("report_job=course_dense_ae_64*"))  # no status or metrics yet
     (running / "job.json").unlink()
     (running / "metrics.json").unlink()
-    assert results.Sweep.load(course).run_dir("course/dense_ae_64") is None
+    assert results_sweep.Sweep.load(course).run_dir("course/dense_ae_64") is None
     page = results.write_page([course], tmp_path / "docs").read_text()
     assert "missing (job not finished)" in page  # deeper AE's published figures
     assert "course/deep_ae_64 has no reconstructions.png" in page

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ae_lab.reporting import metrics
-from scripts import results, results_figures
+from ae_lab.reporting import formatting, verdicts
+from scripts import results, results_figures, results_sweep
 
 PRESET = "report_course"
 
@@ -22,7 +22,7 @@ def fake_seeded_sweep(path: Path, one_seed: str) -> dict[str, list[dict]]:
     values drawn at random, 3 epochs of val/mse each."""
     from torch.utils.tensorboard import SummaryWriter
 
-    declared = results.presets()[PRESET]
+    declared = results_sweep.presets()[PRESET]
     rng = np.random.default_rng(1)
     hydra = {
         "overrides": {"task": [f"experiment={PRESET}", "seed=0,1,2"]},
@@ -65,10 +65,10 @@ def test_page_gives_mean_std_n_and_verdict_per_published_figure(tmp_path) -> Non
     sweep = tmp_path / "sweep"
     logged = fake_seeded_sweep(sweep, one_seed="course/classifier")
     text = results.write_page([sweep], tmp_path / "docs").read_text()
-    assert metrics.BEATEN_RULE in text
+    assert verdicts.BEATEN_RULE in text
     assert "Finished seeds: 3 seeds per job; course/classifier: 1." in text
     assert "2 jobs at a time, 1 thread each" in text
-    declared = results.presets()[PRESET]
+    declared = results_sweep.presets()[PRESET]
     for ref in declared["reference"]:
         values = [v[ref["metric"]] for v in logged[ref["job"]]]
         mean = float(np.mean(values))
@@ -76,10 +76,10 @@ def test_page_gives_mean_std_n_and_verdict_per_published_figure(tmp_path) -> Non
         cells = [c.strip() for c in line.split("|")[1:-1]]
         n = len(values)
         assert cells[3] == str(n)
-        assert cells[2].startswith(metrics.fmt(mean, ref["metric"]))
+        assert cells[2].startswith(formatting.fmt(mean, ref["metric"]))
         assert (" ± " in cells[2]) == (n > 1)
         std = float(np.std(values, ddof=1)) if n > 1 else None
-        assert cells[5] == metrics.beaten(ref["metric"], mean, float(ref["value"]), std, n)
+        assert cells[5] == verdicts.beaten(ref["metric"], mean, float(ref["value"]), std, n)
     # a reference with a note says it beside the figure
     noted = [r for r in declared["reference"] if r.get("note")]
     assert noted and all(r["note"] in text for r in noted)

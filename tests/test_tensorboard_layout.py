@@ -16,7 +16,7 @@ from ae_lab.callbacks.comparison import CATEGORY, comparison_layout
 from ae_lab.config import resolvers
 from ae_lab.data import MNISTDataModule
 from ae_lab.models import DenseAE
-from ae_lab.reporting.metrics import pca_counterparts
+from ae_lab.reporting.counterparts import pca_counterparts
 from ae_lab.sweeps.names import EXCLUDE_KEYS, ShortJobNames, shared_keys
 from tests.conftest import quiet_trainer, scalars
 

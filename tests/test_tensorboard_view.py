@@ -22,7 +22,7 @@ from ae_lab.callbacks.comparison import CATEGORY, PCA_RUN
 from ae_lab.callbacks.loggers import FIGURES
 from ae_lab.core.identity import override_key
 from ae_lab.reporting import metrics
-from ae_lab.reporting.report import load_yaml
+from ae_lab.reporting.collect import load_yaml
 from tests.conftest import TINY, sweep_in_process
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ to TensorBoard (other loggers have no such thing and are left alone):
   that an autoencoder's MSE near 0.02 and a VAE's negative ELBO near 100 never share a linear
   axis: each objective has its charts, in Time Series and in the layout;
 - the layout: one chart per model metric that has a PCA counterpart
-  (``ae_lab.reporting.metrics.pca_counterparts``), then one loss chart per objective, all derived
-  from the metrics the run has logged.
+  (``ae_lab.reporting.counterparts.pca_counterparts``), then one loss chart per objective, all
+  derived from the metrics the run has logged.
 
 PCA is fitted once, so its validation MSE is the same at every epoch: a flat line beside the
 model's learning curve, which shows the epoch at which the model passes PCA, if it does. Test
@@ -37,7 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from ae_lab.callbacks.common import writes_files
 from ae_lab.callbacks.epoch_axis import STEP
-from ae_lab.reporting import metrics
+from ae_lab.reporting import counterparts
 
 CATEGORY = "model vs PCA"
 # the model's objective at each stage (ae_lab.models.base logs <stage>/loss)
@@ -59,7 +59,7 @@ def _every_stage(metric: str) -> str:
     ``train/mse``, logged or not yet), in the run and in its PCA run. A chart then stays the same
     chart from the first validation to the test, and the runs of a sweep that is still running
     (some tested, some training) show one chart, not two that TensorBoard would not merge."""
-    return f"^(?!{re.escape(metrics.PCA_PREFIX)})[^/]+/{re.escape(metric)}$"
+    return f"^(?!{re.escape(counterparts.PCA_PREFIX)})[^/]+/{re.escape(metric)}$"
 
 
 # what a class defines when its objective differs from its parent's (ae_lab.models.base)
@@ -84,8 +84,8 @@ def loss_tag(objective: str, stage: str) -> str:
 
 def stage_of(name: str) -> str:
     """``val`` for ``val/mse`` and ``pca/val_mse``; ``downstream`` for ``downstream/acc_pca``."""
-    if name.startswith(metrics.PCA_PREFIX):
-        return name[len(metrics.PCA_PREFIX) :].partition("_")[0]
+    if name.startswith(counterparts.PCA_PREFIX):
+        return name[len(counterparts.PCA_PREFIX) :].partition("_")[0]
     return name.partition("/")[0]
 
 
@@ -100,12 +100,14 @@ def comparison_layout(names: Iterable[str], objective: str | None = None) -> Lay
     each; the run logs them as a table, in train.log), and ``test/mse_ratio``, one point per
     run, which HPARAMS shows beside each run's settings."""
     charts: dict[str, list[Any]] = {}
-    for model, pca in metrics.pca_counterparts(names).items():
+    for model, pca in counterparts.pca_counterparts(names).items():
         metric = model.partition("/")[2]
         if "/" in metric:
             continue
         # downstream/acc_recon: one tag, PCA's run holding downstream/acc_pca under its name
-        tags = [_every_stage(metric) if pca.startswith(metrics.PCA_PREFIX) else _exactly(model)]
+        tags = [
+            _every_stage(metric) if pca.startswith(counterparts.PCA_PREFIX) else _exactly(model)
+        ]
         charts.setdefault(f"{metric}: model and PCA", ["Multiline", tags])
     if not charts:
         return {}
@@ -150,7 +152,7 @@ class ComparisonLayout(L.Callback):
             return stage in stages if stages is not None else stage not in STAGES[:2]
 
         step = int(logged.get(STEP, trainer.global_step))
-        pairs = metrics.pca_counterparts(logged)
+        pairs = counterparts.pca_counterparts(logged)
         pca = {model: logged[p] for model, p in pairs.items() if now(model)}
         losses = {
             loss_tag(self.objective or LOSS, stage): logged[f"{stage}/{LOSS}"]

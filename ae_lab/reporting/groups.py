@@ -91,7 +91,7 @@ def _status(statuses: Sequence[str]) -> str:
 def group_rows(
     rows: Sequence[Mapping[str, Any]], average_over: Iterable[str] = AVERAGE_OVER
 ) -> list[dict[str, Any]]:
-    """One row per group of ``rows`` (``ae_lab.reporting.report.collect``'s job rows), in
+    """One row per group of ``rows`` (``ae_lab.reporting.collect.collect``'s job rows), in
     numeric order of their overrides: the description the jobs share, ``n`` (jobs in the group),
     ``completed``, ``averaged`` (the averaged-over overrides of its jobs, e.g. ``seed=0 seed=1``),
     ``job`` (their folders, space-separated) and, for every numeric metric of a completed job,
@@ -99,7 +99,7 @@ def group_rows(
     average_over = tuple(average_over)
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
-        # a job without overrides (a sweep of an older ae_lab) is a group of its own
+        # a job without overrides (a sweep of one job run with -m) is a group of its own
         overrides = row.get("overrides")
         key = split_overrides(overrides, average_over)[0] if overrides else str(row.get("job"))
         groups.setdefault(key, []).append(row)

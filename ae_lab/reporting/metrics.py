@@ -3,16 +3,14 @@
 One list for the line a run ends with, the columns of a sweep's ``summary.md``, the metrics of
 TensorBoard's HPARAMS tab and the job tables of the results page. Adding a metric to all of them
 is one line in ``HEADLINE``; every other metric a run logs is still in its ``metrics.json``,
-``summary.csv`` and logger. Each metric says how its values are written and which way is better,
-which is what the tables that put ae_lab's figures next to published ones need.
+``summary.csv`` and logger. Each metric says how its values are written (``formatting`` writes
+them) and which way is better (``verdicts`` judges ae_lab's figures against published ones by it).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 # where a headline metric is shown
@@ -162,125 +160,3 @@ def select(values: Mapping[str, Any], place: str) -> dict[str, Any]:
     """The headline metrics of ``values`` (``RATIO`` included) that ``place`` shows."""
     values = with_ratio(values)
     return {k: values[k] for k in shown_in(place) if k in values}
-
-
-def is_integral(value: Any) -> bool:
-    """An int, or a float with nothing after the point (``44.0`` components, ``202258.0``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return isinstance(value, int) or (math.isfinite(value) and float(value).is_integer())
-
-
-def _mean(value: Any) -> Any:
-    """The number a cell shows: a group's mean (a ``Stat`` of ``ae_lab.reporting.groups``)."""
-    return getattr(value, "mean", value)
-
-
-def column_form(name: str, values: Iterable[Any]) -> str:
-    """One format for every cell of a column: the headline metric's own when it has one (a
-    share, a count); otherwise whole numbers for a column of whole numbers or one that reaches
-    1000 (``43,010`` beside ``875``, never ``4.301e+04``), 4 significant digits for the rest."""
-    metric = find(name)
-    if metric is not None and metric.form != NUMBER:
-        return metric.form
-    numbers = [v for v in map(_mean, values) if isinstance(v, int | float) and math.isfinite(v)]
-    if numbers and (all(map(is_integral, numbers)) or max(abs(v) for v in numbers) >= 1000):
-        return COUNT
-    return NUMBER
-
-
-def _spread(std: float, form: str) -> str:
-    # a standard deviation to 2 significant digits, in the column's unit
-    if form != NUMBER:
-        return form.format(std)
-    two = f"{std:.2g}"
-    return f"{std:,.0f}" if "e+" in two else two  # 410, not 4.1e+02
-
-
-def fmt(value: Any, name: str = "", form: str | None = None) -> str:
-    """A table cell: a number in ``form`` (default: the headline metric's, else ``column_form``
-    of the value alone), a group's ``Stat`` as ``mean ± std``, text as is."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if hasattr(value, "mean") and hasattr(value, "std"):
-        form = form or column_form(name, [value.mean])
-        mean = fmt(value.mean, name, form)
-        return mean if value.std is None else f"{mean} ± {_spread(value.std, form)}"
-    if isinstance(value, float | int) and not isinstance(value, bool):
-        form = form or column_form(name, [value])
-        return form.format(value)
-    return str(value).replace("|", "\\|")
-
-
-def fmt_column(values: Sequence[Any], name: str = "") -> list[str]:
-    """The cells of one column, every number in the same format."""
-    form = column_form(name, values)
-    return [fmt(v, name, form) for v in values]
-
-
-def csv_value(value: Any) -> Any:
-    """What ``summary.csv`` writes: whole numbers as integers (``202258``, not ``202258.0``)."""
-    return int(value) if is_integral(value) and not isinstance(value, bool) else value
-
-
-# how the results page and summary.md decide "beaten" (printed beside the tables)
-BEATEN_RULE = (
-    "beaten: *same* when ae_lab's mean, rounded as the published figure is, lies within one unit "
-    "of its last digit; "
-    "otherwise *yes* only when the published value lies outside mean ± 2·std/√n on ae_lab's "
-    "worse side (ae_lab better beyond the noise), *no* when it lies beyond it on the better side, "
-    "*within noise* in between (std: sample standard deviation over the n seeds; with one seed "
-    "there is no spread and the value alone decides). A count (PCA components) is *same* or "
-    "*differs*."
-)
-
-
-def decimals(published: float) -> int:
-    """How many decimals the published figure was written with (0.009948: 6; 90: 0)."""
-    exponent = Decimal(repr(float(published))).normalize().as_tuple().exponent
-    return max(0, -int(exponent))
-
-
-def beaten(name: str, ours: float, published: float, std: float | None = None, n: int = 1) -> str:
-    """The verdict of ``BEATEN_RULE`` for ae_lab's mean ``ours`` (``std`` over ``n`` runs)."""
-    metric = find(name)
-    better = metric.better if metric else LOWER
-    if better is None:
-        return "same" if round(ours) == round(published) else "differs"
-    places = decimals(published)
-    unit = 10.0**-places  # the published figure's last digit
-    if abs(round(ours, places) - published) <= unit * (1 + 1e-9):
-        return "same"
-    margin = 2 * std / math.sqrt(n) if std is not None and n > 1 else 0.0
-    ahead = published - ours if better == LOWER else ours - published
-    if ahead > margin:
-        return "yes"
-    if -ahead > margin:
-        return "no"
-    return "within noise"
-
-
-# PCA's value of a model metric (ae_lab.callbacks.pca and the evaluations that score PCA too):
-# <stage>/<metric> -> pca/<stage>_<metric> (val/mse -> pca/val_mse, test/mse_digit/3 ->
-# pca/test_mse_digit/3), and <group>/<metric>_recon -> <group>/<metric>_pca (downstream/acc_recon)
-PCA_PREFIX = "pca/"
-RECON, PCA_SUFFIX = "_recon", "_pca"
-
-
-def pca_counterparts(names: Iterable[str]) -> dict[str, str]:
-    """Each model metric among ``names`` that has PCA's value of the same quantity among them,
-    with that PCA metric; in the order of ``names``."""
-    names = list(dict.fromkeys(names))
-    present = set(names)
-    pairs = {}
-    for name in names:
-        stage, _, rest = name.partition("/")
-        if name.startswith(PCA_PREFIX) or not rest:
-            continue
-        candidates = [f"{PCA_PREFIX}{stage}_{rest}"]
-        if name.endswith(RECON):
-            candidates.append(name[: -len(RECON)] + PCA_SUFFIX)
-        found = next((c for c in candidates if c in present), None)
-        if found is not None:
-            pairs[name] = found
-    return pairs
