@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ae_lab.reporting import groups, report
 
 if TYPE_CHECKING:
-    from scripts.results import Sweep
+    from scripts.results_sweep import Sweep
 
 FIGURE_WIDTH = 720  # pixels; copied run figures are shrunk to this so docs/figures stays small
 # the rest are the plot's own arguments; `metrics`: numbers of the figure's job shown under it
