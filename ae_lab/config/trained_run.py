@@ -18,22 +18,22 @@ Anything else ends the command with one line (exit status 2) before anything is 
 run, let alone instantiated. What the evaluation sets itself (``EVAL_SETUP``: callbacks, loggers,
 trainer, threads, ...) is left out, and every key the user gives again replaces the run's. The
 values that pass are written back as overrides that Hydra's parser reads as the same plain values
-(``as_override``), so no text from the file reaches the command line as it was written.
+(``ae_lab.config.rebuild``, which checks the keys and values too), so no text from the file
+reaches the command line as it was written.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ae_lab.config import location
+from ae_lab.config import options
 from ae_lab.config.rule import INSTANTIATE_KEYS
-from ae_lab.core.errors import ConfigError, did_you_mean
+from ae_lab.core.errors import ConfigError
 from ae_lab.core.identity import DISPLAY_ONLY, under
 
 # a training run's settings that say how it was carried out, not what it trained: the evaluation
@@ -53,8 +53,6 @@ EVAL_SETUP = (
     "optimized_metric",
     *DISPLAY_ONLY,
 )
-# a group option's name: folders and a file name, nothing that climbs out of the group
-_OPTION = re.compile(r"[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*")
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -71,7 +69,8 @@ class TrainedRun:
         return {"choices": self.choices, "settings": self.settings, "deleted": self.deleted}
 
 
-def _refuse(source: str, entry: str, why: str) -> ConfigError:
+def refuse(source: str, entry: str, why: str) -> ConfigError:
+    """The one line that refuses ``entry`` of the run read from ``source``."""
     return ConfigError(
         f"{source}: {entry} {why}; ae_lab takes only the model's and data's "
         "settings from it, as plain values"
@@ -97,24 +96,24 @@ def _parts(key: str) -> list[str]:
 def _check_key(key: str, source: str, entry: str) -> None:
     """Refuses a key that Hydra or ``instantiate`` reads."""
     if key.split(".")[0].split("/")[0] == "hydra":
-        raise _refuse(source, entry, "sets Hydra's own config")
+        raise refuse(source, entry, "sets Hydra's own config")
     if any(part in INSTANTIATE_KEYS for part in _parts(key)):
-        raise _refuse(source, entry, "sets what instantiate builds")
+        raise refuse(source, entry, "sets what instantiate builds")
 
 
 def _check_value(value: Any, source: str, entry: str) -> None:
     if isinstance(value, dict):
-        raise _refuse(source, entry, "is a mapping")
+        raise refuse(source, entry, "is a mapping")
     if not _is_plain(value):
-        raise _refuse(source, entry, "is not a plain value")
+        raise refuse(source, entry, "is not a plain value")
     if _has_interpolation(value):
-        raise _refuse(source, entry, "holds an interpolation (${...})")
+        raise refuse(source, entry, "holds an interpolation (${...})")
 
 
 def from_overrides(overrides: Any, source: str) -> TrainedRun:
     """The run that Hydra's list of overrides ``overrides`` (``.hydra/overrides.yaml``)
     describes; raises ``ConfigError`` for an entry that is anything but a plain choice or
-    setting. Which keys and values are ae_lab's is ``check``'s to say."""
+    setting. Which keys and values are ae_lab's is ``ae_lab.config.rebuild.check``'s to say."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
@@ -125,22 +124,22 @@ def from_overrides(overrides: Any, source: str) -> TrainedRun:
         try:
             override = parser.parse_override(entry)
         except Exception:  # noqa: BLE001 - Hydra's parser errors are many; the answer is one
-            raise _refuse(source, entry, "is not an override Hydra reads") from None
+            raise refuse(source, entry, "is not an override Hydra reads") from None
         key = override.key_or_group
         _check_key(key, source, entry)
         if override.package is not None:
-            raise _refuse(source, entry, "moves a config to another package (@)")
+            raise refuse(source, entry, "moves a config to another package (@)")
         if override.is_delete():
             run.deleted.append(key)
             continue
         if override.is_sweep_override():
-            raise _refuse(source, entry, "is a sweep, not one run's value")
+            raise refuse(source, entry, "is a sweep, not one run's value")
         value = override.value()
         if under(key.replace("/", "."), EVAL_SETUP):
             _check_mapping(value, source, entry)  # left out, but never a config built in hiding
             continue
         _check_value(value, source, entry)
-        if "/" in key or ("." not in key and key in groups()):
+        if "/" in key or ("." not in key and key in options.groups()):
             run.choices[key] = value
         else:
             run.settings[key] = value
@@ -176,7 +175,7 @@ def from_checkpoint(entry: Any, source: str) -> TrainedRun:
         for key, value in found.items():
             entry_text = f"{kind} {key}={value!r}"
             if not isinstance(key, str) or not key:
-                raise _refuse(source, entry_text, "has no key name")
+                raise refuse(source, entry_text, "has no key name")
             _check_key(key, source, entry_text)
             if under(key.replace("/", "."), EVAL_SETUP):
                 _check_mapping(value, source, entry_text)  # left out, but never built in hiding
@@ -187,135 +186,6 @@ def from_checkpoint(entry: Any, source: str) -> TrainedRun:
         _check_key(key, source, f"~{key}")
         run.deleted.append(key)
     return run
-
-
-# ------------------------------------------------------------------ ae_lab's own groups and keys
-@cache
-def _options() -> dict[str, tuple[str, ...]]:
-    """Every group of ae_lab's config search path (Hydra's own aside) and its options, nested
-    ones as ``course/deep_ae_64``."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.object_type import ObjectType
-
-    with initialize_config_dir(config_dir=str(location.config_dir()), version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
-
-        def options(group: str) -> list[str]:
-            found = list(loader.get_group_options(group, ObjectType.CONFIG))
-            for sub in loader.list_groups(group):
-                found += [f"{sub}/{o}" for o in options(f"{group}/{sub}")]
-            return found
-
-        return {g: tuple(sorted(options(g))) for g in loader.list_groups("") if g != "hydra"}
-
-
-def groups() -> tuple[str, ...]:
-    return tuple(_options())
-
-
-def _compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(location.config_dir()), version_base="1.3"):
-        return compose("eval", overrides=overrides)
-
-
-def _exists(cfg: DictConfig, key: str) -> bool:
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
-            return False
-        node = node._get_node(part)
-    return True
-
-
-def check(run: TrainedRun, source: str, given: Iterable[str] = ()) -> list[str]:
-    """The overrides that rebuild ``run``'s model and data, less the keys in ``given`` (and every
-    key inside them), which the user sets again; raises ``ConfigError`` for a group or option,
-    key or value that is not ae_lab's or breaks its rule."""
-    from ae_lab.config.validation import rule_for
-
-    given = tuple(given)
-    options = _options()
-    choices: list[str] = []
-    for group, option in run.choices.items():
-        entry = f"{group}={option}"
-        if group not in options:
-            raise _refuse(
-                source, entry, f"names no group of ae_lab's{did_you_mean(group, options)}"
-            )
-        if option is not None and not (
-            isinstance(option, str) and _OPTION.fullmatch(option) and option in options[group]
-        ):
-            raise ConfigError(
-                f"{source}: {entry}: {group} has no option {option!r}; its options are "
-                + ", ".join(options[group])
-            )
-        if not under(group.replace("/", "."), given):
-            choices.append(as_override(group, option))
-    cfg = _compose(choices)
-    out = list(choices)
-    for key in run.deleted:
-        if under(key, EVAL_SETUP) or under(key, given):
-            continue
-        if not _exists(cfg, key):
-            raise _refuse(source, f"~{key}", "deletes a key ae_lab's config does not have")
-        out.append(f"~{key}")
-    for key, value in run.settings.items():
-        if under(key, given):
-            continue
-        entry = f"{key}={value!r}"
-        rule = rule_for(key)
-        if rule is None or not _exists(cfg, key):
-            raise _refuse(source, entry, "is no setting of ae_lab's config")
-        if not ((value is None and rule.nullable) or rule.ok(value)):
-            raise ConfigError(f"{source}: {rule.complaint(key, value)}")
-        out.append(as_override(key, value))
-    return out
-
-
-# ------------------------------------------------------------------ values back as overrides
-def _literal(value: Any, quote: bool = False) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ",".join(_literal(v, quote) for v in value) + "]"
-    text = str(value)
-    if not quote:
-        return text
-    # Hydra's quoted strings: a backslash before a quote, and the quote itself, are escaped
-    escaped = re.sub(r"(\\*)'", lambda m: m[1] * 2 + "\\'", text)
-    escaped = re.sub(r"(\\+)$", lambda m: m[1] * 2, escaped)
-    return f"'{escaped}'"
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(map(_same, a, b))
-    return type(a) is type(b) and a == b
-
-
-def as_override(key: str, value: Any, prefix: str = "") -> str:
-    """``key=<value>`` written so that Hydra's parser reads back exactly ``value`` (checked by
-    parsing it: strings are quoted where they must be); raises ``ConfigError`` for a value it
-    cannot write so."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    for quote in (False, True):
-        text = f"{prefix}{key}={_literal(value, quote)}"
-        try:
-            parsed = parser.parse_override(text)
-        except Exception:  # noqa: BLE001 - not read back: try quoting
-            continue
-        if not parsed.is_sweep_override() and _same(parsed.value(), value):
-            return text
-    raise ConfigError(f"{key}={value!r} cannot be passed to Hydra as it is")
 
 
 # ------------------------------------------------------------------ what a checkpoint carries

@@ -38,7 +38,7 @@ import hydra
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.config import location, trained_run, validation
+from ae_lab.config import location, rebuild, trained_run, validation
 from ae_lab.core import lifecycle
 from ae_lab.core.errors import AeLabError, ConfigError, exit_with
 from ae_lab.core.identity import override_key
@@ -111,7 +111,7 @@ def run_overrides(ckpt: Path, what: str, given: list[str]) -> list[str]:
     again (``transform=mask`` replaces the run's ``transform`` and every ``transform.*``)."""
     run, source = trained_run_of(ckpt, what)
     mine = [override_key(o).replace("/", ".") for o in given if "=" in o or o.startswith("~")]
-    return trained_run.check(run, source, mine)
+    return rebuild.check(run, source, mine)
 
 
 def with_run_overrides(argv: list[str]) -> list[str]:
@@ -141,7 +141,7 @@ def with_run_overrides(argv: list[str]) -> list[str]:
     replayed = run_overrides(ckpt, f"ckpt_path={match['path']}", given)
     if "--multirun" not in argv:  # a replayed preset may make a sweep; one run was asked for
         replayed.append("hydra.mode=RUN")
-    own = trained_run.as_override("ckpt_path", str(ckpt), prefix=match["prefix"])
+    own = rebuild.as_override("ckpt_path", str(ckpt), prefix=match["prefix"])
     return [*argv[:at], *replayed, own, *argv[at + 1 :]]
 
 
