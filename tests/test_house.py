@@ -4,8 +4,8 @@ and importing a module defines things and does nothing else.
 
 The modules are found by walking ``ae_lab/``, ``scripts/`` and ``hydra_plugins/ae_lab/``, so a
 module added anywhere there is held to the same rules without naming it here. Imports are read
-with ``ast`` wherever they stand (in functions too, and under ``TYPE_CHECKING``), as
-``/work/shared/tools/import-check`` reads them.
+with ``ast`` wherever they stand (in functions too, and under ``TYPE_CHECKING``): an import a
+function makes late is still an edge of the house.
 """
 
 from __future__ import annotations
