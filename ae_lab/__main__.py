@@ -1,3 +1,6 @@
+"""``python -m ae_lab``: the ``ae-lab`` command (ae_lab/run/cli.py)."""
+
 from ae_lab.run.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

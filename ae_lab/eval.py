@@ -5,6 +5,9 @@ from ae_lab.run.cli import check_python
 
 def main() -> None:
     check_python()  # before anything imports Hydra
+    from ae_lab.run import process
+
+    process.setup()
     from ae_lab.run.evaluate import main as evaluate
 
     evaluate()

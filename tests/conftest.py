@@ -56,8 +56,13 @@ from ae_lab.config import hydra_errors
 from ae_lab.core import locks
 from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
+from ae_lab.run import process
 from ae_lab.run.train import CONFIG_DIR
 from ae_lab.sweeps import sweep_lock
+
+# what the commands set up before they compose a config (importing ae_lab sets nothing): the
+# configs' resolvers, which Hydra's compose API needs here too, and the warnings left out
+process.setup()
 
 REPO = Path(__file__).resolve().parents[1]
 # where the real MNIST is, read before the guard hides it from unit tests

@@ -19,8 +19,8 @@ from ae_lab.callbacks import ReconstructionGrid
 from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.core.identity import identity
 from ae_lab.models import DenseAE
+from ae_lab.run import build, resume, train
 from ae_lab.run import evaluate as evaluate_mod
-from ae_lab.run import resume, train
 from ae_lab.run.evaluate import evaluate, with_run_overrides
 from tests.conftest import TINY, compose_cfg
 from tests.test_eval import batch_of, outputs_of, stub_trainer
@@ -91,7 +91,7 @@ def no_instantiation(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("reached instantiate or the Hydra app")
 
-    monkeypatch.setattr(train, "instantiate", refuse)
+    monkeypatch.setattr(build, "instantiate", refuse)
     monkeypatch.setattr(evaluate_mod, "_main", refuse)
     monkeypatch.setattr(evaluate_mod, "evaluate", refuse)
 

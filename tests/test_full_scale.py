@@ -21,7 +21,8 @@ from ae_lab.core import hardware
 from ae_lab.models import DenseVAE
 from ae_lab.models.classifier import CNNClassifier
 from ae_lab.models.vae import log_likelihood
-from ae_lab.run.train import run_threads, train
+from ae_lab.run.process import run_threads
+from ae_lab.run.train import train
 from tests.conftest import compose_cfg
 
 # --- the downstream classifier's cache ---
@@ -278,7 +279,7 @@ def test_the_default_thread_count_is_the_cores_free_to_the_run(machine):
 def test_threads_n_overrides_and_a_multi_device_run_shares_the_free_cores(machine, caplog):
     machine(cores=16, load=0.0)
     assert run_threads(OmegaConf.create({"threads": 3, "trainer": {"devices": 1}})) == 3
-    with caplog.at_level(logging.INFO, logger="ae_lab.run.train"):
+    with caplog.at_level(logging.INFO, logger="ae_lab.run.process"):
         assert run_threads(OmegaConf.create({"threads": None, "trainer": {"devices": 1}})) == 16
         assert run_threads(OmegaConf.create({"threads": None, "trainer": {"devices": 4}})) == 4
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("torch threads")]

@@ -97,9 +97,9 @@ def test_resident_batches_skip_lightnings_device_move(synthetic_root):
 
 @pytest.mark.parametrize("user_value", [None, "1"])
 def test_cpu_runs_use_torchs_own_cuda_check_unless_the_user_set_one(monkeypatch, user_value):
-    from ae_lab.run import train
+    from ae_lab.run import process
 
-    monkeypatch.setattr(train, "_USER_CUDA_CHECK", user_value)
+    monkeypatch.setattr(process, "_user_cuda_check", user_value)
     monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # as importing Lightning leaves it
-    train.use_default_cuda_check()
+    process.use_default_cuda_check()
     assert os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == user_value

@@ -14,7 +14,7 @@ import pytest
 import torch
 from omegaconf import open_dict, read_write
 
-from ae_lab.core import checkpoints, lifecycle, records, run_dir
+from ae_lab.core import checkpoints, earlier_run, lifecycle, records, run_dir
 from ae_lab.reporting import collect, report
 from ae_lab.run import resume
 from ae_lab.run.single_run import SingleRun
@@ -75,7 +75,7 @@ def test_a_new_training_into_a_completed_run_is_refused_and_the_run_left_as_it_w
 ):
     run, metrics = completed
     before = files(run)
-    with pytest.raises(lifecycle.CompletedRunError, match=r"holds a completed run") as err:
+    with pytest.raises(earlier_run.CompletedRunError, match=r"holds a completed run") as err:
         train(cfg_for(run, synthetic_root, *WITH_TRAINING_METRICS))
     assert err.value.exit_code == 2 and "\n" not in str(err.value)
     # continuing it, by ckpt_path=last or by naming its own last.ckpt: its metrics, untouched

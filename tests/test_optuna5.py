@@ -22,7 +22,8 @@ from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.core.identity import identity
 from ae_lab.run.train import train
 from ae_lab.sweeps import optuna_space
-from ae_lab.sweeps.optuna_search import OptunaSearch, storage_url
+from ae_lab.sweeps.optuna_search import OptunaSearch
+from ae_lab.sweeps.optuna_study import storage_url
 from ae_lab.sweeps.optuna_trials import OWNER, TRIAL_ENV, make_pruner, trial_overrides
 from tests.conftest import FAST, compose_cfg, run_ae_lab
 

@@ -34,7 +34,7 @@ from ae_lab.data import ImageDataModule
 from ae_lab.models import DenseAE, DenseVAE
 from ae_lab.models.vae import GREY_TARGETS
 from ae_lab.reporting import metrics as headline
-from ae_lab.run import train
+from ae_lab.run import build
 from tests.conftest import TINY, compose_cfg, quiet_trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Lightning's few-workers hints
@@ -178,7 +178,7 @@ def test_the_entrypoint_seeds_the_evaluation_draws_with_the_runs_seed(synthetic_
             *TINY,
             run_dir=tmp_path / f"run{seed}",
         )
-        assert train.build(cfg, training=False).model.noise_seed == seed
+        assert build.build(cfg, training=False).model.noise_seed == seed
 
 
 def test_neg_elbo_and_nll_are_skipped_for_grey_targets_with_one_reason(synthetic_root, caplog):

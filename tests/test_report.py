@@ -13,7 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from ae_lab.core import lifecycle, records
+from ae_lab.core import attempts, lifecycle, records
 from ae_lab.reporting import collect, report
 from ae_lab.sweeps.sweep import SweepSummary
 from tests.conftest import TINY, compose_cfg, sweep_in_process
@@ -83,7 +83,7 @@ def test_the_latent_column_is_the_models_bottleneck_as_recorded(tmp_path) -> Non
     sweep = tmp_path / "sweep"
     fake_job(sweep, "cnn", ["model=classifier"], None, latent=32, status="failed", error="x")
     fake_job(sweep, "ae", ["model=ae"], {"test/mse": 0.01}, latent=8, status="completed")
-    records.record_latent(sweep / "ae", 8)
+    attempts.record_latent(sweep / "ae", 8)
     fake_job(sweep, "old", ["model=ae"], {"test/mse": 0.02}, latent=4)
     rows = {r["job"]: r for r in collect.collect(sweep)}
     assert (rows["cnn"]["latent"], rows["ae"]["latent"], rows["old"]["latent"]) == (None, 8, 4)

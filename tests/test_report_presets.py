@@ -148,7 +148,7 @@ def test_the_headline_list_drives_the_run_end_line_hparams_and_the_summary(
         cfg.hydra.runtime.output_dir = str(run)
     HydraConfig.instance().set_config(cfg)
     try:
-        with caplog.at_level(logging.INFO, logger="ae_lab.run.train"):
+        with caplog.at_level(logging.INFO, logger="ae_lab.run.build"):
             final = train(cfg)
     finally:
         HydraConfig.instance().cfg = None

@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
 from ae_lab.callbacks.console import ProgressBar
-from ae_lab.core import records
+from ae_lab.core import attempts, records
 from ae_lab.core.identity import resolved_identity
 from ae_lab.reporting import metrics as headline
 from ae_lab.sweeps.console import JOBS_KEY, SweepConsole, SweepJobConsole, job_count
@@ -135,10 +135,10 @@ def test_a_job_ends_with_its_headline_metrics_and_log_file(tmp_path, capsys) -> 
 
 def test_a_job_continued_by_a_rerun_says_over_how_many_attempts(tmp_path, capsys) -> None:
     cfg, out = job(tmp_path, ["latent=4"], [], num=0)
-    first = records.begin(out, None, None)
-    records.finish(out, first, completed=False, error="stopped")
-    second = records.begin(out, None, records.read(out))
-    records.finish(out, second, completed=True)
+    first = attempts.begin(out, None, None)
+    attempts.finish(out, first, completed=False, error="stopped")
+    second = attempts.begin(out, None, records.read(out))
+    attempts.finish(out, second, completed=True)
     records.write_metrics(out, {"test/mse": 0.1, "time/wall_s": 30.0})
     SweepConsole().on_job_end(config=cfg, job_return=JobReturn(status=JobStatus.COMPLETED))
     assert capsys.readouterr().out.startswith("job 1 of 3 completed in 30 s over 2 attempts: ")
@@ -153,8 +153,8 @@ def test_a_failed_job_says_so_in_one_line(tmp_path, capsys) -> None:
 
 def test_a_job_a_rerun_skips_says_so_once(tmp_path, capsys) -> None:
     cfg, out = job(tmp_path, ["latent=2"], [], num=0)
-    record = records.begin(out, resolved_identity(cfg, out), None)
-    records.finish(out, record, completed=True)
+    record = attempts.begin(out, resolved_identity(cfg, out), None)
+    attempts.finish(out, record, completed=True)
     records.write_metrics(out, {"test/mse": 0.1})
     callback = SweepConsole()
     callback.on_job_start(config=cfg)

@@ -1,4 +1,4 @@
-"""OmegaConf resolvers the configs use; registered on import of ``ae_lab.run.train``."""
+"""OmegaConf resolvers the configs use; registered by ``ae_lab.run.process.setup``."""
 
 from __future__ import annotations
 

@@ -95,6 +95,9 @@ def exit_promptly(run: Callable[[], Any]) -> None:
 def main() -> None:
     check_python()
     sys.argv[1:] = prepare_argv(sys.argv[1:])
+    from ae_lab.run import process
+
+    process.setup()  # before anything imports Lightning: it notes the user's CUDA check
     from ae_lab.config import hydra_errors
     from ae_lab.run.train import main as run
 

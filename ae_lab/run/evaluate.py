@@ -42,7 +42,7 @@ from ae_lab.config import location, trained_run, validation
 from ae_lab.core import lifecycle
 from ae_lab.core.errors import AeLabError, ConfigError, exit_with
 from ae_lab.core.identity import override_key
-from ae_lab.run import train
+from ae_lab.run import build, process
 from ae_lab.run.cli import exit_promptly, prepare_argv
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     from ae_lab.run import resume
 
-    run = train.build(cfg, training=False)
+    run = build.build(cfg, training=False)
     what = f"ckpt_path={cfg.ckpt_path}"
     ckpt = resume.read_checkpoint(Path(cfg.ckpt_path), what)  # as weights only
     resume.check_checkpoint(ckpt, run.model, what)
@@ -189,12 +189,14 @@ def _evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=location.config_path(), config_name="eval")
 def _main(cfg: DictConfig) -> float | None:
+    process.setup()  # in a launcher's fresh process too, where this is the first ae_lab code run
     metrics = evaluate(cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 
 
 def main() -> None:
+    process.setup()
     try:
         argv = with_run_overrides(prepare_argv(sys.argv[1:]))
     except AeLabError as err:

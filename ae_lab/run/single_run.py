@@ -26,7 +26,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ae_lab.core import lifecycle, records, run_dir
+from ae_lab.core import earlier_run, records, run_dir
 from ae_lab.core.errors import AeLabError, ConfigError, exit_with, full_error_wanted
 from ae_lab.core.identity import override_key, resolved_identity
 
@@ -66,7 +66,7 @@ def chosen(config: DictConfig) -> bool:
 
 
 def refuse_to_rewrite(config: DictConfig) -> None:
-    """What ``lifecycle.decide`` says of the run dir, before Hydra writes into it: a completed
+    """What ``earlier_run.decide`` says of the run dir, before Hydra writes into it: a completed
     run continued (``ckpt_path=last``): one line and exit 0; a new training into a completed run,
     or ``ckpt_path=last`` on a run of another configuration: one line and exit 2."""
     folder = Path(os.path.abspath(str(config.hydra.run.dir)))
@@ -81,8 +81,8 @@ def refuse_to_rewrite(config: DictConfig) -> None:
     HydraConfig.instance().set_config(current)
     try:
         found = resolved_identity(current, folder)
-        done = lifecycle.decide(current, folder, found, multirun=False)
-    except lifecycle.CompletedRunError as err:
+        done = earlier_run.decide(current, folder, found, multirun=False)
+    except earlier_run.CompletedRunError as err:
         exit_with(str(err), err.exit_code)
     finally:
         HydraConfig.instance().cfg = saved

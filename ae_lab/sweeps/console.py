@@ -28,7 +28,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ae_lab.core import lifecycle, records
+from ae_lab.core import earlier_run, records
 from ae_lab.core.identity import override_key
 from ae_lab.reporting import metrics as headline
 from ae_lab.sweeps import names
@@ -99,7 +99,7 @@ def _shown(path: Path) -> str:
 
 # loggers whose lines a sweep job's console keeps: the sweep's own, and the run's life (an earlier
 # run set aside, a record repaired), which decides what the job does with its folder
-SHOWN = ("ae_lab.sweeps", "ae_lab.core.lifecycle")
+SHOWN = ("ae_lab.sweeps", "ae_lab.core.lifecycle", "ae_lab.core.earlier_run")
 
 
 class SweepJobConsole(logging.Filter):
@@ -137,7 +137,7 @@ class SweepConsole(Callback):
         if config.hydra.mode != RunMode.MULTIRUN or not records.rank_zero():
             return
         out = Path(str(config.hydra.runtime.output_dir))
-        self.skipped = lifecycle.completed_already(config, out)
+        self.skipped = earlier_run.completed_already(config, out)
         what = ": completed in an earlier run of this sweep, skipped" if self.skipped else ""
         print(f"{position(config)}: {job_overrides(config)}{what}", flush=True)
         for handler in logging.getLogger().handlers:  # Hydra's, configured for this job

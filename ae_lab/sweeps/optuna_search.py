@@ -18,7 +18,8 @@ a search does:
 
 The study is kept in ``storage`` (an SQLAlchemy URL such as ``sqlite:///optuna.db``), or, without
 one, in ``<sweep dir>/optuna.db``: the jobs, which launchers may run in other processes or on
-other machines, report to their trial there.
+other machines, report to their trial there (``ae_lab.sweeps.optuna_study``: the study, how each
+job's outcome is told to it, and the results file).
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ from typing import Any
 
 import optuna
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import Trial, TrialState
 
 from ae_lab.core.errors import AeLabError, ConfigError, exit_with, full_error_wanted, one_line
-from ae_lab.sweeps import optuna_space
+from ae_lab.sweeps import optuna_space, optuna_study
 from ae_lab.sweeps.optuna_trials import (
     FINISHED,
     HEARTBEAT_S,
@@ -51,31 +52,11 @@ from ae_lab.sweeps.optuna_trials import (
     heartbeat,
     latest_attempts,
     make_pruner,
-    objective_values,
     stale_reason,
     trial_overrides,
 )
 
 log = logging.getLogger(__name__)
-SQLITE = "sqlite:///"
-DEFAULT_DB = "optuna.db"
-
-
-def storage_url(storage: str | None, sweep_dir: str | Path) -> str:
-    """The study's storage as every job can reach it: ``<sweep dir>/optuna.db`` without one, and
-    an SQLite file named relative to this directory made absolute (a job may run elsewhere)."""
-    if storage is None:
-        return SQLITE + str(Path(sweep_dir).resolve() / DEFAULT_DB)
-    url = str(storage)
-    if url.startswith(SQLITE):
-        path, sep, query = url[len(SQLITE) :].partition("?")
-        if path and not path.startswith((":memory:", "/", "file:")):
-            return SQLITE + str(Path(path).resolve()) + sep + query
-    return url
-
-
-def is_pruned(ret: JobReturn) -> bool:
-    return ret.status == JobStatus.FAILED and isinstance(ret._return_value, optuna.TrialPruned)
 
 
 class OptunaSearch(Sweeper):
@@ -163,21 +144,24 @@ class OptunaSearch(Sweeper):
         params = [f"{k!s}={v}" for k, v in (self.params or {}).items()]
         space, fixed = optuna_space.parse(params + list(arguments))
         directions = self._directions()
-        storage = storage_url(self.storage, self.config.hydra.sweep.dir)
+        storage = optuna_study.storage_url(self.storage, self.config.hydra.sweep.dir)
         if self.storage is None:
             Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
-        study = self._study(storage, directions)
+        study = optuna_study.open_study(
+            storage, self.storage, self.study_name, self.sampler, directions
+        )
         self._retry_stale(study)
         n_trials_in_study = len(study.get_trials(deepcopy=False))
         sampler = continued_sampler(self.config.hydra.sweeper.sampler, n_trials_in_study)
         if sampler is not None:
             study.sampler = sampler
-        self._announce(study)
+        optuna_study.announce(study, self.n_trials)
         waiting = False
         while True:
             self._retry_stale(study)
             latest = latest_attempts(study.get_trials(deepcopy=False))
-            self._check_failures(study, [t for t in latest if t.state == TrialState.FAIL])
+            failed = [t for t in latest if t.state == TrialState.FAIL]
+            optuna_study.check_failures(study, failed, self.max_failure_rate, self.n_trials)
             running = [t.number for t in latest if t.state == TrialState.RUNNING]
             to_go = self.n_trials - sum(t.state in FINISHED for t in latest) - len(running)
             if to_go <= 0 and not running:
@@ -201,27 +185,8 @@ class OptunaSearch(Sweeper):
                 for o, t in zip(overrides, trials, strict=True)
             ]
             returns = self._run(study, trials, jobs)
-            self._tell(study, trials, returns, len(directions))
-        self._write_results(study, directions)
-
-    def _study(self, storage: str, directions: list[str]) -> optuna.Study:
-        try:
-            return optuna.create_study(
-                study_name=self.study_name,
-                storage=storage,
-                sampler=self.sampler,
-                directions=directions,
-                load_if_exists=True,
-            )
-        except RuntimeError as err:  # a storage an older Optuna made: upgraded by one command
-            if "storage upgrade" not in str(err):
-                raise
-            raise AeLabError(
-                f"hydra.sweeper.storage={self.storage}: {one_line(err)} (Optuna "
-                f"{optuna.__version__})"
-            ) from err
-        except ValueError as err:  # the stored study's directions are not the configured ones
-            raise ConfigError(f"hydra.sweeper.direction: {one_line(err)}") from err
+            optuna_study.tell(study, trials, returns, len(directions))
+        optuna_study.write_results(study, directions, self.config.hydra.sweep.dir)
 
     def _ask(self, study: optuna.Study) -> Trial:
         """A new trial (or a queued retry), marked as this process's at once."""
@@ -254,28 +219,6 @@ class OptunaSearch(Sweeper):
             *(f"{name}={value}" for name, value in fixed.items()),
         )
 
-    def _announce(self, study: optuna.Study) -> None:
-        latest = latest_attempts(study.get_trials(deepcopy=False))
-        done = sum(t.state in FINISHED for t in latest)
-        if not done:
-            log.info("study %s: a new search of %d trials", study.study_name, self.n_trials)
-        elif done >= self.n_trials:
-            log.info(
-                "study %s has its %d trials (n_trials=%d): nothing to run; a larger "
-                "hydra.sweeper.n_trials runs more",
-                study.study_name,
-                done,
-                self.n_trials,
-            )
-        else:
-            log.info(
-                "study %s continues: %d of %d trials finished, %d to run",
-                study.study_name,
-                done,
-                self.n_trials,
-                self.n_trials - done,
-            )
-
     def _retry_stale(self, study: optuna.Study) -> None:
         now = time.time()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -304,55 +247,3 @@ class OptunaSearch(Sweeper):
                     with contextlib.suppress(Exception):  # the next run finds it stale anyway
                         fail_and_retry(study, frozen)
             raise
-
-    def _tell(
-        self,
-        study: optuna.Study,
-        trials: list[Trial],
-        returns: Sequence[JobReturn],
-        n_directions: int,
-    ) -> None:
-        for trial, ret in zip(trials, returns, strict=True):
-            if is_pruned(ret):
-                study.tell(trial, state=TrialState.PRUNED)
-                log.info("trial %d pruned: %s", trial.number, one_line(ret._return_value))
-                continue
-            try:
-                values = objective_values(ret.return_value, n_directions)  # a job's error too
-            except Exception as err:  # noqa: BLE001 - any failure of a job fails its trial
-                study.tell(trial, state=TrialState.FAIL)
-                log.warning("trial %d failed: %s", trial.number, one_line(err))
-                continue
-            study.tell(trial, values)
-
-    def _check_failures(self, study: optuna.Study, failed: list[FrozenTrial]) -> None:
-        if len(failed) > self.max_failure_rate * self.n_trials:
-            raise AeLabError(
-                f"study {study.study_name}: {len(failed)} failed trial(s) (numbers "
-                f"{[t.number for t in failed]}), more than hydra.sweeper.max_failure_rate="
-                f"{self.max_failure_rate} x n_trials={self.n_trials} allows, so the search "
-                "stopped. Each failed job's error is in its job.json and in the sweep's "
-                "summary.md; to go on, raise hydra.sweeper.max_failure_rate or start another "
-                "study (hydra.sweeper.study_name)"
-            )
-
-    def _write_results(self, study: optuna.Study, directions: list[str]) -> None:
-        """``optimization_results.yaml`` as Hydra's Optuna sweeper wrote it, over the whole
-        study."""
-        assert self.config is not None
-        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            raise AeLabError(f"no trial of study {study.study_name} completed")
-        results: dict[str, Any] = {"name": "optuna"}
-        if len(directions) == 1:
-            best = study.best_trial
-            results |= {"best_params": best.params, "best_value": best.value}
-            log.info("Best parameters: %s", best.params)
-            log.info("Best value: %s", best.value)
-        else:
-            results["solutions"] = [
-                {"params": t.params, "values": t.values} for t in study.best_trials
-            ]
-            log.info("Number of Pareto solutions: %d", len(study.best_trials))
-        OmegaConf.save(
-            OmegaConf.create(results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml"
-        )

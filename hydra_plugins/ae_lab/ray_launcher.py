@@ -56,6 +56,9 @@ class RayLauncher(Launcher):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        from ae_lab.run import process
+
+        process.setup()  # as the ae-lab command does, for a sweep Hydra started otherwise
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
