@@ -74,8 +74,8 @@ def _line_chart(uuid: str, title: str, metrics: tuple[str, ...]) -> dict[str, An
 
 def shared_view() -> str:
     """The value of the experiment tag ``SHARED_VIEW_TAG + VIEW_KEY``: the chart view's layout
-    with a "model vs PCA" section first (the UI adds a chart of every other metric below it),
-    every run shown."""
+    with a "model vs PCA" section first, its chart as wide as the section (the UI adds a chart of
+    every other metric below it), every run shown."""
     state = {
         "compareRunCharts": [
             _line_chart("ae_lab-val-mse", "val/mse: model and PCA", MODEL_VS_PCA),
@@ -88,6 +88,8 @@ def shared_view() -> str:
                 "isReordered": False,
                 "deleted": False,
                 "isGenerated": False,
+                "columns": 1,  # one chart across the section, not a third of it
+                "cardHeight": 480,
             }
         ],
         "runsHiddenMode": "SHOW_ALL",
