@@ -29,24 +29,20 @@ VIEW_TAG = mlflow_view.SHARED_VIEW_TAG + mlflow_view.VIEW_KEY
 
 
 # --------------------------------------------------------------------------------- unit tests
-def test_every_mlflow_address_names_the_model_training_view():
+def query(url: str) -> dict[str, list[str]]:
+    return urllib.parse.parse_qs(url.split("?", 1)[1])
+
+
+def test_every_mlflow_address_names_the_model_training_view_and_the_shared_view():
     runs, chart = mlflow_links("sqlite:////work/mlflow.db", "7")
-    assert (
-        runs
-        == "MLflow runs: http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
-    )
+    assert runs.startswith("MLflow runs: http://127.0.0.1:5000/#/experiments/7/runs?")
     assert chart.startswith("MLflow model vs PCA: http://127.0.0.1:5000/#/experiments/7/runs?")
-    query = urllib.parse.parse_qs(chart.split("?", 1)[1])
-    assert query == {
-        "workflowType": ["machine_learning"],
-        "compareRunsMode": ["CHART"],
-        "viewStateShareKey": [mlflow_view.VIEW_KEY],
-    }
+    shared = {"workflowType": ["machine_learning"], "viewStateShareKey": [mlflow_view.VIEW_KEY]}
+    assert query(runs) == shared
+    assert query(chart) == {**shared, "compareRunsMode": ["CHART"]}
     # a tracking server: its own address; a store no UI address reaches, or no experiment: none
     [served, _] = mlflow_links("http://tracking:5000/", "3")
-    assert served.endswith(
-        " http://tracking:5000/#/experiments/3/runs?workflowType=machine_learning"
-    )
+    assert served.startswith("MLflow runs: http://tracking:5000/#/experiments/3/runs?")
     assert mlflow_links("file:///work/mlruns", "3") == []
     assert mlflow_links("sqlite:////work/mlflow.db", None) == []
 
@@ -143,11 +139,11 @@ def printed(sweep, label: str) -> str:
 def test_the_printed_addresses_open_the_experiments_runs_and_its_chart(sweep, server):
     ident = experiment(server)["experiment_id"]
     runs, chart = printed(sweep, "MLflow runs"), printed(sweep, "MLflow model vs PCA")
-    assert (
-        runs == f"{mlflow_view.MLFLOW_UI}/#/experiments/{ident}/runs?workflowType=machine_learning"
-    )
-    assert chart.startswith(f"{runs}&")
-    assert f"viewStateShareKey={mlflow_view.VIEW_KEY}" in chart and "compareRunsMode=CHART" in chart
+    assert runs.startswith(f"{mlflow_view.MLFLOW_UI}/#/experiments/{ident}/runs?")
+    assert query(runs)["workflowType"] == ["machine_learning"]  # not MLflow's GenAI view
+    [key] = query(runs)["viewStateShareKey"]
+    assert mlflow_view.SHARED_VIEW_TAG + key in experiment(server)["tags"]  # a view it has
+    assert chart.startswith(f"{runs}&") and query(chart)["compareRunsMode"] == ["CHART"]
 
 
 @pytest.mark.integration
@@ -174,16 +170,18 @@ def test_the_experiment_carries_its_kind_and_the_model_vs_pca_chart(server):
     assert first["name"] == "model vs PCA" and charts
     assert charts[0]["type"] == "LINE" and charts[0]["xAxisKey"] == "step"
     assert charts[0]["selectedMetricKeys"] == ["val/mse", "pca/val_mse"]
+    # the runs table's columns: the settings that tell jobs apart and the headline metrics
+    assert {"params.`latent`", "metrics.`test/mse_ratio`"} <= set(view["selectedColumns"])
 
 
 def history(server, run: dict, metric: str) -> list[tuple[int, float]]:
-    query = urllib.parse.urlencode({"run_id": run["info"]["run_id"], "metric_key": metric})
-    points = server["api"](f"metrics/get-history?{query}")["metrics"]
+    args = urllib.parse.urlencode({"run_id": run["info"]["run_id"], "metric_key": metric})
+    points = server["api"](f"metrics/get-history?{args}")["metrics"]
     return sorted((p["step"], p["value"]) for p in points)
 
 
 @pytest.mark.integration
-def test_runs_are_named_as_their_jobs_with_the_charts_metrics_on_the_epochs(sweep, server):
+def test_runs_are_named_as_their_jobs_with_what_the_view_shows(sweep, server):
     ident = experiment(server)["experiment_id"]
     found = server["api"]("runs/search", {"experiment_ids": [ident]})["runs"]
     runs = {run["info"]["run_name"]: run for run in found}
@@ -193,3 +191,6 @@ def test_runs_are_named_as_their_jobs_with_the_charts_metrics_on_the_epochs(swee
         epochs = list(range(1, EPOCHS + 1))
         assert [s for s, _ in model] == [s for s, _ in pca] == epochs, name
         assert len({v for _, v in pca}) == 1, name  # PCA is fitted once: a flat line
+        shown = {f"{kind}.`{item['key']}`" for kind in ("params", "metrics")
+                 for item in run["data"].get(kind, [])}  # fmt: skip
+        assert set(json.loads(experiment(server)["tags"][VIEW_TAG])["selectedColumns"]) <= shown

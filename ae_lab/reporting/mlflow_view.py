@@ -6,10 +6,11 @@ storage (``mlflow.workflowType``), GenAI in a fresh browser; no experiment tag, 
 environment variable sets it (its ``mlflow.experimentKind`` tag, which ae_lab still sets, only
 labels the experiment). So every address ae_lab prints names the workflow.
 
-The chart of the model's and PCA's validation MSE is a shared view of the experiment: MLflow's UI
-loads the chart layout kept in the experiment tag ``mlflow.sharedViewState.<key>`` when the
-address says ``viewStateShareKey=<key>`` (what its "Share" button makes), so that address opens
-the runs' charts with "model vs PCA" first, in any browser.
+The runs table's columns and the chart of the model's and PCA's validation MSE are a shared view
+of the experiment: MLflow's UI loads the layout kept in the experiment tag
+``mlflow.sharedViewState.<key>`` when the address says ``viewStateShareKey=<key>`` (what its
+"Share" button makes), so those addresses open the runs with their settings and headline metrics,
+and their charts with "model vs PCA" first, in any browser.
 """
 
 from __future__ import annotations
@@ -31,17 +32,23 @@ VIEW_KEY = "model-vs-pca"
 SECTION = "ae_lab-model-vs-pca"
 # the chart: each run's learning curve (solid) and its PCA baseline (dashed), over the epochs
 MODEL_VS_PCA = ("val/mse", "pca/val_mse")
+# the runs table's columns, in place of its source, models and datasets (none in ae_lab)
+COLUMNS = {
+    "params": ("model", "latent", "transform"),
+    "metrics": ("test/mse", "pca/test_mse", "test/mse_ratio"),
+}
 
 
 def runs_url(experiment_id: str, base: str = MLFLOW_UI) -> str:
-    """The experiment's runs table, in MLflow's model-training view."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{WORKFLOW}"
+    """The experiment's runs table in MLflow's model-training view, with the shared view's
+    columns (``COLUMNS``)."""
+    view = f"{WORKFLOW}&viewStateShareKey={VIEW_KEY}"
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{view}"
 
 
 def chart_url(experiment_id: str, base: str = MLFLOW_UI) -> str:
     """The experiment's runs as charts, the model's and PCA's validation MSE on the first."""
-    view = f"compareRunsMode=CHART&viewStateShareKey={VIEW_KEY}"
-    return f"{runs_url(experiment_id, base)}&{view}"
+    return f"{runs_url(experiment_id, base)}&compareRunsMode=CHART"
 
 
 def _line_chart(uuid: str, title: str, metrics: tuple[str, ...]) -> dict[str, Any]:
@@ -75,7 +82,7 @@ def _line_chart(uuid: str, title: str, metrics: tuple[str, ...]) -> dict[str, An
 def shared_view() -> str:
     """The value of the experiment tag ``SHARED_VIEW_TAG + VIEW_KEY``: the chart view's layout
     with a "model vs PCA" section first, its chart as wide as the section (the UI adds a chart of
-    every other metric below it), every run shown."""
+    every other metric below it), every run shown; the runs table with ``COLUMNS``."""
     state = {
         "compareRunCharts": [
             _line_chart("ae_lab-val-mse", "val/mse: model and PCA", MODEL_VS_PCA),
@@ -93,6 +100,8 @@ def shared_view() -> str:
             }
         ],
         "runsHiddenMode": "SHOW_ALL",
+        # as the UI names a column: params.`latent`, metrics.`test/mse`
+        "selectedColumns": [f"{kind}.`{key}`" for kind, keys in COLUMNS.items() for key in keys],
     }
     return json.dumps(state, sort_keys=True)
 
