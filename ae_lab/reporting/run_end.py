@@ -75,8 +75,9 @@ def quiet_lightning() -> None:
 
 
 # where TensorBoard opens the model-vs-PCA charts (ae_lab/callbacks/comparison.py); it opens
-# on another tab by itself
-CUSTOM_SCALARS_URL = "http://localhost:6006/#custom_scalars"
+# on another tab by itself, and smooths every curve (0.6) unless the address says otherwise: a
+# curve of a few epochs, smoothed, lags behind its points and crosses PCA's line too late
+CUSTOM_SCALARS_URL = "http://localhost:6006/#custom_scalars&_smoothingWeight=0"
 SQLITE = "sqlite:///"
 
 
@@ -177,6 +178,7 @@ def sweep_views(logger_configs: Mapping[str, Any] | None, sweep_dir: Path) -> li
         target = str(config.get("_target_", "")).rsplit(".", 1)[-1]
         if target == "TensorBoardLogger":
             lines.append(f"curves: {tensorboard_command(sweep_dir)}")
+            lines.append(f"model vs PCA: {CUSTOM_SCALARS_URL}")
         elif target in ("MLFlowLogger", "mlflow_logger"):
             uri = _tracking_uri(config)
             if uri:
