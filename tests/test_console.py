@@ -150,7 +150,7 @@ def test_the_end_of_run_block_shows_the_ratio_and_where_to_look(tmp_path):
     assert re.search(rf"^  {re.escape(metrics.RATIO)} +0\.5 ", block, re.M)
     assert "val/mse" not in block  # not a run-end metric
     assert f" --logdir {tmp_path}\n" in block
-    assert block.endswith("#custom_scalars")  # where the model-vs-PCA charts open
+    assert block.endswith("#custom_scalars&_smoothingWeight=0")  # the model-vs-PCA charts, raw
 
 
 def test_the_sweep_line_counts_completed_and_failed_jobs(tmp_path):

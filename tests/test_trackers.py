@@ -55,6 +55,7 @@ def test_mlflow_makes_its_sqlite_store_under_a_lock(monkeypatch, tmp_path):
     import filelock
 
     from ae_lab.callbacks import loggers
+    from ae_lab.reporting.mlflow_view import shared_view
 
     events = []
 
@@ -96,6 +97,7 @@ def test_mlflow_makes_its_sqlite_store_under_a_lock(monkeypatch, tmp_path):
         ("made", f"sqlite:///{db}"),
         "experiment",
         ("tagged", "mlflow.experimentKind", "custom_model_development"),
+        ("tagged", "mlflow.sharedViewState.model-vs-pca", shared_view()),
         "released",
     ]
     assert db.parent.is_dir()

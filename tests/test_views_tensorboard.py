@@ -305,7 +305,8 @@ def test_a_sweep_points_at_the_loggers_of_its_config(tmp_path, monkeypatch):
             },
         }
     )
-    curves, store = console.sweep_views(loggers, tmp_path / "sweep")
+    curves, charts, store = console.sweep_views(loggers, tmp_path / "sweep")
     assert curves.startswith("curves: ") and curves.endswith(f" --logdir {tmp_path}/sweep")
+    assert charts == f"model vs PCA: {console.CUSTOM_SCALARS_URL}"
     assert store.endswith(f" ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db")
     assert console.sweep_views(OmegaConf.create({}), tmp_path) == []  # logger=none

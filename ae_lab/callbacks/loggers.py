@@ -33,6 +33,11 @@ from torchvision.utils import save_image
 
 from ae_lab.callbacks.common import writes_files
 from ae_lab.callbacks.epoch_axis import STEP
+from ae_lab.reporting.mlflow_view import (  # the tag's names, read here by callers too
+    EXPERIMENT_KIND_TAG,  # noqa: F401
+    MODEL_TRAINING,  # noqa: F401
+    experiment_tags,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +178,6 @@ def final_metrics_writer(logger: Logger) -> FinalMetricsWriter:
 SQLITE = "sqlite:///"
 
 
-# the experiment tag by which MLflow's UI (3.x) decides what an experiment holds, and the value
-# that opens it on its runs (model training), not on GenAI traces (its web app's ExperimentKind)
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-MODEL_TRAINING = "custom_model_development"
-
-
 def mlflow_logger(
     tracking_uri: Annotated[
         str | None,
@@ -190,7 +189,7 @@ def mlflow_logger(
     **kwargs: Any,
 ) -> MLFlowLogger:
     """Lightning's ``MLFlowLogger`` with its experiment and run made at once, the experiment
-    marked as model training (``EXPERIMENT_KIND_TAG``) so that MLflow's UI opens it on its runs.
+    tagged as model training with a chart view of the model against PCA (``_mark_model_training``).
     On a SQLite store, under a lock beside the file: the jobs of a parallel sweep start together,
     and two processes that create the store's tables, or its experiment, at the same time fail
     (alembic: ``Online migration expected to match one row``); the file's folder is made if
@@ -214,10 +213,11 @@ def mlflow_logger(
 
 
 def _mark_model_training(client: Any, experiment_id: str) -> None:
-    """Tags the experiment as model training unless it says what it holds already (a user who
-    chose another kind in the UI keeps it)."""
-    if EXPERIMENT_KIND_TAG not in client.get_experiment(experiment_id).tags:
-        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+    """Tags the experiment for MLflow's UI (``ae_lab.reporting.mlflow_view``): model training,
+    unless a user chose another kind, and the shared chart view of the model against PCA."""
+    present = client.get_experiment(experiment_id).tags
+    for key, value in experiment_tags(present).items():
+        client.set_experiment_tag(experiment_id, key, value)
 
 
 class FailingWandbLogger(WandbLogger):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ae_lab.reporting import metrics as headline
+from ae_lab.reporting import mlflow_view
 
 # Lightning's notes that say nothing about the run: its adverts for its cloud products, the note
 # that a model summary callback is configured (conf/callbacks/default.yaml's model_summary) and
@@ -74,12 +75,10 @@ def quiet_lightning() -> None:
 
 
 # where TensorBoard opens the model-vs-PCA charts (ae_lab/callbacks/comparison.py); it opens
-# on another tab by itself
-CUSTOM_SCALARS_URL = "http://localhost:6006/#custom_scalars"
+# on another tab by itself, and smooths every curve (0.6) unless the address says otherwise: a
+# curve of a few epochs, smoothed, lags behind its points and crosses PCA's line too late
+CUSTOM_SCALARS_URL = "http://localhost:6006/#custom_scalars&_smoothingWeight=0"
 SQLITE = "sqlite:///"
-# an experiment's runs in `mlflow ui` (its default address), in the model-training view: MLflow 3's
-# UI opens on its GenAI view unless the address or the browser's last choice says otherwise
-MLFLOW_RUNS_URL = "http://127.0.0.1:5000/#/experiments/{id}/runs?workflowType=machine_learning"
 
 
 def shown_path(path: Path | str) -> str:
@@ -125,8 +124,7 @@ def where_to_look(loggers: Iterable[Any], run_dir: Path | None) -> list[str]:
             if uri:
                 lines.append(f"MLflow: {mlflow_command(uri)}")
             experiment = getattr(logger, "_experiment_id", None)  # without making one
-            if uri.startswith(SQLITE) and experiment is not None:
-                lines.append(f"MLflow runs: {MLFLOW_RUNS_URL.format(id=experiment)}")
+            lines += mlflow_links(uri, experiment)
         elif isinstance(logger, WandbLogger):
             folder = Path(logger.save_dir or run_dir or ".") / "wandb"
             if getattr(logger, "_offline", False):
@@ -135,6 +133,39 @@ def where_to_look(loggers: Iterable[Any], run_dir: Path | None) -> list[str]:
         elif isinstance(logger, CSVLogger):
             lines.append(f"metrics table: {shown_path(Path(logger.log_dir) / 'metrics.csv')}")
     return lines
+
+
+def mlflow_links(tracking_uri: str, experiment_id: str | None) -> list[str]:
+    """The experiment's runs and its model-vs-PCA chart in MLflow's UI, in its model-training
+    view (``ae_lab.reporting.mlflow_view``): at ``mlflow ui``'s address for a SQLite store, at
+    the server's for a tracking server; none for a store of another kind or no experiment."""
+    if experiment_id is None:
+        return []
+    if tracking_uri.startswith(SQLITE):
+        base = mlflow_view.MLFLOW_UI
+    elif tracking_uri.startswith(("http://", "https://")):
+        base = tracking_uri
+    else:
+        return []
+    return [
+        f"MLflow runs: {mlflow_view.runs_url(experiment_id, base)}",
+        f"MLflow model vs PCA: {mlflow_view.chart_url(experiment_id, base)}",
+    ]
+
+
+def _stored_experiment(tracking_uri: str, name: str) -> str | None:
+    """The id of experiment ``name`` in a SQLite store that exists (the jobs of a sweep made it),
+    read without a server; None otherwise."""
+    if not tracking_uri.startswith(SQLITE) or not Path(tracking_uri[len(SQLITE) :]).is_file():
+        return None
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        experiment = MlflowClient(tracking_uri).get_experiment_by_name(name)
+    except MlflowException:  # a store this MLflow cannot read: the command still opens it
+        return None
+    return experiment.experiment_id if experiment else None
 
 
 def sweep_views(logger_configs: Mapping[str, Any] | None, sweep_dir: Path) -> list[str]:
@@ -147,10 +178,13 @@ def sweep_views(logger_configs: Mapping[str, Any] | None, sweep_dir: Path) -> li
         target = str(config.get("_target_", "")).rsplit(".", 1)[-1]
         if target == "TensorBoardLogger":
             lines.append(f"curves: {tensorboard_command(sweep_dir)}")
+            lines.append(f"model vs PCA: {CUSTOM_SCALARS_URL}")
         elif target in ("MLFlowLogger", "mlflow_logger"):
             uri = _tracking_uri(config)
             if uri:
                 lines.append(f"MLflow: {mlflow_command(uri)}")
+                name = str(config.get("experiment_name") or "ae_lab")
+                lines += mlflow_links(uri, _stored_experiment(uri, name))
     return list(dict.fromkeys(lines))
 
 
