@@ -87,9 +87,9 @@ def test_the_checkpointed_state_belongs_to_its_classes(synthetic_root):
     [
         ("[10]", r"must be class indices in \[0, 9\] \(MNIST's classes\), not all of them, got"),
         ("[0,1,2,3,4,5,6,7,8,9]", r"not all of them, got \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]"),
-        ("[-1]", r"must be a list of class indices \(integers >= 0\) .* got \[-1\]"),
-        ("3", r"must be a list of class indices .* got 3$"),
-        ("[a]", r"must be a list of class indices .* got \['a'\]"),
+        ("[-1]", r"must be a list, each an integer >= 0 \(class indices .* got \[-1\]"),
+        ("3", r"must be a list, each an integer >= 0 \(class indices .* got 3$"),
+        ("[a]", r"must be a list, each an integer >= 0 \(class indices .* got \['a'\]"),
     ],
 )
 def test_invalid_excluded_classes_are_one_line_each(override, message):

@@ -80,7 +80,10 @@ class ImageDataModule(CorruptedBatches, L.LightningDataModule):
         pin_memory: bool = False,
         download: bool = True,
         binarize_target: Literal["threshold", "sample"] | None = None,
-        exclude_classes: Sequence[Annotated[int, Ge(0)]] = (),
+        exclude_classes: Annotated[
+            Sequence[Annotated[int, Ge(0)]],
+            doc("class indices left out of training, e.g. [3]; [] for none"),
+        ] = (),
         image_shape: Sequence[Side] | None = None,
         path: Annotated[str, doc("a folder of images (data=folder), e.g. data.path=~/pictures")]
         | None = None,
