@@ -194,7 +194,7 @@ FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
 # FAST's additions for a run that logs every training metric the default callbacks give it: the
 # PCA baseline, a learning-rate monitor (and a logger for it), the best model by val/loss
 WITH_TRAINING_METRICS = (
-    "+callbacks.pca._target_=ae_lab.callbacks.PCABaseline",
+    "+callbacks.pca._target_=ae_lab.evaluation.PCABaseline",
     "+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor",
     "+callbacks.lr.logging_interval=epoch",
     "logger=csv",

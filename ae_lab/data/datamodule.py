@@ -43,7 +43,7 @@ class ImageDataModule(L.LightningDataModule):
     ``exclude_classes`` (class indices) leaves those classes out of the training and validation
     splits and keeps them in the test split: the model, and the PCA baseline fitted on
     ``images("train")``, never see them, so their test reconstruction error can flag them as novel
-    (``ae_lab.callbacks.novelty``). The split itself is the same as without them: the validation
+    (``ae_lab.evaluation.novelty``). The split itself is the same as without them: the validation
     images are those of every other run minus the excluded classes.
 
     There is no cache of the decoded tensor: torchvision reads the raw files in about 0.2 s, a

@@ -118,7 +118,7 @@ HEADLINE = (
         HIGHER,
         _only(SUMMARY, HPARAMS),
     ),
-    # with data.exclude_classes only (ae_lab/callbacks/novelty.py)
+    # with data.exclude_classes only (ae_lab/evaluation/novelty.py)
     HeadlineMetric(
         "novelty/auroc",
         "AUROC of the test reconstruction error, excluded classes against the rest",
@@ -260,7 +260,7 @@ def beaten(name: str, ours: float, published: float, std: float | None = None, n
     return "within noise"
 
 
-# PCA's value of a model metric (ae_lab.callbacks.pca and the evaluations that score PCA too):
+# PCA's value of a model metric (ae_lab.evaluation.pca and the evaluations that score PCA too):
 # <stage>/<metric> -> pca/<stage>_<metric> (val/mse -> pca/val_mse, test/mse_digit/3 ->
 # pca/test_mse_digit/3), and <group>/<metric>_recon -> <group>/<metric>_pca (downstream/acc_recon)
 PCA_PREFIX = "pca/"

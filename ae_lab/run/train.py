@@ -230,6 +230,7 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     from ae_lab.callbacks.epoch_axis import EpochAxis
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
     from ae_lab.core import checkpoints
+    from ae_lab.evaluation import suite
     from ae_lab.reporting import run_end
     from ae_lab.run import resume
     from ae_lab.sweeps import slurm
@@ -252,9 +253,12 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     # always on, whatever the callbacks group: exact resume (first: it puts back what a resumed
     # run's last epoch logged, for the others to see as the fit ends), the NaN stop, epochs on
     # x-axes
+    group = cfg.get("callbacks") or {}
+    names = [str(k) for k, c in group.items() if isinstance(c, DictConfig) and "_target_" in c]
     callbacks = [
         resume.ExactResume(run=trained_run.describe(cfg)),
-        *instantiate_group(cfg.get("callbacks")),
+        # the group's evaluations run in one suite, which builds one record per batch for all
+        *suite.gather(instantiate_group(cfg.get("callbacks")), names),
         StopOnNonFiniteLoss(),
         EpochAxis(),
     ]
