@@ -140,18 +140,18 @@ class TestStageSuite(EvaluationSuite, TestStageCallback):
     """A suite with nothing to do at validation, joined for the test only."""
 
 
-def gather(callbacks: Iterable[Any], names: Sequence[str] | None = None) -> list[Any]:
-    """``callbacks`` with its evaluations replaced by one suite (where the first of them stood):
-    a ``TestStageSuite`` when none of them validates. ``names``: their ``conf/callbacks`` names,
-    in the same order as ``callbacks``."""
-    callbacks = list(callbacks)
-    names = list(names) if names is not None else [str(i) for i in range(len(callbacks))]
-    evaluations = {n: c for n, c in zip(names, callbacks, strict=True) if isinstance(c, Evaluation)}
+def gather(callbacks: Mapping[str, Any] | Iterable[Any]) -> list[Any]:
+    """``callbacks`` (by their ``conf/callbacks`` keys, or a list) with its evaluations replaced
+    by one suite, where the first of them stood: a ``TestStageSuite`` when none validates."""
+    if not isinstance(callbacks, Mapping):
+        callbacks = {str(i): c for i, c in enumerate(callbacks)}
+    evaluations = {k: c for k, c in callbacks.items() if isinstance(c, Evaluation)}
+    listed = list(callbacks.values())
     if not evaluations:
-        return callbacks
+        return listed
     suite = EvaluationSuite(evaluations)
     if not suite.validates:
         suite = TestStageSuite(evaluations)
-    first = next(i for i, c in enumerate(callbacks) if isinstance(c, Evaluation))
-    rest = [c for c in callbacks if not isinstance(c, Evaluation)]
+    first = next(i for i, c in enumerate(listed) if isinstance(c, Evaluation))
+    rest = [c for c in listed if not isinstance(c, Evaluation)]
     return [*rest[:first], suite, *rest[first:]]

@@ -94,8 +94,8 @@ def add_callbacks(trainer: L.Trainer, callbacks: list[L.Callback]) -> None:
     existing[at:at] = callbacks
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``); an
+def instantiate_group(group: DictConfig | None) -> dict[str, Any]:
+    """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``), by key; an
     ``AeLabError`` that one raises as it is built (a file its settings name is missing) is raised
     as it is, not inside Hydra's ``InstantiationException``."""
     from hydra.errors import InstantiationException
@@ -103,13 +103,13 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     from ae_lab.core.errors import AeLabError
 
     if not group:
-        return []
-    built = []
-    for c in group.values():
+        return {}
+    built = {}
+    for key, c in group.items():
         if not (isinstance(c, DictConfig) and "_target_" in c):
             continue
         try:
-            built.append(instantiate(c))
+            built[str(key)] = instantiate(c)
         except InstantiationException as err:
             if isinstance(err.__cause__, AeLabError):
                 raise err.__cause__ from None
@@ -121,7 +121,7 @@ def instantiate_loggers(group: DictConfig | None, mlflow_run: str | None) -> lis
     """The ``logger`` group's loggers; an MLflow logger goes on in ``mlflow_run``, the run an
     earlier attempt of this run logged to, so that a continued run leaves no other behind."""
     if not group or mlflow_run is None:
-        return instantiate_group(group)
+        return list(instantiate_group(group).values())
     from ae_lab.callbacks.loggers import LOGGER_PACKAGES
 
     loggers = []
@@ -253,12 +253,9 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     # always on, whatever the callbacks group: exact resume (first: it puts back what a resumed
     # run's last epoch logged, for the others to see as the fit ends), the NaN stop, epochs on
     # x-axes
-    group = cfg.get("callbacks") or {}
-    names = [str(k) for k, c in group.items() if isinstance(c, DictConfig) and "_target_" in c]
     callbacks = [
         resume.ExactResume(run=trained_run.describe(cfg)),
-        # the group's evaluations run in one suite, which builds one record per batch for all
-        *suite.gather(instantiate_group(cfg.get("callbacks")), names),
+        *suite.gather(instantiate_group(cfg.get("callbacks"))),  # evaluations: in one suite
         StopOnNonFiniteLoss(),
         EpochAxis(),
     ]
