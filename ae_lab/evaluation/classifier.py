@@ -92,9 +92,11 @@ def train_classifier(
     accelerator: str = "auto",
     scheduler: SchedulerFactory | None = None,
     dataset: str = "mnist",
+    image_shape: tuple[int, int, int] | None = None,
 ) -> CNNClassifier:
     """ae_lab's own CNN, datamodule and Trainer, on ``dataset``'s clean images, with a fixed seed,
-    built for that dataset's image shape and classes.
+    built for images of ``image_shape`` (the run's ``data.image_shape``; None: the dataset's)
+    and the dataset's classes.
 
     Runs inside another run's hooks, so the caller's random state is saved and restored.
     """
@@ -109,7 +111,7 @@ def train_classifier(
             seed=seed,
         )
         model = classifier_for(
-            data.image_shape,
+            image_shape or data.image_shape,
             len(data.class_names),
             dropout=dropout,
             optimizer=lambda params: torch.optim.Adam(params, lr=lr),

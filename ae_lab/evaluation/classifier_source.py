@@ -95,6 +95,7 @@ class ClassifierSource:
             accelerator="gpu" if device.type == "cuda" else "cpu",
             scheduler=self.scheduler,
             dataset=datamodule.dataset,
+            image_shape=tuple(datamodule.image_shape),
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
