@@ -12,7 +12,6 @@ are listed in does not matter: none reads what another computed.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -24,13 +23,12 @@ from ae_lab.evaluation.base import CLASSIFIER, PCA, Evaluation
 from ae_lab.evaluation.context import EvalContext, Shared
 from ae_lab.evaluation.record import build_record
 
-log = logging.getLogger(__name__)
-
 
 class EvaluationSuite(L.Callback):
     """Runs ``evaluations`` (by their ``conf/callbacks`` names, or a list) at validation and test.
 
-    ``records``: how many records each stage built, one per batch whatever the evaluations.
+    ``records``: how many records each stage built: one per batch, at a stage where an
+    evaluation of this model acts (none otherwise: nothing reads them).
     """
 
     def __init__(self, evaluations: Mapping[str, Evaluation] | Sequence[Evaluation]) -> None:
