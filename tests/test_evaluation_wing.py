@@ -400,3 +400,18 @@ def test_shared_things_are_handed_over_not_looked_up() -> None:
     assert provided == {base.PCA, base.CLASSIFIER}
     source = FULL["downstream"]().provides()[base.CLASSIFIER]
     assert isinstance(source, ClassifierSource)
+
+
+def test_the_suite_stands_where_the_first_evaluation_stood_and_trains_only_if_it_validates():
+    from ae_lab.callbacks import EpochTimer
+    from ae_lab.callbacks.common import TestStageCallback
+
+    timer, later = EpochTimer(), EpochTimer()
+    test_only = {k: FULL[k]() for k in FULL if "val" not in FULL[k].stages}
+    gathered = suite.gather({"timer": timer, **test_only, "later": later})
+    assert gathered[0] is timer and gathered[2] is later and len(gathered) == 3
+    assert isinstance(gathered[1], TestStageCallback)  # joins the trainer for the test only
+    assert list(gathered[1].evaluations) == list(test_only)
+    every = {k: cls() for k, cls in FULL.items()}
+    [both] = suite.gather(every)
+    assert both.validates and not isinstance(both, TestStageCallback)
