@@ -96,10 +96,10 @@ def read_times(root: str, repeats: int = 3) -> dict[str, float]:
 
 
 def pca_time(root: str, repeats: int = 2) -> float:
-    """The baseline's fit (ae_lab.callbacks.pca.fit_pca, 32 components) on all 60k x 784."""
+    """The baseline's fit (ae_lab.evaluation.pca.fit_pca, 32 components) on all 60k x 784."""
     from torchvision.datasets import MNIST
 
-    from ae_lab.callbacks.pca import fit_pca
+    from ae_lab.evaluation.pca import fit_pca
 
     images = MNIST(root, train=True, download=False).data.unsqueeze(1).float().div(255)
     times = []

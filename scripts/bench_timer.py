@@ -42,9 +42,9 @@ class EpochTimer(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from ae_lab.callbacks import EpochTimer as LabTimer
-        from ae_lab.callbacks.common import find_callback
 
-        timer = find_callback(trainer, LabTimer)  # its hook ran just before this one
+        # its hook ran just before this one
+        timer = next(c for c in trainer.callbacks if isinstance(c, LabTimer))
         end = timer.train_end or time.perf_counter()
         cpu_end = self.cpu[1] or time.process_time()
         self.epochs.append((end - timer.start, cpu_end - self.cpu[0], timer.samples))

@@ -199,7 +199,7 @@ FAST = (*TINY, "threads=1", "callbacks=none", "logger=none")
 # FAST's additions for a run that logs every training metric the default callbacks give it: the
 # PCA baseline, a learning-rate monitor (and a logger for it), the best model by val/loss
 WITH_TRAINING_METRICS = (
-    "+callbacks.pca._target_=ae_lab.callbacks.PCABaseline",
+    "+callbacks.pca._target_=ae_lab.evaluation.PCABaseline",
     "+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor",
     "+callbacks.lr.logging_interval=epoch",
     "logger=csv",
@@ -258,7 +258,12 @@ def batch() -> dict[str, torch.Tensor]:
 
 def quiet_trainer(**kwargs: Any) -> L.Trainer:
     """A one-device CPU Trainer that writes and shows nothing of its own (no logger, checkpoint,
-    progress bar or model summary); ``kwargs`` add to those arguments or replace them."""
+    progress bar or model summary); ``kwargs`` add to those arguments or replace them. The
+    evaluations among its ``callbacks`` run in one suite, as the entrypoint runs them."""
+    from ae_lab.evaluation.suite import gather
+
+    if "callbacks" in kwargs:
+        kwargs["callbacks"] = gather(kwargs["callbacks"])
     quiet = {
         "accelerator": "cpu",
         "devices": 1,
@@ -268,6 +273,21 @@ def quiet_trainer(**kwargs: Any) -> L.Trainer:
         "enable_model_summary": False,
     }
     return L.Trainer(**{**quiet, **kwargs})
+
+
+def run_stage(
+    evaluations: list[Any], trainer: Any, model: L.LightningModule, stage: str, *steps: tuple
+) -> None:
+    """One validation or test epoch of ``evaluations`` in a suite, as Lightning drives it, over
+    ``steps``: ``(outputs, batch)`` pairs, the step's outputs and the batch, indexed from 0."""
+    from ae_lab.evaluation.suite import EvaluationSuite
+
+    suite = EvaluationSuite(evaluations)
+    hook = {"val": "validation", "test": "test"}[stage]
+    getattr(suite, f"on_{hook}_epoch_start")(trainer, model)
+    for i, (outputs, batch) in enumerate(steps):
+        getattr(suite, f"on_{hook}_batch_end")(trainer, model, outputs, batch, i)
+    getattr(suite, f"on_{hook}_epoch_end")(trainer, model)
 
 
 def evaluating() -> SimpleNamespace:

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 from tqdm import tqdm
 
-from ae_lab.callbacks.console import ModelSummary, ProgressBar
+from ae_lab.callbacks.progress_and_summary import ModelSummary, ProgressBar
 from ae_lab.config import help as help_text
 from ae_lab.models.dense import DenseAE
 from ae_lab.reporting import metrics
@@ -196,7 +196,7 @@ def test_log_lines_start_a_line_of_their_own_beside_a_bar():
 
 def test_the_bar_redraws_by_time_and_at_the_end(monkeypatch):
     clock = iter([0.0, 0.1, 0.5, 1.2, 1.3, 1.4])
-    monkeypatch.setattr("ae_lab.callbacks.console.time.monotonic", lambda: next(clock))
+    monkeypatch.setattr("ae_lab.callbacks.progress_and_summary.time.monotonic", lambda: next(clock))
     bar = ProgressBar(interval_s=1.0)
     shown = [bar._should_update(n, 100 if n < 6 else 6) for n in range(1, 7)]
     # the first step, the first after a second, and the last of the bar whatever the time
@@ -206,7 +206,7 @@ def test_the_bar_redraws_by_time_and_at_the_end(monkeypatch):
 def test_the_model_summary_lists_layers_not_metrics(caplog):
     model = DenseAE(latent_dim=4)
     trainer = SimpleNamespace(strategy=None, is_global_zero=True)
-    with caplog.at_level(logging.INFO, logger="ae_lab.callbacks.console"):
+    with caplog.at_level(logging.INFO, logger="ae_lab.callbacks.progress_and_summary"):
         ModelSummary().on_fit_start(trainer, model)
     table = caplog.records[-1].getMessage()
     assert "encoder" in table and "decoder" in table

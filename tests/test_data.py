@@ -17,8 +17,6 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 
-from ae_lab.callbacks import DownstreamClassification
-from ae_lab.callbacks import downstream as downstream_mod
 from ae_lab.core.errors import AeLabError
 from ae_lab.data import (
     Binarize,
@@ -31,6 +29,8 @@ from ae_lab.data import (
 )
 from ae_lab.data.definition import dataset_names, definition
 from ae_lab.data.files import check_raw_file, load_raw, torchvision_class
+from ae_lab.evaluation import DownstreamClassification
+from ae_lab.evaluation import classifier as downstream_mod
 from ae_lab.models import CNNClassifier
 from tests.conftest import (
     DEVICES,

@@ -19,9 +19,11 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
-from ae_lab.callbacks import (
+from ae_lab.callbacks import EpochTimer
+from ae_lab.callbacks.loggers import log_figure, log_hyperparams
+from ae_lab.data import GaussianNoise, MNISTDataModule
+from ae_lab.evaluation import (
     DownstreamClassification,
-    EpochTimer,
     Generation,
     ImportanceSampledNLL,
     LatentMap,
@@ -29,14 +31,12 @@ from ae_lab.callbacks import (
     PerDigitMSE,
     ReconstructionGrid,
 )
-from ae_lab.callbacks import downstream as downstream_mod
-from ae_lab.callbacks.digits import PerClassMSE
-from ae_lab.callbacks.downstream import FiniteAccuracy
-from ae_lab.callbacks.generation import interpolations, prior_samples
-from ae_lab.callbacks.latent_map import embed_2d
-from ae_lab.callbacks.likelihood import importance_sampled_nll, log_likelihood
-from ae_lab.callbacks.loggers import log_figure, log_hyperparams
-from ae_lab.data import GaussianNoise, MNISTDataModule
+from ae_lab.evaluation import classifier as downstream_mod
+from ae_lab.evaluation.accuracy import FiniteAccuracy
+from ae_lab.evaluation.digits import PerClassMSE
+from ae_lab.evaluation.generation import interpolations, prior_samples
+from ae_lab.evaluation.latent_map import embed_2d
+from ae_lab.evaluation.likelihood import importance_sampled_nll, log_likelihood
 from ae_lab.models import DenseAE, DenseVAE
 from ae_lab.models.base import AutoencoderModule
 from tests.conftest import (
@@ -46,6 +46,7 @@ from tests.conftest import (
     evaluating,
     quiet_trainer,
     run_in_process,
+    run_stage,
     synthetic_digits,
     write_idx,
     write_mnist,
@@ -465,11 +466,9 @@ def test_latent_map_skips_codes_no_map_can_show(tmp_path, caplog, n_images, valu
     model = DenseAE(latent_dim=8, hidden=[16]).eval()
     collapse(model, value)
     cb, tr = LatentMap(n_points=100, max_iter=250), stub_trainer(tmp_path)
-    cb.on_test_epoch_start(tr, model)
     batch = batch_of(n_images)
-    cb.on_test_batch_end(tr, model, outputs_of(model, batch), batch, 0)
     with caplog.at_level(logging.WARNING):
-        cb.on_test_epoch_end(tr, model)
+        run_stage([cb], tr, model, "test", (outputs_of(model, batch), batch))
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and warnings[0].startswith("latent map skipped:")
     assert reason in warnings[0]
@@ -481,9 +480,8 @@ def test_reconstruction_grid_skips_reconstructions_that_are_not_finite(tmp_path,
     collapse(model, math.nan)
     cb, tr = ReconstructionGrid(n_images=4), stub_trainer(tmp_path)
     batch = batch_of(8)
-    cb.on_validation_batch_end(tr, model, outputs_of(model, batch), batch, 0)
     with caplog.at_level(logging.WARNING):
-        cb.on_validation_epoch_end(tr, model)
+        run_stage([cb], tr, model, "val", (outputs_of(model, batch), batch))
     assert skipped(caplog) == ["reconstruction grid"]
     assert not (tmp_path / "figures" / "reconstructions.png").exists()
 
@@ -494,7 +492,7 @@ def test_codes_t_sne_would_crash_on_are_refused_or_mapped_in_a_subprocess() -> N
     the test session with it."""
     script = """
 import numpy as np
-from ae_lab.callbacks.latent_map import DegenerateCodes, embed_2d
+from ae_lab.evaluation.latent_map import DegenerateCodes, embed_2d
 codes = np.zeros((100, 8), np.float32)
 try:
     embed_2d(codes, max_iter=250)
@@ -523,12 +521,9 @@ def test_only_the_first_process_writes_figures(tmp_path, rank_zero) -> None:
     tr = stub_trainer(tmp_path, rank_zero=rank_zero)
     grid, gen, latent = ReconstructionGrid(4), Generation(4, 2, 3), LatentMap(40, max_iter=250)
     eight, forty = batch_of(8), batch_of(40)
-    grid.on_validation_batch_end(tr, model, outputs_of(model, eight), eight, 0)
-    grid.on_validation_epoch_end(tr, model)
+    run_stage([grid], tr, model, "val", (outputs_of(model, eight), eight))
     for cb in (gen, latent):
-        cb.on_test_epoch_start(tr, model)
-        cb.on_test_batch_end(tr, model, outputs_of(model, forty), forty, 0)
-        cb.on_test_epoch_end(tr, model)
+        run_stage([cb], tr, model, "test", (outputs_of(model, forty), forty))
     written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     expected = {"reconstructions.png", "prior_samples.png", "interpolations.png", "latent_map.png"}
     assert written == ({*expected, "latent_map.npz"} if rank_zero else set())
@@ -590,7 +585,7 @@ def announced(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_figures_reach_every_logger_that_shows_images(tmp_path, caplog) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from ae_lab.callbacks.latent_map import plot_map
+    from ae_lab.evaluation.latent_map import plot_map
 
     tb = TensorBoardLogger(tmp_path, name="", version="")
     mlflow, wandb = RecordingMLflow(), RecordingWandb()

@@ -15,14 +15,14 @@ import torch
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from ae_lab.callbacks import ReconstructionGrid
 from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.core.identity import identity
+from ae_lab.evaluation import ReconstructionGrid
 from ae_lab.models import DenseAE
 from ae_lab.run import build, resume, train
 from ae_lab.run import evaluate as evaluate_mod
 from ae_lab.run.evaluate import evaluate, with_run_overrides
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import TINY, compose_cfg, run_stage
 from tests.test_eval import batch_of, outputs_of, stub_trainer
 
 MARKER = "payload-ran"
@@ -304,17 +304,14 @@ def test_the_test_draws_the_reconstruction_grid_only_where_no_validation_did(tmp
     png = tmp_path / "figures" / "reconstructions.png"
 
     evaluation, tr = ReconstructionGrid(n_images=4), stub_trainer(tmp_path)
-    evaluation.on_test_batch_end(tr, model, outputs_of(model, batch), batch, 0)
-    evaluation.on_test_epoch_end(tr, model)
+    run_stage([evaluation], tr, model, "test", (outputs_of(model, batch), batch))
     assert png.stat().st_size > 1000
 
     png.unlink()
     training = ReconstructionGrid(n_images=4)
-    training.on_validation_batch_end(tr, model, outputs_of(model, batch), batch, 0)
-    training.on_validation_epoch_end(tr, model)
+    run_stage([training], tr, model, "val", (outputs_of(model, batch), batch))
     drawn = png.read_bytes()
-    training.on_test_batch_end(tr, model, outputs_of(model, batch), batch, 0)
-    training.on_test_epoch_end(tr, model)
+    run_stage([training], tr, model, "test", (outputs_of(model, batch), batch))
     assert png.read_bytes() == drawn  # the validation grid stays
 
 

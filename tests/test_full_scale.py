@@ -11,13 +11,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ae_lab.callbacks import downstream as downstream_mod
-from ae_lab.callbacks import likelihood
-from ae_lab.callbacks import probe as probe_mod
-from ae_lab.callbacks import samples as samples_mod
-from ae_lab.callbacks.common import in_proportion
-from ae_lab.callbacks.downstream import DownstreamClassification, default_cache_dir
 from ae_lab.core import hardware
+from ae_lab.evaluation import classifier as downstream_mod
+from ae_lab.evaluation import likelihood
+from ae_lab.evaluation import probe as probe_mod
+from ae_lab.evaluation import samples as samples_mod
+from ae_lab.evaluation.classifier import default_cache_dir
+from ae_lab.evaluation.common import in_proportion
+from ae_lab.evaluation.downstream import DownstreamClassification
 from ae_lab.models import DenseVAE
 from ae_lab.models.classifier import CNNClassifier
 from ae_lab.models.vae import log_likelihood
@@ -69,7 +70,7 @@ def test_the_first_training_of_the_classifier_says_so_once_with_its_expected_tim
     data = MNISTDataModule(root=str(synthetic_root), val_size=100)
     data.setup()
     callback = DownstreamClassification(epochs=2)
-    with caplog.at_level(logging.INFO, logger="ae_lab.callbacks.downstream"):
+    with caplog.at_level(logging.INFO, logger="ae_lab.evaluation.classifier_source"):
         for _ in range(2):
             callback.load_classifier(data, torch.device("cpu"))
     lines = [r.getMessage() for r in caplog.records if "training it once" in r.getMessage()]

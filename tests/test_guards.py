@@ -292,7 +292,7 @@ def test_a_nan_test_metric_comes_with_a_warning_that_says_why(tmp_path, syntheti
         "latent=2",
         "callbacks=none",
         "data.binarize_target=threshold",
-        "+callbacks.nll._target_=ae_lab.callbacks.likelihood.ImportanceSampledNLL",
+        "+callbacks.nll._target_=ae_lab.evaluation.likelihood.ImportanceSampledNLL",
         "+callbacks.nll.n_samples=2",
         "+callbacks.overflow._target_=tests.test_guards.OverflowWeights",
     )

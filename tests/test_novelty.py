@@ -12,12 +12,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ae_lab.callbacks import NoveltyAUROC, PCABaseline
-from ae_lab.callbacks.novelty import MODEL_AUROC, PCA_AUROC
 from ae_lab.config.validation import problems
 from ae_lab.core import records
 from ae_lab.core.errors import AeLabError
 from ae_lab.data import ImageDataModule
+from ae_lab.evaluation import NoveltyAUROC, PCABaseline
+from ae_lab.evaluation.context import EvalContext
+from ae_lab.evaluation.novelty import MODEL_AUROC, PCA_AUROC
 from ae_lab.models import DenseAE
 from ae_lab.reporting import groups
 from scripts import results_sweep
@@ -135,7 +136,7 @@ def test_auroc_is_sklearns_on_fixed_scores_across_batches():
         callback._update(MODEL_AUROC, recon, target, torch.from_numpy(novel[lo : lo + 50]).long())
     trainer = SimpleNamespace(strategy=SimpleNamespace(reduce=lambda t, reduce_op: t))
     module = Logged(values={})
-    callback.on_test_epoch_end(trainer, module)
+    callback.finish(EvalContext(trainer, module, "test"))
     expected = roc_auc_score(novel, errors)
     assert 0.55 < expected < 0.95
     assert module.values[MODEL_AUROC] == pytest.approx(expected, abs=1e-6)

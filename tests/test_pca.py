@@ -1,12 +1,11 @@
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
 
-from ae_lab.callbacks import PCABaseline
-from ae_lab.callbacks.pca import PCA_RECON, LinearReconstruction, fit_pca, pca_reconstruction
 from ae_lab.data import GaussianNoise, MNISTDataModule
+from ae_lab.evaluation import PCABaseline
+from ae_lab.evaluation.pca import LinearReconstruction, fit_pca
+from ae_lab.evaluation.record import build_record
 from ae_lab.models import DenseAE, SparseAE
 from tests.conftest import evaluating, quiet_trainer
 
@@ -66,20 +65,21 @@ def test_model_mse_is_the_same_quantity_for_its_own_reconstructions(fitted):
 
 
 def test_a_batch_is_reconstructed_once_for_every_callback_that_asks(fitted):
-    """The first callback to ask keeps PCA's reconstruction in the test step's outputs; the
-    others (PCA's own MSE, per-digit MSE, downstream accuracy) get that one."""
+    """The batch's record holds PCA's reconstruction, computed once; every evaluation that scores
+    PCA (its own MSE, per-digit MSE, downstream accuracy) reads that one."""
     _, model, pca, _, _ = fitted
-    batch = {"input": torch.rand(5, 1, 28, 28)}
-    outputs = model.shared_step(batch | {"target": batch["input"]}).outputs()
+    x = torch.rand(5, 1, 28, 28)
+    batch = {"input": x, "target": x, "label": torch.zeros(5, dtype=torch.long)}
+    outputs = model.shared_step(batch).outputs()
     runs = []
     hook = pca.reconstruct.register_forward_hook(lambda *_: runs.append(1))
-    trainer = SimpleNamespace(callbacks=[pca])
-    first, again = pca_reconstruction(trainer, outputs, batch), pca.reconstruction(outputs, batch)
+    record = build_record("test", 0, batch, outputs, pca.reconstruct)
     hook.remove()
-    assert again is first and outputs[PCA_RECON] is first and len(runs) == 1
+    assert len(runs) == 1
     expected = pca.pca.inverse_transform(pca.pca.transform(batch["input"].flatten(1).numpy()))
-    np.testing.assert_allclose(first.flatten(1).numpy(), expected, atol=1e-5)
-    assert pca_reconstruction(SimpleNamespace(callbacks=[]), outputs, batch) is None  # no PCA
+    np.testing.assert_allclose(record.pca_recon.flatten(1).numpy(), expected, atol=1e-5)
+    no_pca = build_record("test", 0, batch, outputs)
+    assert no_pca.pca_recon is None
 
 
 def test_variance_ratio_picks_enough_components():
@@ -103,7 +103,7 @@ def test_an_overcomplete_code_meets_the_full_rank_pca_and_says_so(synthetic_root
     dm = MNISTDataModule(root=str(synthetic_root), download=False, val_size=100, batch_size=50)
     pca = PCABaseline()
     trainer = quiet_trainer(limit_test_batches=1, callbacks=[pca])
-    with caplog.at_level("WARNING", logger="ae_lab.callbacks.pca"):
+    with caplog.at_level("WARNING", logger="ae_lab.evaluation.pca"):
         metrics = trainer.test(SparseAE(latent_dim=1000), datamodule=dm, verbose=False)[0]
     # 500 training images of 784 pixels: PCA has at most 500 components, and records that
     assert metrics["pca/n_components"] == pca.pca.n_components_ == 500

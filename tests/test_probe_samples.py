@@ -15,16 +15,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ae_lab.callbacks import (
+from ae_lab.data import MNISTDataModule
+from ae_lab.evaluation import (
     DownstreamClassification,
     LinearProbe,
     PCABaseline,
     SampleQuality,
 )
-from ae_lab.callbacks.generation import prior_samples
-from ae_lab.callbacks.probe import class_scores, label_budget
-from ae_lab.callbacks.samples import PredictedClasses, frechet_distance, histogram_entropy
-from ae_lab.data import MNISTDataModule
+from ae_lab.evaluation.generation import prior_samples
+from ae_lab.evaluation.probe import class_scores, label_budget
+from ae_lab.evaluation.samples import PredictedClasses, frechet_distance, histogram_entropy
 from ae_lab.models import DenseAE, DenseVAE
 from tests.conftest import quiet_trainer
 

@@ -18,7 +18,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ae_lab.callbacks import (
+from ae_lab.config.validation import problems
+from ae_lab.data import ImageDataModule
+from ae_lab.evaluation import (
     DownstreamClassification,
     ImportanceSampledNLL,
     LinearProbe,
@@ -26,11 +28,9 @@ from ae_lab.callbacks import (
     PCABaseline,
     SampleQuality,
 )
-from ae_lab.callbacks.novelty import MODEL_AUROC, reconstruction_error
-from ae_lab.callbacks.probe import label_budget
-from ae_lab.callbacks.samples import FLOOR
-from ae_lab.config.validation import problems
-from ae_lab.data import ImageDataModule
+from ae_lab.evaluation.novelty import MODEL_AUROC, reconstruction_error
+from ae_lab.evaluation.probe import label_budget
+from ae_lab.evaluation.samples import FLOOR
 from ae_lab.models import DenseAE, DenseVAE
 from ae_lab.models.vae import GREY_TARGETS
 from ae_lab.reporting import metrics as headline

@@ -15,21 +15,21 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import OmegaConf
 from PIL import Image
 
-from ae_lab.callbacks import (
+from ae_lab.callbacks import HParamsSummary
+from ae_lab.data import MNISTDataModule
+from ae_lab.data.contract import clean_image
+from ae_lab.evaluation import (
     Generation,
-    HParamsSummary,
     ImportanceSampledNLL,
     PCABaseline,
     ReconstructionGrid,
 )
-from ae_lab.callbacks import generation as generation_mod
-from ae_lab.callbacks import images as images_mod
-from ae_lab.callbacks.figures import run_title
-from ae_lab.callbacks.likelihood import importance_sampled_nll
-from ae_lab.data import MNISTDataModule
-from ae_lab.data.contract import clean_image
+from ae_lab.evaluation import generation as generation_mod
+from ae_lab.evaluation import images as images_mod
+from ae_lab.evaluation.figures import run_title
+from ae_lab.evaluation.likelihood import importance_sampled_nll
 from ae_lab.models import DenseAE, DenseVAE
-from tests.conftest import quiet_trainer
+from tests.conftest import quiet_trainer, run_stage
 
 
 def datamodule(root: Path, **kwargs) -> MNISTDataModule:
@@ -162,9 +162,8 @@ def test_interpolations_and_samples_label_their_axes(tmp_path, monkeypatch) -> N
     model = DenseVAE(latent_dim=2, hidden=[16]).eval()
     cb = Generation(n_samples=9, n_pairs=2, steps=5)
     x = torch.rand(4, 1, 28, 28)
-    batch = {"input": x, "label": torch.tensor([3, 7, 7, 1])}
-    cb.on_test_batch_end(trainer, model, None, batch, 0)
-    cb.on_test_epoch_end(trainer, model)
+    batch = {"input": x, "target": x, "label": torch.tensor([3, 7, 7, 1])}
+    run_stage([cb], trainer, model, "test", (None, batch))
     inter = drawn["test/interpolations"]
     assert row_labels(inter) == ["from 3 to 7", "from 7 to 1"]
     bottom = inter.axes[-1]
@@ -185,7 +184,7 @@ class KeepBatches(L.Callback):
         self.seen: list[tuple[torch.Tensor, ...]] = []
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        pca = trainer.callbacks[0].reconstruction(outputs, batch)
+        pca = trainer.callbacks[0].shared.pca.reconstruct(batch["input"])
         self.seen.append((outputs["recon"], clean_image(batch), batch["target"], pca))
 
 
@@ -250,8 +249,8 @@ def test_nll_uses_k_samples_in_bounded_chunks_and_says_which_k(tmp_path, synthet
 
 
 def test_pca_reconstructions_reach_the_downstream_classifier_clamped(monkeypatch) -> None:
-    from ae_lab.callbacks import DownstreamClassification
-    from ae_lab.callbacks import downstream as downstream_mod
+    from ae_lab.evaluation import DownstreamClassification
+    from ae_lab.evaluation.record import build_record
 
     seen: dict[str, torch.Tensor] = {}
 
@@ -265,10 +264,9 @@ def test_pca_reconstructions_reach_the_downstream_classifier_clamped(monkeypatch
     cb = DownstreamClassification()
     cb.classifier = Recorder()
     pca = torch.linspace(-0.5, 1.5, 4 * 784).view(4, 1, 28, 28)  # PCA's pixels leave [0, 1]
-    monkeypatch.setattr(downstream_mod, "pca_reconstruction", lambda tr, out, batch: pca)
     x = torch.rand(4, 1, 28, 28)
     batch = {"input": x, "target": (x > 0.5).float(), "clean": x, "label": torch.arange(4)}
-    cb.on_test_batch_end(None, DenseAE(latent_dim=2, hidden=[8]), {"recon": x}, batch, 0)
+    cb.update(None, build_record("test", 0, batch, {"recon": x}, pca=lambda inputs: pca))
     original, _, pca_seen = seen.values()
     assert torch.equal(original, x)  # the clean image, not the binarized target
     assert torch.equal(pca_seen, pca.clamp(0, 1))

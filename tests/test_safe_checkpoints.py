@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ae_lab.callbacks.downstream import DownstreamClassification
 from ae_lab.core import checkpoints
+from ae_lab.evaluation.downstream import DownstreamClassification
 from ae_lab.run import resume
 from ae_lab.run.train import train
 from tests.conftest import TINY, compose_cfg

@@ -182,8 +182,8 @@ def test_two_process_ddp_run_on_cpu(tmp_path: Path, mnist_root: Path, monkeypatc
     assert {"metrics.json", "job.json", "figures/latent_map.png"} <= written["0"]
     assert written["1"] == {"train_ddp_process_1.log"}
 
-    from ae_lab.callbacks.pca import LinearReconstruction, fit_pca
     from ae_lab.data import MNISTDataModule
+    from ae_lab.evaluation.pca import LinearReconstruction, fit_pca
 
     dm = MNISTDataModule(root=str(mnist_root), download=False)
     dm.setup()

@@ -13,7 +13,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
-from ae_lab.callbacks.console import ProgressBar
+from ae_lab.callbacks.progress_and_summary import ProgressBar
 from ae_lab.core import attempts, records
 from ae_lab.core.identity import resolved_identity
 from ae_lab.reporting import metrics as headline
@@ -177,7 +177,7 @@ def test_a_single_run_prints_no_job_lines(tmp_path, capsys, console_handler) -> 
         ("ae_lab.run.train", logging.INFO, False),
         ("lightning.pytorch.utilities.rank_zero", logging.INFO, False),
         ("ae_lab.sweeps.sweep", logging.INFO, True),
-        ("ae_lab.callbacks.pca", logging.WARNING, True),
+        ("ae_lab.evaluation.pca", logging.WARNING, True),
         ("ae_lab.sweeps.sweep", logging.ERROR, True),
     ],
 )

@@ -11,10 +11,11 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2, metadata
 
-from ae_lab.callbacks import ComparisonLayout, PCABaseline
+from ae_lab.callbacks import ComparisonLayout
 from ae_lab.callbacks.comparison import CATEGORY, comparison_layout
 from ae_lab.config import resolvers
 from ae_lab.data import MNISTDataModule
+from ae_lab.evaluation import PCABaseline
 from ae_lab.models import DenseAE
 from ae_lab.reporting.counterparts import pca_counterparts
 from ae_lab.sweeps.names import EXCLUDE_KEYS, ShortJobNames, shared_keys

@@ -23,11 +23,12 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 
-from ae_lab.callbacks import ComparisonLayout, PCABaseline
+from ae_lab.callbacks import ComparisonLayout
 from ae_lab.callbacks.comparison import PCA_RUN, comparison_layout, loss_tag, objective_name
 from ae_lab.callbacks.epoch_axis import STEP, EpochAxis
 from ae_lab.callbacks.loggers import FailingWandbLogger, log_hyperparams
 from ae_lab.data import MNISTDataModule
+from ae_lab.evaluation import PCABaseline
 from ae_lab.models import DenseAE
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import ConvVAE, DenseVAE

@@ -43,7 +43,7 @@ class ImageData(Protocol):
     # the input corruption, applied to whole batches on the device (``corruption=`` when built)
     corruption: Corruption
     # the classes left out of ``train`` and ``val`` (kept in ``test``), sorted; () for none: the
-    # novelty evaluation (``ae_lab.callbacks.novelty``) scores them against the rest
+    # novelty evaluation (``ae_lab.evaluation.novelty``) scores them against the rest
     exclude_classes: tuple[int, ...]
 
     @property

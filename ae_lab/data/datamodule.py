@@ -50,7 +50,7 @@ class ImageDataModule(CorruptedBatches, L.LightningDataModule):
     ``exclude_classes`` (class indices) leaves those classes out of the training and validation
     splits and keeps them in the test split: the model, and the PCA baseline fitted on
     ``images("train")``, never see them, so their test reconstruction error can flag them as novel
-    (``ae_lab.callbacks.novelty``). The split itself is the same as without them: the validation
+    (``ae_lab.evaluation.novelty``). The split itself is the same as without them: the validation
     images are those of every other run minus the excluded classes.
 
     ``path``, ``image_size``, ``channels`` and ``test_fraction`` are a folder of images' own

@@ -33,9 +33,9 @@ Batch = dict[str, torch.Tensor]
 class EvalOutputs(TypedDict, total=False):
     """What ``validation_step`` and ``test_step`` return for each batch: Lightning hands this dict
     to every callback's ``on_validation_batch_end`` / ``on_test_batch_end`` as ``outputs``. It
-    holds what the step computed to score the model, so that no evaluation runs the model again.
-    A callback may add what it computes once for the others (the PCA baseline adds its own
-    reconstruction of the same inputs, ``ae_lab.callbacks.pca.pca_reconstruction``)."""
+    holds what the step computed to score the model, so that no evaluation runs the model again:
+    the evaluation suite reads it, once per batch, into the record every evaluation reads
+    (``ae_lab.evaluation.record``), and nothing writes into it."""
 
     # the model's reconstruction of batch["input"]; its error is against clean_image(batch)
     recon: torch.Tensor
@@ -229,7 +229,8 @@ class AutoencoderModule(LabModule):
 
 def _bar_shows(bar: object, batch_idx: int) -> bool:
     """Whether the progress bar was just redrawn: ae_lab's bar redraws by time and says so
-    (``ae_lab.callbacks.console.ProgressBar.shows_step``), Lightning's every ``refresh_rate``."""
+    (``ae_lab.callbacks.progress_and_summary.ProgressBar.shows_step``), Lightning's every
+    ``refresh_rate``."""
     shows = getattr(bar, "shows_step", None)
     if shows is not None:
         return shows(batch_idx)

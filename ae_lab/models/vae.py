@@ -15,7 +15,7 @@ from ae_lab.models.components import conv_decoder, conv_encoder, dense_decoder, 
 log = logging.getLogger(__name__)
 
 # the one rule for which targets have a likelihood to estimate (``neg_elbo`` here, ``test/nll`` in
-# ae_lab.callbacks.likelihood), and the one line that says why grey ones have none
+# ae_lab.evaluation.likelihood), and the one line that says why grey ones have none
 GREY_TARGETS = (
     "the targets are grey, not binary, and a Bernoulli likelihood of grey pixels is no "
     "likelihood; set data.binarize_target=sample (or threshold) to score one "

@@ -1,14 +1,14 @@
 """PCA's value of a model metric, by name: the pairs the comparison charts put side by side.
 
 Each evaluation that scores PCA too logs PCA's value under a name derived from the model's
-(``ae_lab.callbacks.pca`` and the evaluations beside it); this module knows that naming.
+(``ae_lab.evaluation.pca`` and the evaluations beside it); this module knows that naming.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-# PCA's value of a model metric (ae_lab.callbacks.pca and the evaluations that score PCA too):
+# PCA's value of a model metric (ae_lab.evaluation.pca and the evaluations that score PCA too):
 # <stage>/<metric> -> pca/<stage>_<metric> (val/mse -> pca/val_mse, test/mse_digit/3 ->
 # pca/test_mse_digit/3), and <group>/<metric>_recon -> <group>/<metric>_pca (downstream/acc_recon)
 PCA_PREFIX = "pca/"

@@ -34,8 +34,8 @@ def add_callbacks(trainer: L.Trainer, callbacks: list[L.Callback]) -> None:
     existing[at:at] = callbacks
 
 
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``); an
+def instantiate_group(group: DictConfig | None) -> dict[str, Any]:
+    """Every entry of a config group that has a ``_target_`` (``callbacks``, ``logger``), by key; an
     ``AeLabError`` that one raises as it is built (a file its settings name is missing) is raised
     as it is, not inside Hydra's ``InstantiationException``."""
     from hydra.errors import InstantiationException
@@ -43,13 +43,13 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     from ae_lab.core.errors import AeLabError
 
     if not group:
-        return []
-    built = []
-    for c in group.values():
+        return {}
+    built = {}
+    for key, c in group.items():
         if not (isinstance(c, DictConfig) and "_target_" in c):
             continue
         try:
-            built.append(instantiate(c))
+            built[str(key)] = instantiate(c)
         except InstantiationException as err:
             if isinstance(err.__cause__, AeLabError):
                 raise err.__cause__ from None
@@ -61,7 +61,7 @@ def instantiate_loggers(group: DictConfig | None, mlflow_run: str | None) -> lis
     """The ``logger`` group's loggers; an MLflow logger goes on in ``mlflow_run``, the run an
     earlier attempt of this run logged to, so that a continued run leaves no other behind."""
     if not group or mlflow_run is None:
-        return instantiate_group(group)
+        return list(instantiate_group(group).values())
     from ae_lab.callbacks.loggers import LOGGER_PACKAGES
 
     loggers = []
@@ -134,6 +134,7 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     from ae_lab.callbacks.epoch_axis import EpochAxis
     from ae_lab.callbacks.finite_loss import StopOnNonFiniteLoss
     from ae_lab.core import checkpoints
+    from ae_lab.evaluation import suite
     from ae_lab.reporting import run_end
     from ae_lab.run import resume
     from ae_lab.sweeps import slurm
@@ -158,7 +159,7 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
     # x-axes
     callbacks = [
         resume.ExactResume(run=trained_run.describe(cfg)),
-        *instantiate_group(cfg.get("callbacks")),
+        *suite.gather(instantiate_group(cfg.get("callbacks"))),  # evaluations: in one suite
         StopOnNonFiniteLoss(),
         EpochAxis(),
     ]

@@ -4,8 +4,9 @@ Each job starts with ``job k of n: <its overrides>`` (those that tell it apart f
 jobs, as its folder name does) and ends with one line: its headline metrics and its time, or that
 it failed, with the job's log file, which keeps everything else it logged. In between, the
 console of a sweep job shows warnings and errors and the sweep's own lines (``sweep summary
-updated``); the progress bar shows on a terminal only (``ae_lab.callbacks.console``). The sweep's
-end lines are the sweep callback's (``ae_lab.sweeps.sweep``).
+updated``); the progress bar shows on a terminal only
+(``ae_lab.callbacks.progress_and_summary``). The sweep's end lines are the sweep callback's
+(``ae_lab.sweeps.sweep``).
 
 ``n`` is known in the process that drives the sweep: for Hydra's basic sweeper the number of
 combinations of its overrides, for Optuna's ``n_trials``. Jobs may run in other processes (the

@@ -11,16 +11,20 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import Annotated
 
 import lightning as L
 import torch
+from annotated_types import Ge, Gt, Le
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from ae_lab.callbacks.common import TestStageCallback, skip, test_set_size
-from ae_lab.callbacks.downstream import downstream_classifier
-from ae_lab.callbacks.generation import prior_samples
+from ae_lab.evaluation.base import CLASSIFIER, Evaluation
+from ae_lab.evaluation.common import skip, test_set_size
+from ae_lab.evaluation.context import EvalContext
+from ae_lab.evaluation.generation import prior_samples
+from ae_lab.evaluation.record import BatchRecord
 from ae_lab.models.classifier import CNNClassifier
 from ae_lab.models.vae import VariationalAutoencoder
 
@@ -92,7 +96,7 @@ def features_and_logits(
     return features, classifier.head(features)
 
 
-class SampleQuality(TestStageCallback):
+class SampleQuality(Evaluation):
     """Logs, for every VAE (any model with a prior to sample): ``samples/fd``, the Frechet
     distance between the downstream classifier's penultimate-layer features (128 values) of
     ``n_samples`` decoded prior samples and of as many clean test images (the first ones);
@@ -105,11 +109,11 @@ class SampleQuality(TestStageCallback):
     images there is one line saying so and no floor.
 
     The samples are decoded Bernoulli means from z ~ N(0, I) drawn with ``seed``, as in the
-    ``generation`` grid (its images are the first of these). The classifier is the
-    ``downstream`` callback's (``downstream_classifier``): without that callback there is one
-    line saying so and no metric. Samples that are not finite give NaN, with one warning. Under
-    DDP each process scores an equal share of samples (its own seed) and of test images; the
-    metrics' states are summed over processes.
+    ``generation`` grid (its images are the first of these). The classifier is the run's
+    downstream classifier, which the suite builds from ``callbacks.downstream``'s settings:
+    without that entry there is one line saying so and no metric. Samples that are not finite
+    give NaN, with one warning. Under DDP each process scores an equal share of samples (its
+    own seed) and of test images; the metrics' states are summed over processes.
 
     A run that tests part of the test split (``trainer.limit_test_batches``, e.g. ``debug=tiny``)
     scores as many samples as it tested images, when that is fewer than ``n_samples``: a smoke
@@ -117,7 +121,11 @@ class SampleQuality(TestStageCallback):
     """
 
     def __init__(
-        self, n_samples: int = 2000, confidence: float = 0.9, batch_size: int = 128, seed: int = 0
+        self,
+        n_samples: Annotated[int, Ge(2)] = 2000,
+        confidence: Annotated[float, Gt(0), Le(1)] = 0.9,
+        batch_size: Annotated[int, Ge(1)] = 128,
+        seed: Annotated[int, Ge(0)] = 0,
     ) -> None:
         self.n_samples = n_samples
         self.confidence = confidence
@@ -125,18 +133,24 @@ class SampleQuality(TestStageCallback):
         self.seed = seed
         self.tested = 0
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def evaluates(self, model: L.LightningModule) -> bool:
+        return isinstance(model, VariationalAutoencoder)
+
+    def needs(self, model: L.LightningModule) -> frozenset[str]:
+        return frozenset({CLASSIFIER})
+
+    def start(self, ctx: EvalContext) -> None:
         self.tested = 0
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        self.tested += len(batch["label"])
+    def update(self, ctx: EvalContext, record: BatchRecord) -> None:
+        self.tested += len(record)
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not isinstance(pl_module, VariationalAutoencoder):
-            return
-        classifier = downstream_classifier(trainer)
+    def finish(self, ctx: EvalContext) -> None:
+        trainer, pl_module = ctx.trainer, ctx.model
+        classifier = ctx.shared.classifier
         if classifier is None:
-            skip("sample quality", "it needs the downstream classifier (callbacks.downstream)")
+            if not ctx.shared.no_classifier_said:  # else the suite has said why, once
+                skip("sample quality", ctx.shared.no_classifier or "no downstream classifier")
             return
         start = time.perf_counter()
         classifier.eval().to(pl_module.device)
@@ -165,7 +179,7 @@ class SampleQuality(TestStageCallback):
         else:
             log.warning("%s are NaN: some prior samples are not finite", ", ".join(NAMES))
         for name, value in zip(NAMES, (fd, confident, entropy), strict=True):
-            pl_module.log(name, value.float().to(pl_module.device), sync_dist=True)
+            ctx.log(name, value.float().to(pl_module.device))
         self.log_floor(pl_module, classifier, test_images, real_features, n * world)
         log.info("sample quality: %d prior samples in %.1f s", n, time.perf_counter() - start)
 

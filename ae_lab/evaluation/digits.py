@@ -7,15 +7,16 @@ the autoencoder's advantage over PCA is largest on the digits with the most vari
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-import lightning as L
 import torch
+from annotated_types import Ge
 from torchmetrics import Metric
 
-from ae_lab.callbacks.common import TestStageCallback, writes_files
-from ae_lab.callbacks.pca import pca_reconstruction
-from ae_lab.data.contract import clean_image, label_names
-from ae_lab.models.base import AutoencoderModule
+from ae_lab.data.contract import label_names
+from ae_lab.evaluation.base import Evaluation
+from ae_lab.evaluation.context import EvalContext
+from ae_lab.evaluation.record import BatchRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,41 +46,38 @@ class PerClassMSE(Metric):
         return self.sums / self.counts, self.counts
 
 
-class PerDigitMSE(TestStageCallback):
-    """Logs ``test/mse_digit/<k>`` and, when the PCA baseline runs, ``pca/test_mse_digit/<k>``
-    for each class index ``k`` (the names keep "digit" on every dataset), from the reconstructions
-    the test step and the PCA baseline computed (no model run of its own), and a table of them by
-    the dataset's class names in the run's log.
+class PerDigitMSE(Evaluation):
+    """Logs ``test/mse_digit/<k>`` and, when the run has a PCA baseline, ``pca/test_mse_digit/<k>``
+    for each class index ``k`` (the names keep "digit" on every dataset), from the batch records'
+    reconstructions (no model run of its own), and a table of them by the dataset's class names
+    in the run's log.
 
     Every test image counts equally, so the count-weighted mean of the per-class values is
     ``test/mse`` (and ``pca/test_mse``). Classes absent from the test batches are not logged.
     ``n_classes``: None for the dataset's number of classes.
     """
 
-    def __init__(self, n_classes: int | None = None) -> None:
+    def __init__(self, n_classes: Annotated[int, Ge(1)] | None = None) -> None:
         self.n_classes = n_classes
         self.names: list[str] = []
         self.metrics: dict[str, PerClassMSE] = {}
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def start(self, ctx: EvalContext) -> None:
         self.metrics = {}
-        self.names = label_names(getattr(trainer, "datamodule", None), self.n_classes)
+        self.names = label_names(ctx.datamodule, self.n_classes)
 
-    def _update(self, prefix: str, recon: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+    def _update(self, prefix: str, recon: torch.Tensor, record: BatchRecord) -> None:
         metric = self.metrics.get(prefix)
         if metric is None:
             metric = self.metrics[prefix] = PerClassMSE(len(self.names)).to(recon.device)
-        metric.update(recon, clean_image(batch), batch["label"])
+        metric.update(recon, record.clean, record.label)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if not isinstance(pl_module, AutoencoderModule):
-            return
-        self._update("test/mse_digit", outputs["recon"], batch)
-        pca = pca_reconstruction(trainer, outputs, batch)
-        if pca is not None:
-            self._update("pca/test_mse_digit", pca, batch)
+    def update(self, ctx: EvalContext, record: BatchRecord) -> None:
+        self._update("test/mse_digit", record.recon, record)
+        if record.pca_recon is not None:
+            self._update("pca/test_mse_digit", record.pca_recon, record)
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def finish(self, ctx: EvalContext) -> None:
         table: dict[str, list[float]] = {}
         counts = None
         for prefix, metric in self.metrics.items():
@@ -87,10 +85,10 @@ class PerDigitMSE(TestStageCallback):
             for k in range(len(self.names)):
                 if counts[k] > 0:
                     value = means[k].float()
-                    pl_module.log(f"{prefix}/{k}", value, sync_dist=True)  # equal on all
+                    ctx.log(f"{prefix}/{k}", value)  # equal on all
                     table.setdefault(prefix, []).append(float(value))
         self.metrics = {}
-        if counts is not None and writes_files(trainer):
+        if counts is not None and ctx.writes_files:
             present = [name for name, n in zip(self.names, counts, strict=True) if n > 0]
             log.info("test MSE per class:\n%s", format_table(present, table))
 

@@ -9,14 +9,13 @@ chance, 1 a perfect separation (the protocol of the ae_bakeoff benchmark; docs/e
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torchmetrics.classification import BinaryAUROC
 
-from ae_lab.callbacks.common import TestStageCallback, skip
-from ae_lab.callbacks.pca import pca_reconstruction
-from ae_lab.data.contract import clean_image
-from ae_lab.models.base import AutoencoderModule
+from ae_lab.evaluation.base import Evaluation
+from ae_lab.evaluation.common import skip
+from ae_lab.evaluation.context import EvalContext
+from ae_lab.evaluation.record import BatchRecord
 
 # what is logged: the model's AUROC, and that of the PCA baseline at the same bottleneck size
 MODEL_AUROC = "novelty/auroc"
@@ -28,12 +27,12 @@ def reconstruction_error(recon: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return (recon.float() - target.float()).pow(2).flatten(1).mean(1)
 
 
-class NoveltyAUROC(TestStageCallback):
+class NoveltyAUROC(Evaluation):
     """Logs ``novelty/auroc`` and, when the PCA baseline runs, ``pca/novelty_auroc``: the AUROC
     of each test image's reconstruction error (per-image MSE against the clean image,
     ``clean_image(batch)``, also under ``data.binarize_target``: the quantity ``test/mse`` and
     ``pca/test_mse`` average) for the excluded classes (positives)
-    against all others, from the reconstructions the test step and the PCA baseline computed.
+    against all others, from the batch records' reconstructions (the model's and PCA's).
 
     Does nothing, and logs nothing, when the run's datamodule excludes no class. Scores go to
     torchmetrics' ``BinaryAUROC`` unnormalized (an error is no logit; the AUROC depends only on
@@ -46,21 +45,19 @@ class NoveltyAUROC(TestStageCallback):
         # per metric: test images seen (novel, known) and scores that were not finite
         self.counts: dict[str, torch.Tensor] = {}
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        datamodule = getattr(trainer, "datamodule", None)
-        self.excluded = tuple(getattr(datamodule, "exclude_classes", ()))
+    def start(self, ctx: EvalContext) -> None:
+        self.excluded = tuple(getattr(ctx.datamodule, "exclude_classes", ()))
         self.metrics, self.counts = {}, {}
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if not self.excluded or not isinstance(pl_module, AutoencoderModule):
+    def update(self, ctx: EvalContext, record: BatchRecord) -> None:
+        if not self.excluded:
             return
-        labels = batch["label"]
+        labels = record.label
         novel = torch.isin(labels, torch.tensor(self.excluded, device=labels.device)).long()
-        clean = clean_image(batch)  # what test/mse scores against, whatever the target
-        self._update(MODEL_AUROC, outputs["recon"], clean, novel)
-        pca = pca_reconstruction(trainer, outputs, batch)
-        if pca is not None:
-            self._update(PCA_AUROC, pca, clean, novel)
+        clean = record.clean  # what test/mse scores against, whatever the target
+        self._update(MODEL_AUROC, record.recon, clean, novel)
+        if record.pca_recon is not None:
+            self._update(PCA_AUROC, record.pca_recon, clean, novel)
 
     def _update(
         self, name: str, recon: torch.Tensor, target: torch.Tensor, novel: torch.Tensor
@@ -76,10 +73,10 @@ class NoveltyAUROC(TestStageCallback):
         )
         metric.update(score, novel)
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def finish(self, ctx: EvalContext) -> None:
         for name, metric in self.metrics.items():
             # summed over DDP processes, so that all take the same branch below
-            counts = trainer.strategy.reduce(self.counts[name], reduce_op="sum")
+            counts = ctx.trainer.strategy.reduce(self.counts[name], reduce_op="sum")
             n_novel, n_known, n_bad = (int(n) for n in counts)
             if n_novel == 0 or n_known == 0:
                 skip(
@@ -91,5 +88,5 @@ class NoveltyAUROC(TestStageCallback):
                 skip(name, f"{n_bad} test images have a reconstruction error that is not finite")
             else:
                 # compute() gathers every process's scores ("cat"), so all log the same value
-                pl_module.log(name, metric.compute(), sync_dist=True)
+                ctx.log(name, metric.compute())
         self.metrics, self.counts = {}, {}

@@ -12,18 +12,21 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from typing import Annotated
 
-import lightning as L
 import numpy as np
 import torch
+from annotated_types import Ge
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ae_lab.callbacks.common import TestStageCallback, find_callback, in_proportion
-from ae_lab.callbacks.downstream import FiniteAccuracy
-from ae_lab.callbacks.pca import PCABaseline
+from ae_lab.evaluation.accuracy import FiniteAccuracy
+from ae_lab.evaluation.base import Evaluation
+from ae_lab.evaluation.common import in_proportion
+from ae_lab.evaluation.context import EvalContext
+from ae_lab.evaluation.record import BatchRecord
 from ae_lab.models.base import AutoencoderModule
 
 log = logging.getLogger(__name__)
@@ -74,17 +77,17 @@ def seen_classes(labels: torch.Tensor, excluded: Sequence[int]) -> torch.Tensor:
     return ~torch.isin(labels, torch.tensor(list(excluded), dtype=labels.dtype))
 
 
-class LinearProbe(TestStageCallback):
+class LinearProbe(Evaluation):
     """Logs ``probe/acc`` and ``probe/acc_<per_class>`` (one per label budget in ``per_class``)
     for every autoencoder, and ``pca/probe_acc`` and ``pca/probe_acc_<per_class>`` for the run's
-    PCA baseline (its fitted PCA, not refitted): the test accuracy of logistic regression on
+    PCA baseline (the run's shared PCA, not refitted): the test accuracy of logistic regression on
     standardised codes, over the test images of the classes the model was trained on, and
     ``probe/n_classes``, how many classes that is: with ``data.exclude_classes`` the training
     codes lack those classes, so their test images are left out rather than scored as wrong.
 
     Training codes: the model's codes of ``n_train`` clean training images, a seeded random
     subset of the training split (all of it when None), the images PCA is fitted on. Test codes:
-    those the test step computed (of ``batch["input"]``; a VAE's posterior means), as for the
+    the batch records' (of the inputs; a VAE's posterior means), as for the
     PCA baseline's ``pca/test_mse``. ``per_class`` labels of each class, drawn with ``seed`` from
     the training codes, make each small-budget probe. Codes that are not finite have no class:
     their accuracy is NaN, with one warning. Under DDP every process fits the same probe and
@@ -97,12 +100,12 @@ class LinearProbe(TestStageCallback):
 
     def __init__(
         self,
-        n_train: int | None = 10_000,
-        per_class: int | Sequence[int] = (100, 55),
-        max_iter: int = 1000,
-        threads: int | None = 1,
-        batch_size: int = 1000,
-        seed: int = 0,
+        n_train: Annotated[int, Ge(2)] | None = 10_000,
+        per_class: Annotated[int, Ge(1)] | Sequence[Annotated[int, Ge(1)]] = (100, 55),
+        max_iter: Annotated[int, Ge(1)] = 1000,
+        threads: Annotated[int, Ge(1)] | None = 1,
+        batch_size: Annotated[int, Ge(1)] = 1000,
+        seed: Annotated[int, Ge(0)] = 0,
     ) -> None:
         self.n_train = n_train
         # label budgets: 100 per class, and ae_bakeoff's 550 in all (55 per class)
@@ -114,27 +117,20 @@ class LinearProbe(TestStageCallback):
         self.codes: dict[str, list[np.ndarray]] = {}
         self.labels: list[torch.Tensor] = []
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def start(self, ctx: EvalContext) -> None:
         self.codes, self.labels = {}, []
 
-    def _pca(self, trainer: L.Trainer) -> PCABaseline | None:
-        pca = find_callback(trainer, PCABaseline)
-        return pca if pca is not None and pca.pca is not None else None
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if not isinstance(pl_module, AutoencoderModule):
-            return
-        self.codes.setdefault("probe", []).append(outputs["code"].flatten(1).double().cpu().numpy())
-        pca = self._pca(trainer)
+    def update(self, ctx: EvalContext, record: BatchRecord) -> None:
+        self.codes.setdefault("probe", []).append(record.code.flatten(1).double().cpu().numpy())
+        pca = ctx.shared.pca
         if pca is not None:
-            inputs = batch["input"].flatten(1).double().cpu().numpy()
+            inputs = record.input.flatten(1).double().cpu().numpy()
             self.codes.setdefault("pca/probe", []).append(pca.pca.transform(inputs))
-        self.labels.append(batch["label"].cpu())
+        self.labels.append(record.label.cpu())
 
-    def training_codes(
-        self, trainer: L.Trainer, pl_module: AutoencoderModule
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def training_codes(self, ctx: EvalContext) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """The model's (and PCA's) codes of the seeded subset of training images, and its labels."""
+        trainer, pl_module = ctx.trainer, ctx.model
         data = trainer.datamodule
         images, labels = data.images("train"), data.labels("train")
         tested = sum(len(c) for c in self.codes["probe"])
@@ -145,21 +141,22 @@ class LinearProbe(TestStageCallback):
             keep = torch.randperm(len(images), generator=gen)[:n_train].sort().values
             images, labels = images[keep.to(images.device)], labels[keep.to(labels.device)]
         codes = {"probe": encode_all(pl_module, images, self.batch_size)}
-        pca = self._pca(trainer)
+        pca = ctx.shared.pca
         if pca is not None and "pca/probe" in self.codes:
             codes["pca/probe"] = pca.pca.transform(images.flatten(1).double().cpu().numpy())
         return codes, labels.cpu().numpy()
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.codes or not isinstance(pl_module, AutoencoderModule):
+    def finish(self, ctx: EvalContext) -> None:
+        if not self.codes:
             return
+        trainer, pl_module = ctx.trainer, ctx.model
         start = time.perf_counter()
         test_labels = torch.cat(self.labels)
         excluded = tuple(getattr(trainer.datamodule, "exclude_classes", ()))
         seen = seen_classes(test_labels, excluded)
         test_labels = test_labels[seen]
         n_classes = len(trainer.datamodule.class_names)
-        train_codes, train_labels = self.training_codes(trainer, pl_module)
+        train_codes, train_labels = self.training_codes(ctx)
         budgets = {f"acc_{k}": label_budget(train_labels, k, self.seed) for k in self.per_class}
         for prefix, train in train_codes.items():
             test = np.concatenate(self.codes[prefix])[seen.numpy()]
@@ -180,9 +177,9 @@ class LinearProbe(TestStageCallback):
                 value = metric.compute()  # every process's share (DDP)
                 if math.isnan(value):
                     log.warning("%s is NaN: some of its codes are not finite", name)
-                pl_module.log(name, value.float().to(pl_module.device), sync_dist=True)
+                ctx.log(name, value.float().to(pl_module.device))
         scored = n_classes - len(set(excluded))  # the classes every probe above was scored on
-        pl_module.log("probe/n_classes", float(scored), sync_dist=True)
+        ctx.log("probe/n_classes", float(scored))
         log.info(
             "linear probe: %d training codes (%s) in %.1f s",
             len(train_labels),

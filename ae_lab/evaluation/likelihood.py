@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Annotated
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge
 from torchmetrics import MeanMetric
 
-from ae_lab.callbacks.common import TestStageCallback, skip
+from ae_lab.evaluation.base import Evaluation
+from ae_lab.evaluation.common import skip
+from ae_lab.evaluation.context import EvalContext
+from ae_lab.evaluation.record import BatchRecord
 from ae_lab.models.vae import GREY_TARGETS, VariationalAutoencoder, is_binary, log_likelihood
 
 __all__ = [
@@ -74,7 +79,7 @@ def importance_sampled_nll(
     return -(total - math.log(n_samples)).to(mu.dtype)
 
 
-class ImportanceSampledNLL(TestStageCallback):
+class ImportanceSampledNLL(Evaluation):
     """Logs ``test/nll`` (nats per image) for VAEs, from ``n_samples`` (K) importance samples per
     test image, drawn with a generator seeded per batch so the estimate is reproducible, and
     ``test/nll_k``: that K, so every figure can say which K it used. The mean over images is a
@@ -86,7 +91,12 @@ class ImportanceSampledNLL(TestStageCallback):
     floor far above 0 and compares with nothing, so a run with a grey first test batch logs one
     line saying so and no ``test/nll``. The cost grows linearly with K (docs/evaluation.md)."""
 
-    def __init__(self, n_samples: int = 1000, seed: int = 0, max_decoded: int = 2_000) -> None:
+    def __init__(
+        self,
+        n_samples: Annotated[int, Ge(1)] = 1000,
+        seed: Annotated[int, Ge(0)] = 0,
+        max_decoded: Annotated[int, Ge(1)] = 2_000,
+    ) -> None:
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         self.n_samples = n_samples
@@ -95,28 +105,31 @@ class ImportanceSampledNLL(TestStageCallback):
         self.mean: MeanMetric | None = None
         self.binary: bool | None = None
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def evaluates(self, model: L.LightningModule) -> bool:
+        return isinstance(model, VariationalAutoencoder)
+
+    def start(self, ctx: EvalContext) -> None:
         self.mean, self.binary = None, None
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if not isinstance(pl_module, VariationalAutoencoder) or self.binary is False:
+    def update(self, ctx: EvalContext, record: BatchRecord) -> None:
+        if self.binary is False:
             return
         if self.binary is None:
-            self.binary = is_binary(batch["target"])
+            self.binary = is_binary(record.target)
             if not self.binary:
                 skip("test/nll", GREY_TARGETS)
                 return
-        gen = torch.Generator(device=pl_module.device)
-        gen.manual_seed(self.seed * 1_000_003 + batch_idx)
+        gen = torch.Generator(device=ctx.device)
+        gen.manual_seed(self.seed * 1_000_003 + record.index)
         nll = importance_sampled_nll(
-            pl_module, batch["input"], batch["target"], self.n_samples, gen, self.max_decoded
+            ctx.model, record.input, record.target, self.n_samples, gen, self.max_decoded
         )
         if self.mean is None:
             self.mean = MeanMetric(nan_strategy="disable").set_dtype(torch.float64)
             self.mean.to(nll.device)
         self.mean.update(nll)
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def finish(self, ctx: EvalContext) -> None:
         if self.mean is not None:
             nll = self.mean.compute()
             if not nll.isfinite():
@@ -126,6 +139,6 @@ class ImportanceSampledNLL(TestStageCallback):
                     "large)",
                     float(nll),
                 )
-            pl_module.log("test/nll", nll.float(), sync_dist=True)
-            pl_module.log("test/nll_k", float(self.n_samples), sync_dist=True)
+            ctx.log("test/nll", nll.float())
+            ctx.log("test/nll_k", float(self.n_samples))
             self.mean = None

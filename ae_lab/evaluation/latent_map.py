@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-import lightning as L
 import numpy as np
 import torch
+from annotated_types import Ge, Gt
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from ae_lab.callbacks.common import TestStageCallback, skip, writes_files
-from ae_lab.callbacks.figures import run_title
 from ae_lab.callbacks.loggers import log_figure
 from ae_lab.data.contract import label_names
-from ae_lab.models.base import AutoencoderModule
+from ae_lab.evaluation.base import Evaluation
+from ae_lab.evaluation.common import skip
+from ae_lab.evaluation.context import EvalContext
+from ae_lab.evaluation.figures import run_title
+from ae_lab.evaluation.record import BatchRecord
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +90,21 @@ def plot_map(
     return fig
 
 
-class LatentMap(TestStageCallback):
+class LatentMap(Evaluation):
     """After testing: the codes of the first ``n_points`` test images, plotted directly when the
     latent is 2-D and through a seeded t-SNE otherwise; ``figures/latent_map.png`` in the run dir
-    and ``test/latent_map`` in the loggers that show images. The codes are those the test step
-    computed (a VAE's posterior means). t-SNE costs grow with ``n_points``: a few hundred
+    and ``test/latent_map`` in the loggers that show images. The codes are the batch records'
+    (a VAE's posterior means). t-SNE costs grow with ``n_points``: a few hundred
     points take seconds. Codes no map can show (see ``check_codes``) give one warning, no map.
     Under DDP the first process maps its own share of the test set."""
 
     def __init__(
         self,
-        n_points: int = 500,
-        seed: int = 0,
-        perplexity: float = 30.0,
-        max_iter: int = 500,
-        threads: int | None = 1,
+        n_points: Annotated[int, Ge(2)] = 500,
+        seed: Annotated[int, Ge(0)] = 0,
+        perplexity: Annotated[float, Gt(0)] = 30.0,
+        max_iter: Annotated[int, Ge(250)] = 500,
+        threads: Annotated[int, Ge(1)] | None = 1,
         output_dir: str | None = None,
     ) -> None:
         self.n_points = n_points
@@ -113,21 +116,21 @@ class LatentMap(TestStageCallback):
         self.codes: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
 
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def start(self, ctx: EvalContext) -> None:
         self.codes, self.labels = [], []
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
+    def update(self, ctx: EvalContext, record: BatchRecord) -> None:
         have = sum(len(c) for c in self.codes)
-        mapped = isinstance(pl_module, AutoencoderModule) and writes_files(trainer)
-        if not mapped or have >= self.n_points:
+        if not ctx.writes_files or have >= self.n_points:
             return
         n = self.n_points - have  # the codes the test step computed
-        self.codes.append(outputs["code"][:n].flatten(1).float().cpu())
-        self.labels.append(batch["label"][:n].cpu())
+        self.codes.append(record.code[:n].flatten(1).float().cpu())
+        self.labels.append(record.label[:n].cpu())
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def finish(self, ctx: EvalContext) -> None:
         if not self.codes:
             return
+        trainer, pl_module = ctx.trainer, ctx.model
         codes = torch.cat(self.codes).numpy()
         labels = torch.cat(self.labels).numpy()
         try:

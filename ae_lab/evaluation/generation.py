@@ -6,14 +6,19 @@ reconstruction, not generation.
 
 from __future__ import annotations
 
-import lightning as L
+from typing import Annotated
+
 import torch
+from annotated_types import Ge
 from matplotlib.figure import Figure
 
-from ae_lab.callbacks.common import TestStageCallback, all_finite, skip, writes_files
-from ae_lab.callbacks.figures import image_grid, labelled_rows, run_title
 from ae_lab.callbacks.loggers import log_figure
 from ae_lab.data.contract import label_names
+from ae_lab.evaluation.base import Evaluation
+from ae_lab.evaluation.common import all_finite, skip
+from ae_lab.evaluation.context import EvalContext
+from ae_lab.evaluation.figures import image_grid, labelled_rows, run_title
+from ae_lab.evaluation.record import BatchRecord
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import VariationalAutoencoder
 
@@ -34,7 +39,7 @@ def interpolations(model: AutoencoderModule, a: torch.Tensor, b: torch.Tensor, s
     return model.decode(codes.flatten(0, 1))
 
 
-class Generation(TestStageCallback):
+class Generation(Evaluation):
     """After testing: ``figures/prior_samples.png`` (VAEs) and ``figures/interpolations.png``
     (every autoencoder; each row goes from one test digit to another of a different class and is
     labelled with both, each column with its share of the way), also in the loggers that show
@@ -45,10 +50,10 @@ class Generation(TestStageCallback):
 
     def __init__(
         self,
-        n_samples: int = 64,
-        n_pairs: int = 8,
-        steps: int = 10,
-        seed: int = 0,
+        n_samples: Annotated[int, Ge(0)] = 64,
+        n_pairs: Annotated[int, Ge(0)] = 8,
+        steps: Annotated[int, Ge(2)] = 10,
+        seed: Annotated[int, Ge(0)] = 0,
         output_dir: str | None = None,
     ) -> None:
         self.n_samples = n_samples
@@ -58,9 +63,12 @@ class Generation(TestStageCallback):
         self.output_dir = output_dir
         self.first: dict[str, torch.Tensor] | None = None
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dl_idx=0):
-        if batch_idx == 0 and writes_files(trainer):
-            self.first = {"input": batch["input"], "label": batch["label"]}
+    def start(self, ctx: EvalContext) -> None:
+        self.first = None
+
+    def update(self, ctx: EvalContext, record: BatchRecord) -> None:
+        if record.index == 0 and ctx.writes_files:
+            self.first = {"input": record.input, "label": record.label}
 
     @staticmethod
     def pairs(labels: torch.Tensor, n: int) -> tuple[list[int], list[int]]:
@@ -76,9 +84,10 @@ class Generation(TestStageCallback):
         return a, b
 
     @torch.no_grad()
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def finish(self, ctx: EvalContext) -> None:
         first, self.first = self.first, None
-        if not isinstance(pl_module, AutoencoderModule) or not writes_files(trainer):
+        trainer, pl_module = ctx.trainer, ctx.model
+        if not ctx.writes_files:
             return
         title = run_title(trainer, pl_module)
         if isinstance(pl_module, VariationalAutoencoder) and self.n_samples > 0:
