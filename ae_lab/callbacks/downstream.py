@@ -29,7 +29,7 @@ from ae_lab.data.contract import ImageData, clean_image
 from ae_lab.data.datamodule import ImageDataModule
 from ae_lab.models.base import AutoencoderModule, SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
-from ae_lab.models.vae import VariationalAutoencoder  # the models sample quality scores
+from ae_lab.models.vae import is_variational  # the models sample quality scores
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ def train_classifier(
             dropout=dropout,
             n_classes=len(data.class_names),
             optimizer=lambda params: torch.optim.Adam(params, lr=lr),
+            image_shape=data.image_shape,
         )
         model.scheduler_factory = scheduler
         trainer = L.Trainer(
@@ -286,7 +287,7 @@ class DownstreamClassification(TestStageCallback):
     def _build(
         saved: dict[str, Any], weights: dict[str, Any], device: torch.device
     ) -> CNNClassifier:
-        hparams = {k: v for k, v in saved.items() if k in ("dropout", "n_classes")}
+        hparams = {k: v for k, v in saved.items() if k in ("dropout", "n_classes", "image_shape")}
         model = CNNClassifier(**hparams)
         model.load_state_dict(weights)
         return model.to(device).eval()
@@ -304,7 +305,7 @@ class DownstreamClassification(TestStageCallback):
     def _needs_classifier(self, pl_module: L.LightningModule) -> bool:
         if self.accuracies:
             return isinstance(pl_module, AutoencoderModule)
-        return isinstance(pl_module, VariationalAutoencoder)
+        return is_variational(pl_module)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.classifier is not None:

@@ -15,14 +15,14 @@ from ae_lab.callbacks.figures import image_grid, labelled_rows, run_title
 from ae_lab.callbacks.loggers import log_figure
 from ae_lab.data.contract import label_names
 from ae_lab.models.base import AutoencoderModule
-from ae_lab.models.vae import VariationalAutoencoder
+from ae_lab.models.vae import is_variational
 
 
-def prior_samples(model: VariationalAutoencoder, n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` images decoded from z ~ N(0, I), drawn with a seeded generator."""
+def prior_samples(model: AutoencoderModule, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` images decoded from codes of the model's prior (N(0, I), or its VampPrior), drawn
+    with a seeded generator."""
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.latent_dim, generator=gen).to(model.device)
-    return model.decode(z)
+    return model.decode(model.sample_prior(n, gen))
 
 
 def interpolations(model: AutoencoderModule, a: torch.Tensor, b: torch.Tensor, steps: int):
@@ -81,7 +81,7 @@ class Generation(TestStageCallback):
         if not isinstance(pl_module, AutoencoderModule) or not writes_files(trainer):
             return
         title = run_title(trainer, pl_module)
-        if isinstance(pl_module, VariationalAutoencoder) and self.n_samples > 0:
+        if is_variational(pl_module) and self.n_samples > 0:
             images = prior_samples(pl_module, self.n_samples, self.seed).float().cpu()
             if self._finite("prior_samples", images):
                 nrow = max(1, int(self.n_samples**0.5))

@@ -22,7 +22,7 @@ from ae_lab.callbacks.common import TestStageCallback, skip, test_set_size
 from ae_lab.callbacks.downstream import downstream_classifier
 from ae_lab.callbacks.generation import prior_samples
 from ae_lab.models.classifier import CNNClassifier
-from ae_lab.models.vae import VariationalAutoencoder
+from ae_lab.models.vae import is_variational
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class SampleQuality(TestStageCallback):
         self.tested += len(batch["label"])
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not isinstance(pl_module, VariationalAutoencoder):
+        if not is_variational(pl_module):
             return
         classifier = downstream_classifier(trainer)
         if classifier is None:

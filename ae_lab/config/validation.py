@@ -33,7 +33,6 @@ from ae_lab.config.rule import (
 from ae_lab.config.rules import RULES
 from ae_lab.core.errors import AeLabError, ConfigError, did_you_mean
 from ae_lab.data.definition import dataset_names, definition
-from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
 
 # ``${latent}``: a reference to another key, no resolver
 _REFERENCE = re.compile(r"\$\{[\w.\-]+\}")
@@ -84,15 +83,30 @@ def _bottleneck_fits(cfg: DictConfig) -> str | None:
     """A code wider than the image can copy it, so only a model with a penalty that stops that
     may have one (the PCA beside it cannot have more components than pixels either)."""
     latent = _select(cfg, "model.latent_dim")
-    model = str(_select(cfg, "model._target_")).rsplit(".")[-1]
-    if not is_int(latent) or latent <= N_PIXELS or model in OVERCOMPLETE_MODELS:
+    shape = _select(cfg, "model.image_shape")
+    if not (isinstance(shape, (list, ListConfig)) and len(shape) == 3 and all(map(is_int, shape))):
+        return None  # no image size to compare with, or the key's own rule says what is wrong
+    pixels = shape[1] * shape[2]
+    objective = _select(cfg, "model.objective._target_") or _select(cfg, "model._target_")
+    model = str(objective).rsplit(".")[-1]
+    if not is_int(latent) or latent <= pixels or model in OVERCOMPLETE_MODELS:
         return None
     key = "latent" if _select(cfg, "latent") == latent else "model.latent_dim"
     return (
-        f"{key} must be at most {N_PIXELS} (the pixels of an image) for {model}, got {latent}; "
+        f"{key} must be at most {pixels} (the pixels of an image) for {_model_name(cfg)}, got "
+        f"{latent}; "
         + " or ".join(f"model={m}" for m in OVERCOMPLETE_MODELS.values())
         + " may be overcomplete"
     )
+
+
+def _model_name(cfg: DictConfig) -> str:
+    """``model=<option>`` as the run chose it, else the class ``model`` builds."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and (option := HydraConfig.get().runtime.choices.get("model")):
+        return f"model={option}"
+    return str(_select(cfg, "model._target_")).rsplit(".")[-1]
 
 
 def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
@@ -104,15 +118,12 @@ def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
 
 
 def _dataset_fits(cfg: DictConfig) -> str | None:
-    """The validation images come from the chosen dataset's training images, and the models
-    take images of one shape (``ae_lab/data/sizes.py``)."""
+    """The validation images come from the chosen dataset's training images (the models are
+    built for its image shape, ``model.image_shape: ${data.image_shape}``)."""
     name, val_size = _select(cfg, "data.dataset"), _select(cfg, "data.val_size")
     if name not in dataset_names():
         return None
     data = definition(name)
-    if data.image_shape != IMAGE_SHAPE:
-        shape, models = ("x".join(map(str, s)) for s in (data.image_shape, IMAGE_SHAPE))
-        return f"data.dataset={name} has images of {shape}; the models take {models}"
     n = data.train_images
     if is_int(val_size) and val_size >= n:
         return (
@@ -235,15 +246,24 @@ def check_trainer(cfg: DictConfig) -> None:
     _refuse(trainer_problems(cfg) + argument_problems(cfg))
 
 
+def _parts(key: str, node: DictConfig) -> Iterator[tuple[str, DictConfig]]:
+    """``node`` and the nodes inside it that ``instantiate`` builds too (a composed model's
+    encoder, decoder and objective), by key."""
+    yield key, node
+    for name, child in node.items():
+        if isinstance(child, DictConfig) and "_target_" in child:
+            yield from _parts(f"{key}.{name}", child)
+
+
 def _built_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
     """The config's nodes that ``instantiate`` builds (``_target_``), by key: a group's own node
-    (``model``, ``data``) or one entry of ``callbacks`` and ``logger``; the trainer's is
-    ``trainer_problems``'."""
+    (``model``, ``data``) and its parts, or one entry of ``callbacks`` and ``logger``; the
+    trainer's is ``trainer_problems``'."""
     for key, node in cfg.items():
         if key in ("hydra", "trainer") or not isinstance(node, DictConfig):
             continue
         if "_target_" in node:
-            yield str(key), node
+            yield from _parts(str(key), node)
         elif key in ("callbacks", "logger"):
             for name, entry in node.items():
                 if isinstance(entry, DictConfig) and "_target_" in entry:
@@ -258,15 +278,28 @@ def argument_problems(cfg: DictConfig) -> list[str]:
     from hydra.utils import get_object
 
     found = []
-    for key, node in _built_nodes(cfg):
+
+    def arguments(node: DictConfig) -> list[Any] | None:
         try:
-            target = get_object(str(node._target_))
-            parameters = inspect.signature(target).parameters.values()
+            return list(inspect.signature(get_object(str(node._target_))).parameters.values())
         except Exception:  # noqa: BLE001 - a target that does not load is instantiate's to report
+            return None
+
+    for key, node in _built_nodes(cfg):
+        parameters = arguments(node)
+        if parameters is None:
             continue
+        accepted = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         if any(p.kind == p.VAR_KEYWORD for p in parameters):
-            continue
-        accepted = [p.name for p in parameters if p.kind != p.VAR_POSITIONAL]
+            # a composed model's own keys are settings its parts read: an argument of one of them
+            children = (node._get_node(k) for k in node)
+            parts = [
+                arguments(c) for c in children if isinstance(c, DictConfig) and "_target_" in c
+            ]
+            if not parts or any(p is None for p in parts):
+                continue
+            accepted += [p.name for ps in parts for p in ps or () if p.name not in accepted]
+        target = get_object(str(node._target_))
         name = getattr(target, "__name__", str(node._target_))
         for arg in node:
             if str(arg) not in INSTANTIATE_KEYS and arg not in accepted:

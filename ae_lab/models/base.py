@@ -1,9 +1,9 @@
 """The LightningModules every ae_lab model builds on.
 
 ``LabModule`` holds what any model needs from the experiment (its optimizer from the ``optimizer``
-config group, its parameter count). ``AutoencoderModule`` holds everything the autoencoder variants
-share: the train/val/test steps, the MSE against the clean image, and the logged names. A variant
-only sets ``self.encoder`` and ``self.decoder`` and, if its objective differs, ``loss_terms``.
+config group, its parameter count); ``Step`` and ``EvalOutputs`` are what an autoencoder's steps
+compute and hand the callbacks. The autoencoders themselves are one class composed of an encoder,
+a decoder and an objective (``ae_lab.models.autoencoder``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ from typing import Any, NamedTuple, TypedDict
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanSquaredError
 
 from ae_lab.core.errors import AeLabError
-from ae_lab.data.contract import CLEAN, clean_image
 
 log = logging.getLogger(__name__)
 
@@ -128,110 +125,11 @@ def build_schedule(factory: SchedulerFactory, optimizer: torch.optim.Optimizer, 
         return factory(optimizer, total_steps=steps, pct_start=math.nextafter(pct_start, 1.0))
 
 
-class AutoencoderModule(LabModule):
-    """Shared steps and metrics. Every reported MSE is the mean over pixels in [0, 1] of the
-    reconstruction against the *clean* image, the same quantity the PCA baseline logs."""
+def __getattr__(name: str) -> Any:
+    """``AutoencoderModule``, the name callbacks and users know the autoencoders by: the one
+    ``Autoencoder`` class (``ae_lab.models.autoencoder``, which builds on this module)."""
+    if name == "AutoencoderModule":
+        from ae_lab.models.autoencoder import Autoencoder
 
-    # what ``loss`` is, in a word: runs whose objectives differ (an MSE near 0.02, a VAE's
-    # negative ELBO near 100) never share a loss chart in TensorBoard (ae_lab.callbacks.comparison);
-    # a variant that defines its own ``loss_terms`` names its objective here too
-    objective = "mse"
-
-    def __init__(self, latent_dim: int, optimizer: OptimizerFactory | None = None) -> None:
-        super().__init__(optimizer)
-        self.save_hyperparameters(ignore=["optimizer"])
-        self.latent_dim = latent_dim
-        self.encoder: nn.Module
-        self.decoder: nn.Module
-        self.val_mse = MeanSquaredError()
-        self.test_mse = MeanSquaredError()
-        # against the model's target where that is not the clean image (data.binarize_target)
-        self.val_mse_target = MeanSquaredError()
-        self.test_mse_target = MeanSquaredError()
-        self._train_sums: dict[str, torch.Tensor] = {}
-        self._train_count = 0
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """The code of ``x`` (for a VAE, the posterior mean)."""
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] from codes."""
-        return torch.sigmoid(self.decoder(z))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
-
-    def shared_step(self, batch: Batch) -> Step:
-        code = self.encode(batch["input"])
-        logits = self.decoder(code)
-        recon = torch.sigmoid(logits)
-        return Step(self.loss_terms(batch, code, logits, recon), recon, code)
-
-    def loss_terms(
-        self, batch: Batch, code: torch.Tensor, logits: torch.Tensor, recon: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        return {"loss": F.mse_loss(recon, batch["target"])}
-
-    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        # "loss" is optimised; Lightning hands the dict to on_train_batch_end
-        return self.shared_step(batch).terms
-
-    def on_train_batch_end(
-        self, outputs: dict[str, torch.Tensor], batch: Batch, batch_idx: int
-    ) -> None:
-        # A self.log call per step costs more than this model's forward pass on a CPU, so the
-        # train/* epoch means are summed on the device and logged once per epoch (no sync per
-        # step), and the running loss is logged only when the progress bar will show it.
-        # Kept out of training_step so that compile=true compiles only the computation.
-        n = len(batch["target"])
-        sums = self._train_sums
-        for name, value in outputs.items():
-            if name in sums:
-                sums[name].add_(value.detach(), alpha=n)  # one in-place op per term and step
-            else:
-                sums[name] = value.detach().float() * n
-        self._train_count += n
-        bar = self._trainer.progress_bar_callback if self._trainer is not None else None
-        if _bar_shows(bar, batch_idx):
-            self.log("loss", outputs["loss"].detach(), prog_bar=True, logger=False)
-
-    def on_train_epoch_end(self) -> None:
-        for name, total in self._train_sums.items():
-            self.log(f"train/{name}", total / self._train_count, sync_dist=True)
-        self._train_sums, self._train_count = {}, 0
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> EvalOutputs:
-        return self._eval_step("val", batch, self.val_mse, self.val_mse_target)
-
-    def test_step(self, batch: Batch, batch_idx: int) -> EvalOutputs:
-        return self._eval_step("test", batch, self.test_mse, self.test_mse_target)
-
-    def _eval_step(
-        self, stage: str, batch: Batch, mse: MeanSquaredError, mse_target: MeanSquaredError
-    ) -> EvalOutputs:
-        step = self.shared_step(batch)
-        mse.update(step.recon, clean_image(batch))
-        self._log_terms(stage, step.terms)
-        self.log(f"{stage}/mse", mse, prog_bar=True)
-        if CLEAN in batch:  # a binarized target: the error against what the model was fitted to
-            mse_target.update(step.recon, batch["target"])
-            self.log(f"{stage}/mse_target", mse_target)
-        return step.outputs()
-
-    def _log_terms(self, stage: str, terms: dict[str, torch.Tensor]) -> None:
-        # Epoch means under the documented names (val/loss, test/kl, ...)
-        for name, value in terms.items():
-            self.log(
-                f"{stage}/{name}", value.detach(), on_step=False, on_epoch=True, sync_dist=True
-            )
-
-
-def _bar_shows(bar: object, batch_idx: int) -> bool:
-    """Whether the progress bar was just redrawn: ae_lab's bar redraws by time and says so
-    (``ae_lab.callbacks.console.ProgressBar.shows_step``), Lightning's every ``refresh_rate``."""
-    shows = getattr(bar, "shows_step", None)
-    if shows is not None:
-        return shows(batch_idx)
-    every = getattr(bar, "refresh_rate", 0)
-    return bool(every) and (batch_idx + 1) % every == 0
+        return Autoencoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
