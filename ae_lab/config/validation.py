@@ -298,7 +298,13 @@ def argument_problems(cfg: DictConfig) -> list[str]:
             ]
             if not parts or any(p is None for p in parts):
                 continue
-            accepted += [p.name for ps in parts for p in ps or () if p.name not in accepted]
+            named = [
+                p.name
+                for ps in parts
+                for p in ps or ()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in accepted
+            ]
+            accepted += list(dict.fromkeys(named))
         target = get_object(str(node._target_))
         name = getattr(target, "__name__", str(node._target_))
         for arg in node:

@@ -2,5 +2,6 @@
 (``ae_lab.models.objectives.contractive``)."""
 
 from ae_lab.models.objectives.contractive import jacobian_frobenius_sq
+from ae_lab.models.zoo import ContractiveAE
 
-__all__ = ["jacobian_frobenius_sq"]
+__all__ = ["ContractiveAE", "jacobian_frobenius_sq"]

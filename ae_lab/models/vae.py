@@ -14,8 +14,11 @@ from ae_lab.models.likelihood import (
     is_binary,
     log_likelihood,
 )
+from ae_lab.models.zoo import ConvVAE, DenseVAE
 
 __all__ = [
+    "ConvVAE",
+    "DenseVAE",
     "GREY_TARGETS",
     "NOISE_STAGES",
     "draw_seed",
