@@ -2,8 +2,8 @@
 in ``conf/model/*.yaml`` by ``_target_``), and the CNN classifier."""
 
 from ae_lab.models.autoencoder import Autoencoder
-from ae_lab.models.base import LabModule
 from ae_lab.models.classifier import CNNClassifier
+from ae_lab.models.module import LabModule
 from ae_lab.models.networks import ConvDecoder, ConvEncoder, DenseDecoder, DenseEncoder
 from ae_lab.models.objectives import (
     Contractive,

@@ -16,7 +16,7 @@ from torchmetrics import MeanSquaredError
 
 from ae_lab.core.errors import ConfigError
 from ae_lab.data.contract import CLEAN, clean_image
-from ae_lab.models.base import Batch, EvalOutputs, LabModule, OptimizerFactory, Step
+from ae_lab.models.module import Batch, EvalOutputs, LabModule, OptimizerFactory, Step
 from ae_lab.models.objectives.base import Objective
 from ae_lab.models.types import MNIST_SHAPE, ImageShape, LatentDim, shape_of
 

@@ -15,7 +15,7 @@ from annotated_types import Ge, Lt
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ae_lab.models.base import Batch, LabModule, OptimizerFactory
+from ae_lab.models.module import Batch, LabModule, OptimizerFactory
 from ae_lab.models.types import MNIST_SHAPE, ImageShape, shape_of
 
 STAGES = ("train", "val", "test")

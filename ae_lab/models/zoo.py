@@ -4,10 +4,12 @@ in Python: each is the one ``Autoencoder`` with its networks and objective fille
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Gt, Lt
 
 from ae_lab.models.autoencoder import Autoencoder
-from ae_lab.models.base import OptimizerFactory
+from ae_lab.models.module import OptimizerFactory
 from ae_lab.models.networks import ConvDecoder, ConvEncoder, DenseDecoder, DenseEncoder
 from ae_lab.models.objectives import Contractive, Reconstruction, Sparse, Variational
 from ae_lab.models.types import MNIST_SHAPE, ImageShape, LatentDim, Widths
@@ -58,8 +60,8 @@ class SparseAE(Autoencoder):
         latent_dim: LatentDim,
         hidden: Widths = (),
         sparsity: Literal["kl", "l1"] = "kl",
-        rho: float = 0.05,
-        weight: float = 0.01,
+        rho: Annotated[float, Gt(0), Lt(1)] = 0.05,
+        weight: Annotated[float, Ge(0)] = 0.01,
         optimizer: OptimizerFactory | None = None,
         image_shape: ImageShape = MNIST_SHAPE,
     ) -> None:
@@ -79,7 +81,7 @@ class ContractiveAE(Autoencoder):
         latent_dim: LatentDim,
         hidden: Widths = (),
         activation: Literal["relu", "sigmoid"] = "sigmoid",
-        weight: float = 1e-4,
+        weight: Annotated[float, Ge(0)] = 1e-4,
         optimizer: OptimizerFactory | None = None,
         image_shape: ImageShape = MNIST_SHAPE,
     ) -> None:
@@ -98,8 +100,8 @@ class DenseVAE(Autoencoder):
         self,
         latent_dim: LatentDim,
         hidden: Widths = (512,),
-        beta: float = 1.0,
-        kl_warmup_epochs: int = 0,
+        beta: Annotated[float, Ge(0)] = 1.0,
+        kl_warmup_epochs: Annotated[int, Ge(0)] = 0,
         recon_loss: Literal["bce", "mse"] = "bce",
         optimizer: OptimizerFactory | None = None,
         image_shape: ImageShape = MNIST_SHAPE,
@@ -119,8 +121,8 @@ class ConvVAE(Autoencoder):
         self,
         latent_dim: LatentDim,
         channels: Widths = (32, 64),
-        beta: float = 1.0,
-        kl_warmup_epochs: int = 0,
+        beta: Annotated[float, Ge(0)] = 1.0,
+        kl_warmup_epochs: Annotated[int, Ge(0)] = 0,
         recon_loss: Literal["bce", "mse"] = "bce",
         optimizer: OptimizerFactory | None = None,
         image_shape: ImageShape = MNIST_SHAPE,

@@ -8,16 +8,13 @@ its methods is given, never holding the model itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ae_lab.models.base import Batch, Step
-
-if TYPE_CHECKING:
-    from ae_lab.models.autoencoder import Autoencoder
+from ae_lab.models.module import Batch, Composed, Step
 
 
 class Objective(nn.Module):
@@ -36,18 +33,18 @@ class Objective(nn.Module):
     # why there is none, said in one line where the NLL evaluation skips the model; None: silent
     no_likelihood: str | None = None
 
-    def code(self, model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    def code(self, model: Composed, x: torch.Tensor) -> torch.Tensor:
         """The code the decoder reads in training."""
         return model.encoder(x)
 
-    def encode(self, model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, model: Composed, x: torch.Tensor) -> torch.Tensor:
         """The code of ``x`` as evaluations read it (a VAE's posterior mean)."""
         return self.code(model, x)
 
-    def evaluating(self, stage: str, model: Autoencoder, batch_idx: int) -> None:
+    def evaluating(self, stage: str, model: Composed, batch_idx: int) -> None:
         """Called before each validation or test batch (``stage``: val or test)."""
 
-    def step(self, model: Autoencoder, batch: Batch) -> Step:
+    def step(self, model: Composed, batch: Batch) -> Step:
         code = self.code(model, batch["input"])
         logits = model.decoder(code)
         recon = torch.sigmoid(logits)
@@ -55,7 +52,7 @@ class Objective(nn.Module):
 
     def terms(
         self,
-        model: Autoencoder,
+        model: Composed,
         batch: Batch,
         code: torch.Tensor,
         logits: torch.Tensor,

@@ -7,7 +7,7 @@ makes the code locally insensitive to directions the data does not vary along.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,11 +15,8 @@ from annotated_types import Ge
 from torch import nn
 from torch.func import jacrev, vmap
 
-from ae_lab.models.base import Batch
+from ae_lab.models.module import Batch, Composed
 from ae_lab.models.objectives.base import Objective
-
-if TYPE_CHECKING:
-    from ae_lab.models.autoencoder import Autoencoder
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -63,15 +60,15 @@ class Contractive(Objective):
         self.activation = activation
         self.weight = float(weight)
 
-    def code(self, model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    def code(self, model: Composed, x: torch.Tensor) -> torch.Tensor:
         return ACTIVATIONS[self.activation](model.encoder(x))
 
-    def single_linear(self, model: Autoencoder) -> nn.Linear | None:
+    def single_linear(self, model: Composed) -> nn.Linear | None:
         """The encoder's one layer, where it has no other (the closed form's case)."""
         single = getattr(model.encoder, "single_linear", None)
         return single() if single is not None else None
 
-    def penalty(self, model: Autoencoder, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    def penalty(self, model: Composed, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Batch mean of ||d code / d x||_F^2; ``code`` must be ``self.code(model, x)``."""
         linear = self.single_linear(model)
         if linear is None:
@@ -83,7 +80,7 @@ class Contractive(Objective):
 
     def terms(
         self,
-        model: Autoencoder,
+        model: Composed,
         batch: Batch,
         code: torch.Tensor,
         logits: torch.Tensor,

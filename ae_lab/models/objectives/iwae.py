@@ -11,18 +11,15 @@ targets are binary (as ``neg_elbo``), beside everything the variational objectiv
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Literal
 
 import torch
 from annotated_types import Ge
 
-from ae_lab.models.base import Batch, Step
 from ae_lab.models.likelihood import is_binary
+from ae_lab.models.module import Batch, Composed, Step
 from ae_lab.models.objectives.variational import Prior, Variational
 from ae_lab.models.types import MNIST_SHAPE, ImageShape
-
-if TYPE_CHECKING:
-    from ae_lab.models.autoencoder import Autoencoder
 
 
 def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
@@ -39,15 +36,15 @@ class ImportanceWeighted(Variational):
     def __init__(
         self,
         k: Annotated[int, Ge(1)] = 5,
-        recon_loss: str = "bce",
+        recon_loss: Literal["bce", "mse"] = "bce",
         prior: Prior = "standard",
         n_pseudo: Annotated[int, Ge(1)] = 500,
         image_shape: ImageShape = MNIST_SHAPE,
     ) -> None:
-        super().__init__(1.0, 0, recon_loss, prior, n_pseudo, image_shape)  # type: ignore[arg-type]
+        super().__init__(1.0, 0, recon_loss, prior, n_pseudo, image_shape)
         self.k = int(k)
 
-    def step(self, model: Autoencoder, batch: Batch) -> Step:
+    def step(self, model: Composed, batch: Batch) -> Step:
         if not self.training:
             return self._evaluation_step(model, batch)
         mu, logvar = self.posterior(model, batch["input"])
@@ -60,7 +57,7 @@ class ImportanceWeighted(Variational):
         terms = {"loss": -iwae_bound(log_w).mean(), "recon": recon_loss, "kl": kl}
         return Step(terms, torch.sigmoid(logits), mu)
 
-    def _evaluation_step(self, model: Autoencoder, batch: Batch) -> Step:
+    def _evaluation_step(self, model: Composed, batch: Batch) -> Step:
         """The variational objective's evaluation, its loss the negative bound at k draws from
         this batch's generator, logged as ``neg_iwae`` where the targets are binary."""
         step = super().step(model, batch)

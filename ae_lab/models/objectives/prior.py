@@ -8,27 +8,26 @@ the model trains with everything else.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Annotated
 
 import torch
+from annotated_types import Ge
 from torch import nn
 
 from ae_lab.models.likelihood import LOG_2PI, log_normal
-from ae_lab.models.types import shape_of
-
-if TYPE_CHECKING:
-    from ae_lab.models.autoencoder import Autoencoder
+from ae_lab.models.module import Composed
+from ae_lab.models.types import ImageShape, shape_of
 
 
 class StandardPrior(nn.Module):
     """N(0, I)."""
 
-    def log_density(self, model: Autoencoder, z: torch.Tensor) -> torch.Tensor:
+    def log_density(self, model: Composed, z: torch.Tensor) -> torch.Tensor:
         """log p(z) over the last dimension."""
         return -0.5 * (z.square() + LOG_2PI).sum(-1)
 
     def sample(
-        self, model: Autoencoder, n: int, generator: torch.Generator | None = None
+        self, model: Composed, n: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         z = torch.randn(n, model.latent_dim, generator=generator)
         return z.to(model.device)
@@ -38,22 +37,22 @@ class VampPrior(nn.Module):
     """1/K sum_k q(z | u_k) over K = ``n_pseudo`` pseudo-inputs u_k, images in (0, 1) (the
     sigmoid of a learned tensor, which starts near mid-grey)."""
 
-    def __init__(self, n_pseudo: int, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, n_pseudo: Annotated[int, Ge(1)], image_shape: ImageShape) -> None:
         super().__init__()
         self.pseudo = nn.Parameter(0.01 * torch.randn(n_pseudo, *shape_of(image_shape)))
 
-    def components(self, model: Autoencoder) -> tuple[torch.Tensor, torch.Tensor]:
+    def components(self, model: Composed) -> tuple[torch.Tensor, torch.Tensor]:
         """The mixture's (means, log-variances), (K, D) each: the pseudo-inputs' posteriors."""
         return model.posterior(torch.sigmoid(self.pseudo))
 
-    def log_density(self, model: Autoencoder, z: torch.Tensor) -> torch.Tensor:
+    def log_density(self, model: Composed, z: torch.Tensor) -> torch.Tensor:
         """log p(z) = logsumexp_k log q(z | u_k) - log K, over the last dimension of ``z``."""
         mu, logvar = self.components(model)
         per_component = log_normal(z.unsqueeze(-2), mu, logvar)  # (..., K)
         return torch.logsumexp(per_component, -1) - math.log(len(mu))
 
     def sample(
-        self, model: Autoencoder, n: int, generator: torch.Generator | None = None
+        self, model: Composed, n: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """A component drawn uniformly per sample, then z from it."""
         mu, logvar = self.components(model)

@@ -6,17 +6,14 @@ code may be overcomplete (``latent`` larger than the image's pixels).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from annotated_types import Ge, Gt, Lt
 
-from ae_lab.models.base import Batch
+from ae_lab.models.module import Batch, Composed
 from ae_lab.models.objectives.base import Objective
-
-if TYPE_CHECKING:
-    from ae_lab.models.autoencoder import Autoencoder
 
 
 def l1_penalty(code: torch.Tensor) -> torch.Tensor:
@@ -56,7 +53,7 @@ class Sparse(Objective):
         self.weight = float(weight)
         self.active_threshold = 0.5 if sparsity == "kl" else 0.0
 
-    def code(self, model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    def code(self, model: Composed, x: torch.Tensor) -> torch.Tensor:
         h = model.encoder(x)
         return torch.sigmoid(h) if self.sparsity == "kl" else F.relu(h)
 
@@ -67,7 +64,7 @@ class Sparse(Objective):
 
     def terms(
         self,
-        model: Autoencoder,
+        model: Composed,
         batch: Batch,
         code: torch.Tensor,
         logits: torch.Tensor,

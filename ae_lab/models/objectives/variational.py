@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from annotated_types import Ge
 
-from ae_lab.models.base import Batch, Step
 from ae_lab.models.likelihood import (
     GREY_TARGETS,
     NOISE_STAGES,
@@ -42,12 +41,10 @@ from ae_lab.models.likelihood import (
     log_likelihoods,
     log_normal,
 )
+from ae_lab.models.module import Batch, Composed, Step
 from ae_lab.models.objectives.base import Objective
 from ae_lab.models.objectives.prior import StandardPrior, VampPrior
 from ae_lab.models.types import MNIST_SHAPE, ImageShape
-
-if TYPE_CHECKING:
-    from ae_lab.models.autoencoder import Autoencoder
 
 log = logging.getLogger(__name__)
 Prior = Literal["standard", "vamp"]
@@ -81,24 +78,24 @@ class Variational(Objective):
         return {"prior": self.prior_name}
 
     # ------------------------------------------------------------------ the distributions
-    def posterior(self, model: Autoencoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior(self, model: Composed, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = model.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
-    def encode(self, model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, model: Composed, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(model, x)[0]
 
-    def log_prior(self, model: Autoencoder, z: torch.Tensor) -> torch.Tensor:
+    def log_prior(self, model: Composed, z: torch.Tensor) -> torch.Tensor:
         """log p(z) over the last dimension."""
         return self.prior.log_density(model, z)
 
     def sample_prior(
-        self, model: Autoencoder, n: int, generator: torch.Generator | None = None
+        self, model: Composed, n: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         return self.prior.sample(model, n, generator)
 
     def kl(
-        self, model: Autoencoder, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor
+        self, model: Composed, mu: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor
     ) -> torch.Tensor:
         """KL(q(z | x) || p(z)) per image: in closed form for N(0, I), else log q(z|x) - log p(z)
         at the draw ``z``."""
@@ -108,7 +105,7 @@ class Variational(Objective):
 
     def log_importance_weights(
         self,
-        model: Autoencoder,
+        model: Composed,
         mu: torch.Tensor,
         logvar: torch.Tensor,
         targets: torch.Tensor,
@@ -130,7 +127,7 @@ class Variational(Objective):
         return log_likelihoods(logits, targets, self.recon_loss) + log_prior_over_q
 
     # ------------------------------------------------------------------ training and evaluation
-    def effective_beta(self, model: Autoencoder) -> float:
+    def effective_beta(self, model: Composed) -> float:
         """beta times a linear ramp from 0 at the first optimizer step to 1 after
         ``kl_warmup_epochs`` epochs, updated every step. Evaluation always uses the full beta,
         so ``val/loss`` (what checkpoints monitor) is one objective across epochs."""
@@ -148,7 +145,7 @@ class Variational(Objective):
             return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / n
         return F.mse_loss(torch.sigmoid(logits), target, reduction="sum") / n
 
-    def step(self, model: Autoencoder, batch: Batch) -> Step:
+    def step(self, model: Composed, batch: Batch) -> Step:
         mu, logvar = self.posterior(model, batch["input"])
         target = batch["target"]
         if self.training:
@@ -169,7 +166,7 @@ class Variational(Objective):
 
     def evaluation_terms(
         self,
-        model: Autoencoder,
+        model: Composed,
         batch: Batch,
         mu: torch.Tensor,
         logvar: torch.Tensor,
@@ -187,7 +184,7 @@ class Variational(Objective):
             log.warning("%s skipped: %s", "val/neg_elbo and test/neg_elbo", GREY_TARGETS)
         return {}
 
-    def evaluating(self, stage: str, model: Autoencoder, batch_idx: int) -> None:
+    def evaluating(self, stage: str, model: Composed, batch_idx: int) -> None:
         self._noise_key = noise_key(model, stage, batch_idx)
 
     def evaluation_generator(self, device: torch.device) -> torch.Generator:
@@ -201,7 +198,7 @@ class Variational(Objective):
         return mu + eps * (0.5 * logvar).exp()
 
 
-def noise_key(model: Autoencoder, stage: str, batch_idx: int) -> tuple[int, ...]:
+def noise_key(model: Composed, stage: str, batch_idx: int) -> tuple[int, ...]:
     """What seeds the draws of evaluation batch ``batch_idx``: the run's seed, the stage, for
     validation the global step (each pass its own draws), the batch and the process's rank (each
     DDP process its own)."""

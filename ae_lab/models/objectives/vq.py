@@ -16,18 +16,15 @@ NLL, and the NLL evaluation says so in one line.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from annotated_types import Ge
 from torch import nn
 
-from ae_lab.models.base import Batch, Step
+from ae_lab.models.module import Batch, Composed, Step
 from ae_lab.models.objectives.base import Objective
-
-if TYPE_CHECKING:
-    from ae_lab.models.autoencoder import Autoencoder
 
 
 class VectorQuantized(Objective):
@@ -60,7 +57,7 @@ class VectorQuantized(Objective):
         z_q = self.codebook(indices).view(n, size + pad)[:, :size]
         return z_q, indices.view(n, -1)
 
-    def encode(self, model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, model: Composed, x: torch.Tensor) -> torch.Tensor:
         return self.quantise(model.encoder(x))[0]
 
     def usage(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -70,7 +67,7 @@ class VectorQuantized(Objective):
         entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
         return {"perplexity": entropy.exp(), "codes_used": (counts > 0).float().mean()}
 
-    def step(self, model: Autoencoder, batch: Batch) -> Step:
+    def step(self, model: Composed, batch: Batch) -> Step:
         z_e = model.encoder(batch["input"])
         z_q, indices = self.quantise(z_e)
         codebook = F.mse_loss(z_q, z_e.detach())
