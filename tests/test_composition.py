@@ -15,7 +15,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ae_lab.core.errors import AeLabError
-from ae_lab.models import Autoencoder, CNNClassifier, ConvEncoder, DenseDecoder, is_variational
+from ae_lab.models import (
+    Autoencoder,
+    CNNClassifier,
+    Contractive,
+    ConvDecoder,
+    ConvEncoder,
+    DenseDecoder,
+    is_variational,
+)
 from ae_lab.run import resume
 from tests.conftest import MODEL_CONFIGS, MODELS, compose_cfg, quiet_trainer
 
@@ -280,3 +288,25 @@ def test_a_checkpoint_of_an_earlier_autoencoder_class_is_refused_in_one_line():
     assert "\n" not in str(err.value)
     assert str(err.value).startswith("ckpt_path=old.ckpt was saved by an ae_lab from before")
     assert "train the model again" in str(err.value)
+
+
+def test_a_contractive_conv_autoencoder_differentiates_its_batch_norms_on_running_statistics():
+    """Per-sample Jacobians see one image at a time: the conv encoder's batch norms use their
+    running statistics there, and are left training as they were."""
+    torch.manual_seed(0)
+    model = Autoencoder(
+        ConvEncoder(3, channels=[4]), ConvDecoder(3, channels=[4]), Contractive("relu", 0.5), 3
+    ).train()
+    x = torch.rand(4, 1, 28, 28)
+    step = model.shared_step({"input": x, "target": x})
+    step.terms["loss"].backward()
+    assert step.terms["contractive_penalty"] > 0
+    assert model.encoder[0].weight.grad.abs().sum() > 0
+    assert all(m.training for m in model.encoder.modules())
+    # the penalty is the squared Jacobian of the code in the norms' evaluation mode
+    model.eval()
+    expected = torch.autograd.functional.jacobian(lambda v: model.encode(v).sum(0), x[:1])
+    with torch.no_grad():
+        code = model.encode(x[:1])
+    penalty = model.objective.penalty(model, x[:1], code)
+    torch.testing.assert_close(penalty, expected.pow(2).sum())

@@ -6,7 +6,8 @@ makes the code locally insensitive to directions the data does not vary along.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Annotated, Literal
 
 import torch
@@ -40,13 +41,30 @@ def jacobian_frobenius_sq(f: Encoder, x: torch.Tensor) -> torch.Tensor:
     return jac.pow(2).flatten(1).sum(dim=1)
 
 
+@contextlib.contextmanager
+def running_statistics(encoder: nn.Module) -> Iterator[None]:
+    """The encoder's batch norms on their running statistics inside the block: a per-sample
+    Jacobian sees one image at a time, which has no batch statistics to normalise by (and
+    ``torch.func`` may not update the running ones)."""
+    norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    modes = [m.training for m in norms]
+    for m in norms:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(norms, modes, strict=True):
+            m.train(mode)
+
+
 class Contractive(Objective):
     """A ``sigmoid`` or ``relu`` code; loss = MSE + weight * ||J||_F^2.
 
     With a dense encoder of no hidden layers (the classic CAE) the Jacobian is
     diag(act'(Wx + b)) W and the penalty has a closed form that costs one matrix product; else it
     is computed exactly, sample by sample, with ``torch.func`` (``jacrev`` under ``vmap``), one
-    backward pass per code unit, so deep encoders with wide codes are slower.
+    backward pass per code unit, so deep encoders with wide codes are slower. An encoder with batch
+    norms (a conv one) is differentiated on their running statistics.
     """
 
     name = "mse_contractive"
@@ -72,7 +90,8 @@ class Contractive(Objective):
         """Batch mean of ||d code / d x||_F^2; ``code`` must be ``self.code(model, x)``."""
         linear = self.single_linear(model)
         if linear is None:
-            return jacobian_frobenius_sq(lambda v: self.code(model, v), x).mean()
+            with running_statistics(model.encoder):
+                return jacobian_frobenius_sq(lambda v: self.code(model, v), x).mean()
         # one layer: J = diag(act'(a)) W, so ||J||_F^2 = sum_j act'(a_j)^2 ||W_j||^2
         sigmoid = self.activation == "sigmoid"
         slope = code * (1 - code) if sigmoid else (code > 0).to(code.dtype)
