@@ -82,8 +82,12 @@ class Autoencoder(LabModule):
     # ------------------------------------------------------------------ what the model does
     @property
     def objective_name(self) -> str:
-        """The loss in a word (``mse``, ``neg_elbo``): the objective's."""
-        return self.objective.name
+        """The loss in a word (``mse``, ``neg_elbo``): the ``name`` of the nearest class of the
+        objective that defines its loss (``terms`` or ``step``) or names it; an objective class
+        that defines its own loss without naming it is named by its class name."""
+        hooks = {"name", "terms", "step"}
+        owner = next(c for c in type(self.objective).__mro__ if hooks & set(vars(c)))
+        return str(vars(owner).get("name", owner.__name__))
 
     @property
     def variational(self) -> bool:
