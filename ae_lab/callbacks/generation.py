@@ -1,7 +1,7 @@
 """Images a model generates: decoded samples of the VAE prior, and interpolations between digits.
 
-Samples come from the prior N(0, I), not from encoded test images: decoding encoded data shows
-reconstruction, not generation.
+Samples come from the prior (N(0, I), or a VampPrior), not from encoded test images: decoding
+encoded data shows reconstruction, not generation.
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ class Generation(TestStageCallback):
             images = prior_samples(pl_module, self.n_samples, self.seed).float().cpu()
             if self._finite("prior_samples", images):
                 nrow = max(1, int(self.n_samples**0.5))
-                what = f"{self.n_samples} images decoded from z ~ N(0, I) (seed {self.seed})"
+                prior = getattr(pl_module.objective, "prior_name", "standard")
+                z = "z ~ N(0, I)" if prior == "standard" else f"z from the {prior} prior"
+                what = f"{self.n_samples} images decoded from {z} (seed {self.seed})"
                 fig = image_grid(images, nrow, f"{title}: samples of the prior", what)
                 log_figure(trainer, "test/prior_samples", fig, self.output_dir)
         if first is not None and self.n_pairs > 0:
