@@ -26,7 +26,7 @@ GROUPS = {
 
 def test_default_config():
     cfg = compose_cfg()
-    assert cfg.latent == 32 and cfg.model._target_.endswith("DenseAE")
+    assert cfg.latent == 32 and cfg.model._target_.endswith("Autoencoder")
     assert cfg.trainer.accelerator == "auto"
 
 

@@ -213,7 +213,9 @@ def reference_nll(model, x, n_samples, seed, chunk):
         eps = torch.randn((k, *mu.shape), generator=gen)
         z = mu + (0.5 * logvar).exp() * eps
         logits = model.decoder(z.flatten(0, 1))
-        log_px = log_likelihood(logits, x.repeat(k, 1, 1, 1), model.recon_loss).view(k, -1)
+        log_px = log_likelihood(logits, x.repeat(k, 1, 1, 1), model.objective.recon_loss).view(
+            k, -1
+        )
         log_pz = -0.5 * (math.log(2 * math.pi) + z.pow(2)).sum(-1)
         log_qz = -0.5 * (math.log(2 * math.pi) + logvar + eps.pow(2)).sum(-1)
         log_ws.append((log_px + log_pz - log_qz).double())

@@ -71,8 +71,8 @@ def test_an_argument_the_model_does_not_take_is_one_line_naming_its_keys(
 ):
     cfg = config(tmp_path, synthetic_root, "+model.foo=1")
     assert refused(capsys, tmp_path, cfg) == (
-        "ae_lab: model.foo is not an argument of DenseAE; model takes latent_dim, hidden, "
-        "he_init, optimizer"
+        "ae_lab: model.foo is not an argument of Autoencoder; model takes encoder, decoder, "
+        "objective, latent_dim, image_shape, optimizer, hidden, he_init, per_unit"
     )
     cfg = config(tmp_path, synthetic_root, "+optimizer.betas2=1")
     assert refused(capsys, tmp_path, cfg).startswith(

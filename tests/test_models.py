@@ -4,6 +4,7 @@ each penalty against a direct computation."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import lightning as L
@@ -19,9 +20,10 @@ from ae_lab.models import (
     ContractiveAE,
     DenseVAE,
     SparseAE,
-    VariationalAutoencoder,
+    is_variational,
 )
 from ae_lab.models.contractive import jacobian_frobenius_sq
+from ae_lab.models.networks import DenseEncoder
 from ae_lab.models.sparse import kl_sparsity_penalty, l1_penalty
 from ae_lab.models.vae import gaussian_kl
 from tests.conftest import AUTOENCODERS, CLASSIFIERS, MODELS, compose_cfg, quiet_trainer
@@ -153,8 +155,8 @@ def test_default_schedule_is_one_cycle_over_the_whole_fit(synthetic_root) -> Non
 
 def test_beta_vae_is_a_dense_vae_with_beta_4() -> None:
     model = build("beta_vae")
-    assert isinstance(model, DenseVAE)
-    assert model.beta == 4.0
+    assert is_variational(model) and isinstance(model.encoder, DenseEncoder)
+    assert model.objective.beta == 4.0
 
 
 # --- VAE: KL and warm-up ---------------------------------------------------------------------
@@ -183,20 +185,20 @@ def test_kl_warmup_ramps_linearly_from_zero_to_beta() -> None:
     steps = 2 * 10  # two epochs of ten optimizer steps
     for step in (0, 5, 10, 19, 20, 35):
         model._trainer = fake_trainer(step, batches=10)
-        assert model.effective_beta == pytest.approx(4.0 * min(1.0, step / steps))
+        assert model.objective.effective_beta(model) == pytest.approx(4.0 * min(1.0, step / steps))
     # steps, not batches, count when gradients accumulate: 10 batches = 5 steps per epoch
     model._trainer = fake_trainer(5, batches=10, accumulate=2)
-    assert model.effective_beta == pytest.approx(4.0 * 5 / 10)
+    assert model.objective.effective_beta(model) == pytest.approx(4.0 * 5 / 10)
     # evaluation always uses the full beta
     model.eval()
     model._trainer = fake_trainer(0, batches=10)
-    assert model.effective_beta == 4.0
+    assert model.objective.effective_beta(model) == 4.0
 
 
 def test_no_warmup_means_constant_beta() -> None:
     model = DenseVAE(latent_dim=2, hidden=[8], beta=4.0).train()
     model._trainer = fake_trainer(0, batches=10)
-    assert model.effective_beta == 4.0
+    assert model.objective.effective_beta(model) == 4.0
 
 
 class RecordBeta(L.Callback):
@@ -222,7 +224,7 @@ class RecordBeta(L.Callback):
         self.per_epoch.append([])
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.per_epoch[-1].append(pl_module.effective_beta)
+        self.per_epoch[-1].append(pl_module.objective.effective_beta(pl_module))
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._check_last_epoch(trainer)
@@ -276,7 +278,9 @@ def test_sparse_ae_can_be_overcomplete(batch) -> None:
 # --- contractive autoencoder ---------------------------------------------------------------------
 
 
-def brute_force_frobenius_sq(encoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def brute_force_frobenius_sq(
+    encoder: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> torch.Tensor:
     """||d code / d x||_F^2 per sample, one autograd pass per sample and code unit."""
     out = []
     for xi in x:
@@ -298,17 +302,17 @@ def test_contractive_penalty_matches_brute_force_jacobian(hidden, activation, ba
     model = ContractiveAE(latent_dim=3, hidden=hidden, activation=activation)
     x = batch["input"][:4]
     code = model.encode(x)
-    expected = brute_force_frobenius_sq(model.encoder, x).mean()
-    assert model.closed_form == (not hidden)
-    torch.testing.assert_close(model.contractive_penalty(x, code), expected)
-    torch.testing.assert_close(jacobian_frobenius_sq(model.encoder, x).mean(), expected)
+    expected = brute_force_frobenius_sq(model.encode, x).mean()
+    assert (model.objective.single_linear(model) is not None) == (not hidden)  # the closed form
+    torch.testing.assert_close(model.objective.penalty(model, x, code), expected)
+    torch.testing.assert_close(jacobian_frobenius_sq(model.encode, x).mean(), expected)
 
 
 @pytest.mark.parametrize("hidden", [[], [7]])
 def test_contractive_penalty_trains_the_encoder(hidden, batch) -> None:
     model = ContractiveAE(latent_dim=3, hidden=hidden)
     x = batch["input"][:4]
-    model.contractive_penalty(x, model.encode(x)).backward()
+    model.objective.penalty(model, x, model.encode(x)).backward()
     first = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear))
     assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
 
@@ -317,12 +321,12 @@ def test_contractive_loss_terms(batch) -> None:
     model = ContractiveAE(latent_dim=4, weight=0.5)
     terms, recon, _ = model.shared_step(batch)
     x = batch["input"]
-    penalty = brute_force_frobenius_sq(model.encoder, x).mean()
+    penalty = brute_force_frobenius_sq(model.encode, x).mean()
     torch.testing.assert_close(terms["contractive_penalty"], penalty)
     mse = torch.nn.functional.mse_loss(recon, batch["target"])
     torch.testing.assert_close(terms["loss"], mse + 0.5 * penalty)
 
 
 def test_vae_and_classifier_are_the_expected_families() -> None:
-    assert isinstance(build("conv_vae"), VariationalAutoencoder)
+    assert is_variational(build("conv_vae"))
     assert isinstance(build("classifier"), CNNClassifier)

@@ -141,13 +141,13 @@ def test_experiment_configs_compose() -> None:
             assert params <= set(cfg.hydra.sweeper.params)
         # each report job sets its own model, bottleneck and epochs; the command line still wins
         for job, model, latent, epochs in (
-            ("course/dense_ae_32", "DenseAE", 32, 10),
-            ("course/deep_ae_64", "DenseAE", 64, 20),
-            ("auth/vae", "DenseVAE", 32, 50),
+            ("course/dense_ae_32", "Reconstruction", 32, 10),
+            ("course/deep_ae_64", "Reconstruction", 64, 20),
+            ("auth/vae", "Variational", 32, 50),
         ):
             overrides = ["experiment=report_course", f"report_job={job}"]
             cfg = compose("config", overrides, return_hydra_config=True)
-            assert cfg.model._target_.endswith(model)
+            assert cfg.model.objective._target_.endswith(model)
             assert (cfg.latent, cfg.trainer.max_epochs) == (latent, epochs)
             assert "downstream" in cfg.callbacks and "nll" in cfg.callbacks
             cfg = compose("config", [*overrides, "trainer.max_epochs=1"])

@@ -70,4 +70,6 @@ def test_ae_labs_own_checkpoints_load_as_weights_only(tmp_path, synthetic_root) 
         ckpt = checkpoints.load(run / "checkpoints" / f"{name}.ckpt", name)
         assert ckpt["hyper_parameters"]["latent_dim"] == 3
         assert type(ckpt["hyper_parameters"]) is dict
-        assert ckpt[resume.CHECKPOINT_KEY]["model"] == "DenseAE"
+        assert ckpt[resume.CHECKPOINT_KEY]["model"] == "Autoencoder"
+        # the composition it was built from, as plain names
+        assert ckpt["hyper_parameters"]["encoder"] == "ae_lab.models.networks.DenseEncoder"

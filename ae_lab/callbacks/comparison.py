@@ -70,7 +70,11 @@ def objective_name(model: Any) -> str:
     """The model's objective in a word (``mse``, ``neg_elbo``): the ``objective`` of the nearest
     class that defines its loss (``loss_terms`` or ``shared_step``) or names it; a class that
     defines its own loss without naming it is named by its class name; a model with none of
-    these is named ``loss``."""
+    these is named ``loss``. A model that names its objective itself (``objective_name``: the
+    composed autoencoder's, from its objective) is named so."""
+    named = getattr(model, "objective_name", None)
+    if isinstance(named, str):
+        return named
     owner = next((c for c in type(model).__mro__ if set(OBJECTIVE_HOOKS) & set(vars(c))), None)
     if owner is None:
         return LOSS

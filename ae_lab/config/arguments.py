@@ -8,6 +8,7 @@ the signatures first, and name the closest argument.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -48,15 +49,24 @@ def check_trainer(cfg: DictConfig) -> None:
         raise ConfigError("\n".join(found))
 
 
+def _parts(key: str, node: DictConfig) -> Iterator[tuple[str, DictConfig]]:
+    """``node`` and the nodes inside it that ``instantiate`` builds too (a composed model's
+    encoder, decoder and objective), by key."""
+    yield key, node
+    for name, child in node.items():
+        if isinstance(child, DictConfig) and "_target_" in child:
+            yield from _parts(f"{key}.{name}", child)
+
+
 def _built_nodes(cfg: DictConfig) -> Iterator[tuple[str, DictConfig]]:
     """The config's nodes that ``instantiate`` builds (``_target_``), by key: a group's own node
-    (``model``, ``data``) or one entry of ``callbacks`` and ``logger``; the trainer's is
-    ``trainer_problems``'."""
+    (``model``, ``data``) and its parts, or one entry of ``callbacks`` and ``logger``; the
+    trainer's is ``trainer_problems``'."""
     for key, node in cfg.items():
         if key in ("hydra", "trainer") or not isinstance(node, DictConfig):
             continue
         if "_target_" in node:
-            yield str(key), node
+            yield from _parts(str(key), node)
         elif key in ("callbacks", "logger"):
             for name, entry in node.items():
                 if isinstance(entry, DictConfig) and "_target_" in entry:
@@ -71,15 +81,34 @@ def argument_problems(cfg: DictConfig) -> list[str]:
     from hydra.utils import get_object
 
     found = []
-    for key, node in _built_nodes(cfg):
+
+    def arguments(node: DictConfig) -> list[Any] | None:
         try:
-            target = get_object(str(node._target_))
-            parameters = inspect.signature(target).parameters.values()
+            return list(inspect.signature(get_object(str(node._target_))).parameters.values())
         except Exception:  # noqa: BLE001 - a target that does not load is instantiate's to report
+            return None
+
+    for key, node in _built_nodes(cfg):
+        parameters = arguments(node)
+        if parameters is None:
             continue
+        accepted = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         if any(p.kind == p.VAR_KEYWORD for p in parameters):
-            continue
-        accepted = [p.name for p in parameters if p.kind != p.VAR_POSITIONAL]
+            # a composed model's own keys are settings its parts read: an argument of one of them
+            children = (node._get_node(k) for k in node)
+            parts = [
+                arguments(c) for c in children if isinstance(c, DictConfig) and "_target_" in c
+            ]
+            if not parts or any(p is None for p in parts):
+                continue
+            named = [
+                p.name
+                for ps in parts
+                for p in ps or ()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in accepted
+            ]
+            accepted += list(dict.fromkeys(named))
+        target = get_object(str(node._target_))
         name = getattr(target, "__name__", str(node._target_))
         for arg in node:
             if str(arg) not in INSTANTIATE_KEYS and arg not in accepted:

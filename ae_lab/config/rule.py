@@ -12,16 +12,13 @@ from typing import Any
 
 from ae_lab.core.errors import did_you_mean
 from ae_lab.core.values import is_int, is_number
-from ae_lab.data.sizes import IMAGE_SHAPE
 
 # what lightning.seed_everything accepts (lightning.fabric.utilities.seed: a uint32)
 SEED_RANGE = (0, 2**32 - 1)
-# models whose penalty, not a narrow bottleneck, keeps them from copying the input, so their code
-# may be wider than the image: the class name of ``model._target_``, and the option that picks it
-OVERCOMPLETE_MODELS = {"SparseAE": "sparse_ae"}
-# conv stages halve the image's side and the decoder doubles it back, so every stage must divide
-# it evenly: 28 -> 14 -> 7, and no third
-CONV_STAGES = max(n for n in range(1, IMAGE_SHAPE[1]) if IMAGE_SHAPE[1] % 2**n == 0)
+# objectives whose penalty, not a narrow bottleneck, keeps a model from copying the input, so its
+# code may be wider than the image: the class name of ``model.objective._target_``, and the option
+# that picks it
+OVERCOMPLETE_MODELS = {"Sparse": "sparse_ae"}
 # Lightning's precision flags (lightning.fabric.plugins.precision.precision._PRECISION_INPUT; a
 # test compares them)
 PRECISIONS = (

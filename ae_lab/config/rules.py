@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from ae_lab.config.rule import (
     BOOL,
-    CONV_STAGES,
     FOLDER,
     SEED,
     SEED_RANGE,
@@ -32,7 +31,49 @@ from ae_lab.config.rule import (
 )
 from ae_lab.config.trainer_rules import TRAINER_RULES
 from ae_lab.data.definition import dataset_names
-from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
+from ae_lab.data.sizes import N_PIXELS
+
+# conf/model: the composed models' keys (ae_lab.models.Autoencoder: an encoder, a decoder and an
+# objective, each a node of its own that reads the model's top-level keys by interpolation)
+# conv stages a network may have: each halves the (padded) image's sides
+MAX_CONV_STAGES = 5
+IMAGE_SHAPE_RULE = "[channels, height, width], integers >= 1 (the data's: data.image_shape)"
+_COMPOSED = (
+    Rule(
+        "model.image_shape",
+        IMAGE_SHAPE_RULE,
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(at_least(1)(x) for x in v),
+    ),
+    choice("model.prior", "standard", "vamp", note="the VAE's prior; vamp: a VampPrior"),
+    Rule("model.n_pseudo", "an integer >= 1 (the VampPrior's pseudo-inputs)", at_least(1)),
+    Rule("model.k", "an integer >= 1 (importance samples per image)", at_least(1)),
+    Rule("model.codebook_size", "an integer >= 2 (the VQ-VAE's codebook entries)", at_least(2)),
+    Rule(
+        "model.code_dim",
+        "an integer >= 1 (a codebook vector's size)",
+        at_least(1),
+    ),
+    Rule(
+        "model.commitment",
+        "a number >= 0 (the VQ-VAE's commitment weight)",
+        number(lambda v: v >= 0),
+    ),
+    Rule(
+        "model.*.per_unit",
+        "an integer >= 1 (the encoder's values per code unit: 2 for a variational objective)",
+        at_least(1),
+    ),
+)
+
+
+def _in_parts(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    """The model's keys as its parts have them (``model.encoder.hidden: ${..hidden}``)."""
+    return tuple(
+        Rule(f"model.*.{r.key[6:]}", r.allowed, r.ok, r.nullable, r.choices)
+        for r in rules
+        if r.key.startswith("model.") and r.key.count(".") == 1
+    )
+
 
 RULES = (
     # conf/config.yaml
@@ -97,9 +138,9 @@ RULES = (
     ),
     Rule(
         "model.channels",
-        f"a list of 1 to {CONV_STAGES} channel counts, each an integer >= 1, e.g. [32,64] "
-        f"(each stage halves the image's side of {IMAGE_SHAPE[1]} pixels)",
-        widths(1, CONV_STAGES),
+        f"a list of 1 to {MAX_CONV_STAGES} channel counts, each an integer >= 1, e.g. [32,64] "
+        "(each stage halves the image's sides, padded to a multiple of 2**stages)",
+        widths(1, MAX_CONV_STAGES),
     ),
     Rule("model.beta", "a number >= 0 (the KL weight)", number(lambda v: v >= 0)),
     Rule("model.kl_warmup_epochs", "an integer >= 0", at_least(0)),
@@ -223,3 +264,5 @@ RULES = (
     ),
     Rule("hparams_search.pruner.reduction_factor", "an integer >= 2", at_least(2)),
 )
+# the composed models' keys, then every model key again as a part's (model.encoder.hidden, ...)
+RULES = (*RULES, *_COMPOSED, *_in_parts((*RULES, *_COMPOSED)))

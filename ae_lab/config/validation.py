@@ -40,7 +40,6 @@ from ae_lab.config.rules import RULES
 from ae_lab.config.schema import NO_SUCH, argument_at
 from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.data.definition import dataset_names, definition
-from ae_lab.data.sizes import IMAGE_SHAPE, N_PIXELS
 
 # ``${latent}``: a reference to another key, no resolver
 _REFERENCE = re.compile(r"\$\{[\w.\-]+\}")
@@ -119,15 +118,30 @@ def _bottleneck_fits(cfg: DictConfig) -> str | None:
     """A code wider than the image can copy it, so only a model with a penalty that stops that
     may have one (the PCA beside it cannot have more components than pixels either)."""
     latent = _select(cfg, "model.latent_dim")
-    model = str(_select(cfg, "model._target_")).rsplit(".")[-1]
-    if not is_int(latent) or latent <= N_PIXELS or model in OVERCOMPLETE_MODELS:
+    shape = _select(cfg, "model.image_shape")
+    if not (isinstance(shape, (list, ListConfig)) and len(shape) == 3 and all(map(is_int, shape))):
+        return None  # no image size to compare with, or the key's own rule says what is wrong
+    pixels = shape[1] * shape[2]
+    objective = _select(cfg, "model.objective._target_") or _select(cfg, "model._target_")
+    model = str(objective).rsplit(".")[-1]
+    if not is_int(latent) or latent <= pixels or model in OVERCOMPLETE_MODELS:
         return None
     key = "latent" if _select(cfg, "latent") == latent else "model.latent_dim"
     return (
-        f"{key} must be at most {N_PIXELS} (the pixels of an image) for {model}, got {latent}; "
+        f"{key} must be at most {pixels} (the pixels of an image) for {_model_name(cfg)}, got "
+        f"{latent}; "
         + " or ".join(f"model={m}" for m in OVERCOMPLETE_MODELS.values())
         + " may be overcomplete"
     )
+
+
+def _model_name(cfg: DictConfig) -> str:
+    """``model=<option>`` as the run chose it, else the class ``model`` builds."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized() and (option := HydraConfig.get().runtime.choices.get("model")):
+        return f"model={option}"
+    return str(_select(cfg, "model._target_")).rsplit(".")[-1]
 
 
 def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
@@ -139,15 +153,12 @@ def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
 
 
 def _dataset_fits(cfg: DictConfig) -> str | None:
-    """The validation images come from the dataset's training images; the models take one shape."""
+    """The validation images come from the chosen dataset's training images (the models are
+    built for its image shape, ``model.image_shape: ${data.image_shape}``)."""
     name, val_size = _select(cfg, "data.dataset"), _select(cfg, "data.val_size")
     if name not in dataset_names():
         return None
     data = definition(name)
-    shape = data.image_shape or _select(cfg, "data.image_shape")  # a folder's: its config's
-    if shape is not None and tuple(shape) != IMAGE_SHAPE:
-        shape, models = ("x".join(map(str, s)) for s in (shape, IMAGE_SHAPE))
-        return f"data.dataset={name} has images of {shape}; the models take {models}"
     n = data.train_images
     if n is not None and is_int(val_size) and val_size >= n:
         return (

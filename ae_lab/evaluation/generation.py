@@ -1,7 +1,7 @@
 """Images a model generates: decoded samples of the VAE prior, and interpolations between digits.
 
-Samples come from the prior N(0, I), not from encoded test images: decoding encoded data shows
-reconstruction, not generation.
+Samples come from the prior (N(0, I), or a VampPrior), not from encoded test images: decoding
+encoded data shows reconstruction, not generation.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from ae_lab.evaluation.context import EvalContext
 from ae_lab.evaluation.figures import image_grid, labelled_rows, run_title
 from ae_lab.evaluation.record import BatchRecord
 from ae_lab.models.base import AutoencoderModule
-from ae_lab.models.vae import VariationalAutoencoder
+from ae_lab.models.vae import is_variational
 
 
-def prior_samples(model: VariationalAutoencoder, n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` images decoded from z ~ N(0, I), drawn with a seeded generator."""
+def prior_samples(model: AutoencoderModule, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` images decoded from codes of the model's prior (N(0, I), or its VampPrior), drawn
+    with a seeded generator."""
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.latent_dim, generator=gen).to(model.device)
-    return model.decode(z)
+    return model.decode(model.sample_prior(n, gen))
 
 
 def interpolations(model: AutoencoderModule, a: torch.Tensor, b: torch.Tensor, steps: int):
@@ -90,11 +90,13 @@ class Generation(Evaluation):
         if not ctx.writes_files:
             return
         title = run_title(trainer, pl_module)
-        if isinstance(pl_module, VariationalAutoencoder) and self.n_samples > 0:
+        if is_variational(pl_module) and self.n_samples > 0:
             images = prior_samples(pl_module, self.n_samples, self.seed).float().cpu()
             if self._finite("prior_samples", images):
                 nrow = max(1, int(self.n_samples**0.5))
-                what = f"{self.n_samples} images decoded from z ~ N(0, I) (seed {self.seed})"
+                prior = getattr(pl_module.objective, "prior_name", "standard")
+                z = "z ~ N(0, I)" if prior == "standard" else f"z from the {prior} prior"
+                what = f"{self.n_samples} images decoded from {z} (seed {self.seed})"
                 fig = image_grid(images, nrow, f"{title}: samples of the prior", what)
                 log_figure(trainer, "test/prior_samples", fig, self.output_dir)
         if first is not None and self.n_pairs > 0:

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from annotated_types import Ge
 from torchmetrics import MeanMetric
 
@@ -21,7 +20,9 @@ from ae_lab.evaluation.base import Evaluation
 from ae_lab.evaluation.common import skip
 from ae_lab.evaluation.context import EvalContext
 from ae_lab.evaluation.record import BatchRecord
-from ae_lab.models.vae import GREY_TARGETS, VariationalAutoencoder, is_binary, log_likelihood
+from ae_lab.models.base import AutoencoderModule
+from ae_lab.models.likelihood import log_likelihoods
+from ae_lab.models.vae import GREY_TARGETS, is_binary, is_variational, log_likelihood
 
 __all__ = [
     "ImportanceSampledNLL",
@@ -34,22 +35,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def log_likelihoods(logits: torch.Tensor, targets: torch.Tensor, recon_loss: str) -> torch.Tensor:
-    """log p(target_b | z_kb) as (k, B), from logits (k, B, pixels) of k draws of B images:
-    ``ae_lab.models.vae.log_likelihood`` without repeating the targets k times. For ``bce`` the
-    Bernoulli log-likelihood is sum(x * l) - sum(softplus(l)) (binary cross-entropy with logits,
-    rearranged), two passes over the logits where the repeated targets and the cross-entropy's
-    own terms took several."""
-    x = targets.flatten(1).to(logits.dtype)
-    if recon_loss == "bce":
-        return torch.einsum("kbp,bp->kb", logits, x) - F.softplus(logits).sum(-1)
-    sse = (torch.sigmoid(logits) - x).square().sum(-1)
-    return -sse - 0.5 * x.shape[1] * math.log(math.pi)
-
-
 @torch.no_grad()
 def importance_sampled_nll(
-    model: VariationalAutoencoder,
+    model: AutoencoderModule,
     inputs: torch.Tensor,
     targets: torch.Tensor,
     n_samples: int,
@@ -59,22 +47,15 @@ def importance_sampled_nll(
     """-log p(x) per image, estimated with ``n_samples`` draws from q(z | input). The draws are
     decoded in chunks of at most ``max_decoded`` images (at least one draw per image), and their
     weights reduced as they come (log-sum-exp in float64), so memory does not grow with
-    ``n_samples``. The decoder's matrix products are nearly all of the cost; around them, each
-    chunk costs two passes over its logits (``log_likelihoods``) and log p(z) - log q(z | x)
-    from the draws' noise alone: for z = mu + std * eps the 2 pi terms cancel and
-    (z - mu) / std = eps."""
+    ``n_samples``. The weights log p(x, z) - log q(z | x) are the model's
+    (``log_importance_weights``, its objective's: a VampPrior's log p(z) is its mixture's);
+    the decoder's matrix products are nearly all of their cost."""
     mu, logvar = model.posterior(inputs)
-    std = (0.5 * logvar).exp()
-    half_logvar = 0.5 * logvar.sum(-1)
     chunk = max(1, max_decoded // len(mu))
     total = torch.full((len(mu),), -math.inf, device=mu.device, dtype=torch.float64)
     for start in range(0, n_samples, chunk):
         k = min(chunk, n_samples - start)
-        eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
-        z = torch.addcmul(mu, std, eps)  # (k, B, D)
-        logits = model.decoder(z.flatten(0, 1)).view(k, len(mu), -1)
-        log_prior_over_q = 0.5 * (eps.square() - z.square()).sum(-1) + half_logvar
-        log_w = log_likelihoods(logits, targets, model.recon_loss) + log_prior_over_q
+        log_w = model.log_importance_weights(mu, logvar, targets, k, generator)
         total = torch.logaddexp(total, torch.logsumexp(log_w.double(), 0))
     return -(total - math.log(n_samples)).to(mu.dtype)
 
@@ -97,8 +78,6 @@ class ImportanceSampledNLL(Evaluation):
         seed: Annotated[int, Ge(0)] = 0,
         max_decoded: Annotated[int, Ge(1)] = 2_000,
     ) -> None:
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         self.n_samples = n_samples
         self.seed = seed
         self.max_decoded = max_decoded
@@ -106,13 +85,19 @@ class ImportanceSampledNLL(Evaluation):
         self.binary: bool | None = None
 
     def evaluates(self, model: L.LightningModule) -> bool:
-        return isinstance(model, VariationalAutoencoder)
+        return isinstance(model, AutoencoderModule)
 
     def start(self, ctx: EvalContext) -> None:
         self.mean, self.binary = None, None
 
     def update(self, ctx: EvalContext, record: BatchRecord) -> None:
         if self.binary is False:
+            return
+        if not is_variational(ctx.model):
+            why = ctx.model.objective.no_likelihood
+            if why is not None and self.binary is None:
+                skip("test/nll", why)
+                self.binary = False
             return
         if self.binary is None:
             self.binary = is_binary(record.target)

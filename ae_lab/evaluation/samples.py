@@ -26,7 +26,7 @@ from ae_lab.evaluation.context import EvalContext
 from ae_lab.evaluation.generation import prior_samples
 from ae_lab.evaluation.record import BatchRecord
 from ae_lab.models.classifier import CNNClassifier
-from ae_lab.models.vae import VariationalAutoencoder
+from ae_lab.models.vae import is_variational
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class SampleQuality(Evaluation):
         self.tested = 0
 
     def evaluates(self, model: L.LightningModule) -> bool:
-        return isinstance(model, VariationalAutoencoder)
+        return is_variational(model)
 
     def needs(self, model: L.LightningModule) -> frozenset[str]:
         return frozenset({CLASSIFIER})

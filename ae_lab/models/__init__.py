@@ -1,20 +1,46 @@
-from ae_lab.models.base import AutoencoderModule, LabModule
+"""The models: one ``Autoencoder`` composed of an encoder, a decoder and an objective (each chosen
+in ``conf/model/*.yaml`` by ``_target_``), and the CNN classifier."""
+
+from ae_lab.models.autoencoder import Autoencoder
 from ae_lab.models.classifier import CNNClassifier
-from ae_lab.models.contractive import ContractiveAE
-from ae_lab.models.conv import ConvAE
-from ae_lab.models.dense import DenseAE
-from ae_lab.models.sparse import SparseAE
-from ae_lab.models.vae import ConvVAE, DenseVAE, VariationalAutoencoder
+from ae_lab.models.module import LabModule
+from ae_lab.models.networks import ConvDecoder, ConvEncoder, DenseDecoder, DenseEncoder
+from ae_lab.models.objectives import (
+    Contractive,
+    ImportanceWeighted,
+    Objective,
+    Reconstruction,
+    Sparse,
+    Variational,
+    VectorQuantized,
+)
+from ae_lab.models.vae import is_variational
+from ae_lab.models.zoo import ContractiveAE, ConvAE, ConvVAE, DenseAE, DenseVAE, SparseAE
+
+# the name the callbacks and earlier code know the autoencoders by
+AutoencoderModule = Autoencoder
 
 __all__ = [
+    "Autoencoder",
     "AutoencoderModule",
     "CNNClassifier",
+    "Contractive",
     "ContractiveAE",
     "ConvAE",
+    "ConvDecoder",
+    "ConvEncoder",
     "ConvVAE",
     "DenseAE",
+    "DenseDecoder",
+    "DenseEncoder",
     "DenseVAE",
+    "ImportanceWeighted",
     "LabModule",
+    "Objective",
+    "Reconstruction",
+    "Sparse",
     "SparseAE",
-    "VariationalAutoencoder",
+    "Variational",
+    "VectorQuantized",
+    "is_variational",
 ]

@@ -7,29 +7,42 @@ PCA's, at the same bottleneck size.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
+from annotated_types import Ge, Lt
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from ae_lab.models.base import Batch, LabModule, OptimizerFactory
+from ae_lab.models.module import Batch, LabModule, OptimizerFactory
+from ae_lab.models.types import MNIST_SHAPE, ImageShape, shape_of
 
 STAGES = ("train", "val", "test")
 
 
 class CNNClassifier(LabModule):
-    """conv 32 -> pool -> conv 64 -> pool -> fc 128 -> fc 10, cross-entropy.
+    """conv 32 -> pool -> conv 64 -> pool -> fc 128 -> fc 10, cross-entropy, on images of
+    ``image_shape`` (C, H, W); each pooling floors an odd side, as torch's does.
 
     It reads ``batch["input"]``, so with a ``transform`` it learns from corrupted digits.
     """
 
     def __init__(
-        self, dropout: float = 0.25, n_classes: int = 10, optimizer: OptimizerFactory | None = None
+        self,
+        dropout: Annotated[float, Ge(0), Lt(1)] = 0.25,
+        n_classes: Annotated[int, Ge(2)] = 10,
+        optimizer: OptimizerFactory | None = None,
+        image_shape: ImageShape = MNIST_SHAPE,
     ) -> None:
         super().__init__(optimizer)
-        self.save_hyperparameters(ignore=["optimizer"])
+        c, h, w = shape_of(image_shape)
+        self.save_hyperparameters(
+            {"dropout": dropout, "n_classes": n_classes, "image_shape": [c, h, w]}
+        )
+        self.image_shape = (c, h, w)
         self.net = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1),
+            nn.Conv2d(c, 32, 3, padding=1),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1),
@@ -37,7 +50,7 @@ class CNNClassifier(LabModule):
             nn.MaxPool2d(2),
             nn.Flatten(),
             nn.Dropout(dropout),
-            nn.Linear(64 * 7 * 7, 128),
+            nn.Linear(64 * (h // 4) * (w // 4), 128),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(128, n_classes),

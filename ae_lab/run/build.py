@@ -57,6 +57,24 @@ def instantiate_group(group: DictConfig | None) -> dict[str, Any]:
     return built
 
 
+def instantiate_model(cfg: DictConfig) -> Any:
+    """The model of ``cfg.model`` with the optimizer of ``cfg.optimizer``; an ``AeLabError`` one
+    of its parts raises as it is built (sizes that do not fit together) is raised as it is."""
+    from hydra.errors import InstantiationException
+
+    from ae_lab.core.errors import AeLabError
+
+    try:
+        return instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException):  # a part inside the model
+            cause = cause.__cause__
+        if isinstance(cause, AeLabError):
+            raise cause from None
+        raise
+
+
 def instantiate_loggers(group: DictConfig | None, mlflow_run: str | None) -> list[Any]:
     """The ``logger`` group's loggers; an MLflow logger goes on in ``mlflow_run``, the run an
     earlier attempt of this run logged to, so that a continued run leaves no other behind."""
@@ -150,7 +168,7 @@ def build(cfg: DictConfig, training: bool = True) -> Run:
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
     datamodule = instantiate(cfg.data, corruption=instantiate(cfg.transform))
-    model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), _convert_="all")
+    model = instantiate_model(cfg)
     model.scheduler_factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model.noise_seed = int(cfg.seed) if cfg.get("seed") is not None else 0
     out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None

@@ -37,6 +37,9 @@ CHECKPOINT_KEY = "ae_lab"
 # under CHECKPOINT_KEY: the choices and settings the run was composed with, as plain values
 # (ae_lab.config.trained_run), so that ae-lab-eval rebuilds its model wherever the file lies
 RUN_KEY = "run"
+# the autoencoder classes of ae_lab before every autoencoder was one composed Autoencoder: their
+# checkpoints hold other weight names, and are refused in one line
+LEGACY_MODELS = ("DenseAE", "ConvAE", "DenseVAE", "ConvVAE", "SparseAE", "ContractiveAE")
 
 
 def rng_states() -> dict[str, Any]:
@@ -195,6 +198,12 @@ def check_checkpoint(ckpt: dict[str, Any], model: L.LightningModule, what: str) 
     """Raises unless ``ckpt`` is one this model can continue from; ``what`` names its file."""
     here = type(model).__name__
     saved = ckpt.get(CHECKPOINT_KEY, {}).get("model", here)
+    if saved in LEGACY_MODELS and here != saved:
+        raise AeLabError(
+            f"{what} was saved by an ae_lab from before autoencoders were composed of an "
+            f"encoder, a decoder and an objective (a {saved}), which this one cannot load; "
+            "train the model again"
+        )
     if saved != here:
         raise AeLabError(
             f"{what} was saved by a {saved} model; this run builds a {here}. "
