@@ -13,8 +13,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from ae_lab.evaluation.likelihood import ImportanceSampledNLL, importance_sampled_nll
 from ae_lab.core import records
+from ae_lab.evaluation.likelihood import ImportanceSampledNLL, importance_sampled_nll
 from ae_lab.models import Autoencoder, is_variational
 from ae_lab.models.likelihood import log_likelihood, log_normal
 from ae_lab.models.objectives.iwae import iwae_bound

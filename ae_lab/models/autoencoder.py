@@ -188,7 +188,8 @@ class Autoencoder(LabModule):
 
 def _bar_shows(bar: object, batch_idx: int) -> bool:
     """Whether the progress bar was just redrawn: ae_lab's bar redraws by time and says so
-    (``ae_lab.callbacks.progress_and_summary.ProgressBar.shows_step``), Lightning's every ``refresh_rate``."""
+    (``ae_lab.callbacks.progress_and_summary.ProgressBar.shows_step``), Lightning's every
+    ``refresh_rate``."""
     shows = getattr(bar, "shows_step", None)
     if shows is not None:
         return shows(batch_idx)
