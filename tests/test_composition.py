@@ -192,7 +192,7 @@ def test_a_dense_vae_with_a_conv_decoder_is_a_config(extra_models):
 
 def test_an_encoder_that_does_not_fit_its_objective_is_one_line(extra_models):
     cfg = compose_cfg(extra_models, "model=dense_vae_conv_decoder", "model.encoder.per_unit=1")
-    from ae_lab.run.train import instantiate_model
+    from ae_lab.run.build import instantiate_model
 
     with pytest.raises(AeLabError, match=r"^model.encoder gives 32 values per image; .*per_unit=2"):
         instantiate_model(cfg)

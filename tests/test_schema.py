@@ -189,7 +189,7 @@ def test_a_key_without_annotation_or_rule_names_the_file_to_fix():
     without = [k for k, _, rule in settings(cfg) if rule is None and k.split(".")[-1] not in EXEMPT]
     assert without == ["model.depth", "callbacks.widget.untyped", "extra"]
     assert [how_to_rule(cfg, k) for k in without] == [
-        "model.depth: DenseAE (ae_lab/models/dense.py) takes no argument depth",
+        "model.depth: Autoencoder (ae_lab/models/autoencoder.py) takes no argument depth",
         "callbacks.widget.untyped: annotate the argument untyped of Widget in "
         "tests/test_schema.py (typing.Annotated with annotated_types, docs/extending.md)",
         "extra: add a rule to ae_lab/config/rules.py",
@@ -268,27 +268,3 @@ def test_a_trained_runs_setting_is_checked_against_its_annotation():
         "overrides.yaml: transform.p must be a number in [0, 1) (the share of pixels dropped), "
         "got 1.5"
     )
-
-
-def test_the_current_constructors_annotated_name_the_rules_to_delete(monkeypatch):
-    """The merge's guide: once models/, data/ and the evaluations annotate their arguments, the
-    duplicate test lists the rules to delete, and their keys keep their checks without them."""
-    repeats = repeated_rules([compose_cfg(*ANNOTATED)])
-    data = "batch_size binarize_target eval_batch_size exclude_classes image_shape num_workers"
-    model = "beta hidden kl_warmup_epochs latent_dim recon_loss"
-    # not callbacks.*.seed: the other evaluations' seeds are not annotated here
-    assert sorted(repeats) == sorted(
-        ["callbacks.pca.n_components", "data.seed", "data.split_seed", "data.val_size"]
-        + [f"data.{k}" for k in data.split()]
-        + [f"model.{k}" for k in model.split()]
-    )
-    kept = tuple(r for r in validation.RULES if r.key not in repeats)
-    monkeypatch.setattr(validation, "RULES", kept)
-    bad = ("data.batch_size=0", "model.beta=-1", "model.recon_loss=bec", "data.seed=-1")
-    assert problems(compose_cfg(*ANNOTATED, *bad)) == [
-        "data.batch_size must be an integer >= 1, got 0",
-        "data.seed must be an integer in [0, 4294967295] (what lightning.seed_everything takes), "
-        "got -1",
-        "model.beta must be a number >= 0 (the KL weight), got -1",
-        "model.recon_loss must be one of bce, mse, got 'bec' (did you mean bce?)",
-    ]

@@ -115,7 +115,7 @@ def test_a_new_key_without_a_rule_is_found():
         (["model.hidden=128"], "model.hidden"),
         (["model=conv_ae", "model.channels=[]"], "model.channels"),
         (["model=conv_ae", "model.channels=[8,8,8,8,8,8]"], "model.channels"),
-        (["model=classifier", "model.n_classes=5"], "model.n_classes"),
+        (["model=classifier", "model.n_classes=1"], "model.n_classes"),
         # top level
         (["threads=0"], "threads"),
         (["matmul_precision=low"], "matmul_precision"),
@@ -191,7 +191,7 @@ def test_an_overcomplete_sparse_code_and_a_full_width_one_are_allowed(overrides)
 
 def test_a_key_that_repeats_another_is_checked_where_it_is_set():
     assert problems(compose_cfg("model.latent_dim=0")) == [
-        "model.latent_dim must be a positive integer (the bottleneck size; set latent=N), got 0"
+        "model.latent_dim must be an integer >= 1 (the bottleneck size; set latent=N), got 0"
     ]
     assert [p.split(" ")[0] for p in problems(compose_cfg("seed=-1"))] == ["seed"]
 
@@ -363,8 +363,8 @@ def test_every_bad_value_at_once_and_no_run_folder_left(tmp_path):
         run,
         "seed must be an integer in [0, 4294967295] (what lightning.seed_everything takes), got -1",
         "compile must be true or false, got 'maybe'",
-        "model.hidden must be a list of layer widths, each an integer >= 1, e.g. [256,64] "
-        "([] for none), got [-5]",
+        "model.hidden must be a list, each an integer >= 1 (layer widths, e.g. [256,64]; [] for "
+        "none), got [-5]",
         "latent must be at most 784 (the pixels of an image) for model=ae, got 100000; "
         "model=sparse_ae may be overcomplete",
     )

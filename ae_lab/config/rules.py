@@ -33,37 +33,8 @@ from ae_lab.config.trainer_rules import TRAINER_RULES
 from ae_lab.data.definition import dataset_names
 from ae_lab.data.sizes import N_PIXELS
 
-# conf/model: the composed models' keys (ae_lab.models.Autoencoder: an encoder, a decoder and an
-# objective, each a node of its own that reads the model's top-level keys by interpolation)
 # conv stages a network may have: each halves the (padded) image's sides
 MAX_CONV_STAGES = 5
-IMAGE_SHAPE_RULE = "[channels, height, width], integers >= 1 (the data's: data.image_shape)"
-_COMPOSED = (
-    Rule(
-        "model.image_shape",
-        IMAGE_SHAPE_RULE,
-        lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(at_least(1)(x) for x in v),
-    ),
-    choice("model.prior", "standard", "vamp", note="the VAE's prior; vamp: a VampPrior"),
-    Rule("model.n_pseudo", "an integer >= 1 (the VampPrior's pseudo-inputs)", at_least(1)),
-    Rule("model.k", "an integer >= 1 (importance samples per image)", at_least(1)),
-    Rule("model.codebook_size", "an integer >= 2 (the VQ-VAE's codebook entries)", at_least(2)),
-    Rule(
-        "model.code_dim",
-        "an integer >= 1 (a codebook vector's size)",
-        at_least(1),
-    ),
-    Rule(
-        "model.commitment",
-        "a number >= 0 (the VQ-VAE's commitment weight)",
-        number(lambda v: v >= 0),
-    ),
-    Rule(
-        "model.*.per_unit",
-        "an integer >= 1 (the encoder's values per code unit: 2 for a variational objective)",
-        at_least(1),
-    ),
-)
 
 
 def _in_parts(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
@@ -130,27 +101,12 @@ RULES = (
         number(lambda v: 0 < v < 1),
     ),
     # conf/model
-    Rule("model.latent_dim", "a positive integer (the bottleneck size; set latent=N)", at_least(1)),
-    Rule(
-        "model.hidden",
-        "a list of layer widths, each an integer >= 1, e.g. [256,64] ([] for none)",
-        widths(0),
-    ),
     Rule(
         "model.channels",
         f"a list of 1 to {MAX_CONV_STAGES} channel counts, each an integer >= 1, e.g. [32,64] "
         "(each stage halves the image's sides, padded to a multiple of 2**stages)",
         widths(1, MAX_CONV_STAGES),
     ),
-    Rule("model.beta", "a number >= 0 (the KL weight)", number(lambda v: v >= 0)),
-    Rule("model.kl_warmup_epochs", "an integer >= 0", at_least(0)),
-    choice("model.recon_loss", "bce", "mse"),
-    Rule("model.weight", "a number >= 0 (the penalty's weight)", number(lambda v: v >= 0)),
-    Rule("model.rho", "a number in (0, 1) (the target activation)", number(lambda v: 0 < v < 1)),
-    choice("model.sparsity", "kl", "l1"),
-    choice("model.activation", "relu", "sigmoid"),
-    Rule("model.dropout", "a number in [0, 1)", number(lambda v: 0 <= v < 1)),
-    Rule("model.n_classes", "an integer >= 10 (MNIST's digits are 0-9)", at_least(10)),
     # conf/optimizer
     Rule("optimizer.lr", "a number > 0 (the learning rate)", number(lambda v: v > 0)),
     Rule("optimizer.weight_decay", "a number >= 0", number(lambda v: v >= 0)),
@@ -195,21 +151,6 @@ RULES = (
         either(between(1, N_PIXELS), lambda v: isinstance(v, float) and 0 < v < 1),
         nullable=True,
     ),
-    Rule("callbacks.reconstructions.n_images", "an integer >= 1", at_least(1)),
-    Rule("callbacks.generation.n_samples", "an integer >= 0 (prior samples; 0: none)", at_least(0)),
-    Rule("callbacks.generation.n_pairs", "an integer >= 0 (interpolations; 0: none)", at_least(0)),
-    Rule("callbacks.generation.steps", "an integer >= 2 (images per interpolation)", at_least(2)),
-    Rule("callbacks.latent_map.n_points", "an integer >= 2 (test codes mapped)", at_least(2)),
-    Rule("callbacks.latent_map.perplexity", "a number > 0", number(lambda v: v > 0)),
-    Rule(
-        "callbacks.latent_map.max_iter",
-        "an integer >= 250 (t-SNE's iterations; scikit-learn's minimum)",
-        at_least(250),
-    ),
-    Rule("callbacks.latent_map.threads", "an integer >= 1", at_least(1), nullable=True),
-    Rule("callbacks.downstream.epochs", "an integer >= 1", at_least(1)),
-    Rule("callbacks.downstream.batch_size", "an integer >= 1", at_least(1)),
-    Rule("callbacks.downstream.lr", "a number > 0", number(lambda v: v > 0)),
     Rule(
         "callbacks.downstream.scheduler",
         "a scheduler config like the scheduler group's",
@@ -217,33 +158,11 @@ RULES = (
         nullable=True,
         whole=True,
     ),
-    Rule("callbacks.nll.n_samples", "an integer >= 1 (importance samples per image)", at_least(1)),
-    Rule(
-        "callbacks.nll.max_decoded",
-        "an integer >= 1 (images decoded at once; bounds the memory of a large n_samples)",
-        at_least(1),
-    ),
-    Rule(
-        "callbacks.probe.n_train",
-        "an integer >= 2 (training codes the probe is fitted on; null: all)",
-        at_least(2),
-        nullable=True,
-    ),
     Rule(
         "callbacks.probe.per_class",
         "an integer >= 1 or a list of them (labels per class; one probe each)",
         either(at_least(1), widths(1)),
     ),
-    Rule("callbacks.probe.max_iter", "an integer >= 1 (lbfgs iterations)", at_least(1)),
-    Rule("callbacks.probe.threads", "an integer >= 1", at_least(1), nullable=True),
-    Rule("callbacks.probe.batch_size", "an integer >= 1 (images encoded at once)", at_least(1)),
-    Rule("callbacks.samples.n_samples", "an integer >= 2 (prior samples scored)", at_least(2)),
-    Rule(
-        "callbacks.samples.confidence",
-        "a probability in (0, 1] (top softmax probability of a confident sample)",
-        number(lambda v: 0 < v <= 1),
-    ),
-    Rule("callbacks.samples.batch_size", "an integer >= 1 (images per batch)", at_least(1)),
     # conf/hparams_search/optuna.yaml and its pruners (Optuna's own names and ranges)
     Rule(
         "hparams_search.pruner.n_startup_trials",
@@ -264,5 +183,6 @@ RULES = (
     ),
     Rule("hparams_search.pruner.reduction_factor", "an integer >= 2", at_least(2)),
 )
-# the composed models' keys, then every model key again as a part's (model.encoder.hidden, ...)
-RULES = (*RULES, *_COMPOSED, *_in_parts((*RULES, *_COMPOSED)))
+# the composed models' keys again as their parts have them (model.encoder.channels, ...); the
+# other model keys are checked from their constructors' signatures (ae_lab/config/schema.py)
+RULES = (*RULES, *_in_parts(RULES))

@@ -67,6 +67,9 @@ class Argument:
 
 
 NO_SUCH = object()
+# marks an owner that takes ``**settings`` (the composed ``Autoencoder``): a key of its own that
+# names none of its arguments is a setting one of its parts reads (``hidden: ${..hidden}``)
+SETTINGS = "**"
 
 
 @cache
@@ -89,6 +92,8 @@ def _annotations(target: str) -> tuple[Any, dict[str, Any]] | None:
     for name, p in parameters.items():
         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             found[name] = hints.get(name, _resolve(p.annotation, function))
+        elif p.kind == p.VAR_KEYWORD:
+            found[SETTINGS] = None
     return owner, found
 
 
@@ -115,4 +120,19 @@ def argument_at(container: Mapping, key: str) -> Argument | None:
     if read is None:
         return None
     owner, annotations = read
+    if name not in annotations and SETTINGS in annotations:
+        part = _part_reading(node, name)
+        if part is not None:
+            return part
     return Argument(owner, name, annotations.get(name, NO_SUCH))
+
+
+def _part_reading(node: Mapping, name: str) -> Argument | None:
+    """The argument ``name`` of the part of ``node`` (a nested ``_target_``) that takes it: a
+    composed model's setting (``model.hidden``) is its encoder's and decoder's argument."""
+    for part_key, part in node.items():
+        if isinstance(part, Mapping) and "_target_" in part:
+            found = argument_at(node, f"{part_key}.{name}")
+            if found is not None and found.annotation is not NO_SUCH:
+                return found
+    return None
