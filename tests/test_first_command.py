@@ -210,7 +210,7 @@ def test_the_readmes_first_command_runs_on_a_fresh_clone(tmp_path, mnist_root) -
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     shared = (tmp_path / "shared" / "data").resolve()
     assert (clone / ".venv" / root_mod.RECORD).read_text().strip() == str(shared)
-    assert f"MNIST from {shared}:" in proc.stdout + proc.stderr
+    assert f"MNIST from {shared}/MNIST/raw:" in proc.stdout + proc.stderr
     (run,) = (clone / "outputs").glob("*/*")
     assert np.isfinite(json.loads((run / "metrics.json").read_text())["test/mse"])
     assert not (clone / "data").exists()  # nothing downloaded, nothing left

@@ -123,7 +123,7 @@ def test_a_damaged_mnist_file_is_named(tmp_path, mnist_root, name, damage):
 @pytest.mark.parametrize(
     "overrides, words",
     [
-        (["model=ae"], ["DenseVAE", "DenseAE"]),
+        (["model=ae"], ["objective Variational", "objective Reconstruction", "model="]),
         (["latent=4"], ["latent=32"]),
         (["trainer.max_epochs=3"], ["run of 200 training steps", "has 300", "trainer.max_epochs"]),
     ],

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ae_lab.core import checkpoints
-from ae_lab.core.errors import AeLabError, ConfigError, exit_with
+from ae_lab.core.errors import AeLabError, exit_with
 from ae_lab.core.records import in_sweep
-from ae_lab.run.stopping import how_to_continue
+from ae_lab.run.stopping import how_to_continue, too_few_batches
 
 log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "ae_lab"
@@ -209,6 +208,15 @@ def check_checkpoint(ckpt: dict[str, Any], model: L.LightningModule, what: str) 
             f"{what} was saved by a {saved} model; this run builds a {here}. "
             "Use the model= of the run that wrote it."
         )
+    saved_parts = ckpt.get("hyper_parameters", {})
+    for part in ("encoder", "decoder", "objective"):
+        theirs, mine = saved_parts.get(part), model.hparams.get(part)
+        if theirs is not None and mine is not None and theirs != mine:
+            raise AeLabError(
+                f"{what} was saved by a model with the {part} {theirs.rsplit('.', 1)[-1]}; this "
+                f"run builds one with the {part} {mine.rsplit('.', 1)[-1]}. Use the model= of "
+                "the run that wrote it."
+            )
     latent = ckpt.get("hyper_parameters", {}).get("latent_dim")
     if latent is not None and latent != model.hparams.get("latent_dim"):
         raise AeLabError(
@@ -224,26 +232,6 @@ def check_checkpoint(ckpt: dict[str, Any], model: L.LightningModule, what: str) 
                 f"{what} does not fit this {here}: its {key} is {there}, here "
                 f"{mine}. It was saved with other model settings (model.*)."
             )
-
-
-# Lightning's refusal of a share of batches that is less than one batch of this data
-_TOO_FEW_BATCHES = re.compile(
-    r"You requested to check (\S+) of the `(\w+)_dataloader` but \S+ \* (\d+) < 1\."
-    r".*Try at least `(\w+)=([^`]+)`"
-)
-
-
-def too_few_batches(err: BaseException) -> ConfigError | None:
-    """``trainer.limit_*_batches`` as a share of an epoch that is less than one batch: found only
-    once the data is loaded (its number of batches), worded as a setting out of range."""
-    found = _TOO_FEW_BATCHES.search(str(err))
-    if not isinstance(err, MisconfigurationException) or found is None:
-        return None
-    share, split, n, key, least = found.groups()
-    return ConfigError(
-        f"trainer.{key}={share} of the {n} {split} batches is less than one batch; give at least "
-        f"{least}, or a number of batches (an integer >= 1)"
-    )
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ae_lab.core.errors import exit_with
+from ae_lab.core.errors import ConfigError, exit_with
 
 # paths Hydra reads back unchanged without quotes: a "/" keeps them from reading as a number,
 # a boolean or null; Hydra's quotes take care of the rest
@@ -105,3 +105,25 @@ def die_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # it died before the request was made
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# Lightning's refusal of a share of batches that is less than one batch of this data
+_TOO_FEW_BATCHES = re.compile(
+    r"You requested to check (\S+) of the `(\w+)_dataloader` but \S+ \* (\d+) < 1\."
+    r".*Try at least `(\w+)=([^`]+)`"
+)
+
+
+def too_few_batches(err: BaseException) -> ConfigError | None:
+    """``trainer.limit_*_batches`` as a share of an epoch that is less than one batch: found only
+    once the data is loaded (its number of batches), worded as a setting out of range."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    found = _TOO_FEW_BATCHES.search(str(err))
+    if not isinstance(err, MisconfigurationException) or found is None:
+        return None
+    share, split, n, key, least = found.groups()
+    return ConfigError(
+        f"trainer.{key}={share} of the {n} {split} batches is less than one batch; give at least "
+        f"{least}, or a number of batches (an integer >= 1)"
+    )
