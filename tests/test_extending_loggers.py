@@ -1,0 +1,122 @@
+"""docs/extending.md's logger, carried out as written: its module and its YAML file, taken from
+the page, in a folder of their own, receive a tiny run's scalars, hyperparameters with the final
+metrics, and figures; a logger's module that imports a missing package stops the run at start."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from ae_lab.callbacks.logger_packages import missing_packages
+from tests.conftest import REPO, SYNTHETIC, TINY, run_in_process
+
+DOC = REPO / "docs" / "extending.md"
+
+
+def logger_files() -> dict[str, str]:
+    """The code blocks of the page's logger section, by the path each opens with."""
+    text = DOC.read_text()
+    start = text.index("\n## A logger\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    files = {}
+    for block in re.findall(r"```(?:python|yaml)\n(.*?)```", section, re.S):
+        first = block.splitlines()[0]
+        assert first.startswith("# "), f"a block of {DOC.name}'s logger section names no file"
+        files[first[2:].strip()] = block
+    return files
+
+
+@pytest.fixture
+def doc_logger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """The page's files written where it says, under ``tmp_path``, its module importable; the
+    config folder and the logger's option name."""
+    files = logger_files()
+    for relative, text in files.items():
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (yaml_path,) = [p for p in files if p.endswith(".yaml")]
+    assert Path(yaml_path).parent.name == "logger"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path / Path(yaml_path).parents[1], Path(yaml_path).stem
+    for name in [m for m in sys.modules if m == "my_lab" or m.startswith("my_lab.")]:
+        del sys.modules[name]
+
+
+def test_the_page_names_a_module_and_a_logger_config():
+    files = logger_files()
+    assert [p for p in files if p.endswith(".py")]
+    assert [p for p in files if p.endswith(".yaml") and Path(p).parent.name == "logger"]
+
+
+def test_the_documented_logger_receives_scalars_settings_final_metrics_and_figures(
+    doc_logger, tmp_path, synthetic_root
+):
+    conf, name = doc_logger
+    run = run_in_process(
+        f"hydra.searchpath=[file://{conf}]",
+        f"logger={name}",
+        "latent=4",
+        "threads=1",
+        *TINY,
+        *SYNTHETIC,
+        run_dir=tmp_path / "run",
+        data_root=synthetic_root,
+    )
+    assert run.code == 0
+    logger_cfg = run.cfg.logger[name]
+    folder = tmp_path / "run" / logger_cfg.name
+    lines = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    scalars = {k for line in lines for k in line.get("metrics", {})}
+    assert {"train/loss", "val/loss", "test/mse"} <= scalars
+    settings = [line["hyperparams"] for line in lines if "hyperparams" in line]
+    assert any(s.get("latent") == 4 and s.get("model") == "ae" for s in settings)
+    (final,) = [line["final"] for line in lines if "final" in line]
+    assert final["test/mse"] == pytest.approx(run.metrics["test/mse"], rel=1e-5)
+    figures = {line["figure"]: Path(line["png"]) for line in lines if "figure" in line}
+    assert figures and all(
+        png.is_file() and png.parent.name == "figures" for png in figures.values()
+    )
+    # the figures reached a logger that shows them: no line saying that none does
+    assert "no logger of this run shows images" not in run.out
+
+
+def test_the_documented_loggers_key_is_checked_from_its_annotation(
+    doc_logger, tmp_path, synthetic_root
+):
+    conf, name = doc_logger
+    run = run_in_process(
+        f"hydra.searchpath=[file://{conf}]",
+        f"logger={name}",
+        f"logger.{name}.digits=0",
+        *TINY,
+        run_dir=tmp_path / "run",
+        data_root=synthetic_root,
+        check=False,
+    )
+    assert run.code == 2
+    message = run.message  # one line, no traceback
+    assert message.startswith(f"logger.{name}.digits must be an integer >= 1")
+    assert message.endswith("got 0")
+
+
+def test_a_logger_whose_module_lacks_a_package_is_named_with_the_pip_command(tmp_path, monkeypatch):
+    (tmp_path / "my_trackers").mkdir()
+    (tmp_path / "my_trackers" / "__init__.py").write_text("")
+    (tmp_path / "my_trackers" / "remote.py").write_text("import no_such_tracker_client\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        found = missing_packages({"remote": "my_trackers.remote.RemoteLogger"})
+    finally:
+        for module in [m for m in sys.modules if m.startswith("my_trackers")]:
+            del sys.modules[module]
+    assert found == [
+        "logger.remote needs the no_such_tracker_client package, which this Python lacks: "
+        "pip install no_such_tracker_client"
+    ]
+    # a module that is not there at all is left to instantiation, which names the _target_
+    assert missing_packages({"x": "my_trackers_absent.Logger"}) == []
