@@ -1,12 +1,14 @@
 """docs/extending.md's logger, carried out as written: its module and its YAML file, taken from
 the page, in a folder of their own, receive a tiny run's scalars, hyperparameters with the final
-metrics, and figures; a logger's module that imports a missing package stops the run at start."""
+metrics, and figures; a logger's module that imports a missing package stops the run at start.
+The page's opening table names the files each of its examples writes."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,45 @@ def test_a_logger_whose_module_lacks_a_package_is_named_with_the_pip_command(tmp
     ]
     # a module that is not there at all is left to instantiation, which names the _target_
     assert missing_packages({"x": "my_trackers_absent.Logger"}) == []
+
+
+# the page's sections, in the order of the rows of its opening table
+SECTIONS = ("An autoencoder variant", "A dataset", "A metric", "A logger")
+
+
+def table_files() -> list[list[str]]:
+    """Each row's paths in its "files you touch" column (``<name>`` as ``*``)."""
+    rows = [line for line in DOC.read_text().splitlines() if line.startswith("| a")]
+    cells = [row.split(" | ")[1] for row in rows]
+    return [
+        [p.replace("<name>", "*") for p in re.findall(r"`([\w./<>]+/[\w./<>]+)`", c)] for c in cells
+    ]
+
+
+def section_paths(heading: str) -> list[str]:
+    """The paths the code blocks of one section of the page open with."""
+    text = DOC.read_text()
+    start = text.index(f"\n## {heading}\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    return [
+        b.splitlines()[0][2:].split()[0] for b in re.findall(r"```\w+\n(.*?)```", section, re.S)
+    ]
+
+
+def test_the_pages_table_names_the_files_each_example_writes():
+    rows = table_files()
+    assert len(rows) == len(SECTIONS)
+    for paths in rows:
+        assert paths
+        for pattern in paths:  # each names where shipped ones are
+            assert list(REPO.glob(pattern)), f"{pattern}: no such file in the checkout"
+    for heading, paths in zip(SECTIONS, rows, strict=True):
+        written = section_paths(heading)
+        assert written, heading
+        for path in written:
+            if path.startswith("my_lab/"):  # a module of one's own, anywhere on PYTHONPATH
+                continue
+            shipped = (
+                "conf/" + path.removeprefix("my_conf/") if path.startswith("my_conf/") else path
+            )
+            assert any(fnmatch(shipped, p) for p in paths), f"{heading}: {path} not in the table"
