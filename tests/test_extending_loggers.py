@@ -1,7 +1,8 @@
 """docs/extending.md's logger, carried out as written: its module and its YAML file, taken from
 the page, in a folder of their own, receive a tiny run's scalars, hyperparameters with the final
 metrics, and figures; a logger's module that imports a missing package stops the run at start.
-The page's opening table names the files each of its examples writes."""
+The page's opening table names the files each of its examples writes, and its metric, from a
+module of one's own, reaches its logger beside TensorBoard."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ae_lab.callbacks.logger_packages import missing_packages
-from tests.conftest import REPO, SYNTHETIC, TINY, run_in_process
+from tests.conftest import REPO, SYNTHETIC, TINY, run_in_process, scalars
 
 DOC = REPO / "docs" / "extending.md"
 
@@ -164,3 +165,39 @@ def test_the_pages_table_names_the_files_each_example_writes():
                 "conf/" + path.removeprefix("my_conf/") if path.startswith("my_conf/") else path
             )
             assert any(fnmatch(shipped, p) for p in paths), f"{heading}: {path} not in the table"
+
+
+def test_the_pages_metric_from_a_module_of_ones_own_reaches_the_pages_logger_and_tensorboard(
+    doc_logger, tmp_path, synthetic_root
+):
+    """``+callbacks.mse_ink._target_=my_metrics.InkMSE`` (the metric's module anywhere on
+    ``PYTHONPATH``) with ``logger=[tensorboard,jsonl]``, as the page writes them."""
+    conf, name = doc_logger
+    text = DOC.read_text()
+    start = text.index("\n## A metric\n")
+    metric = text[start : text.index("\n## ", start + 1)]
+    (code,) = re.findall(r"```python\n(.*?)```", metric, re.S)
+    (command,) = re.findall(r"`python -m ae_lab (\+callbacks\.\S+)`", metric)
+    module = command.split("=", 1)[1].rsplit(".", 1)[0]
+    (tmp_path / f"{module}.py").write_text(code)  # tmp_path is on sys.path (doc_logger)
+    assert f"`logger=[tensorboard,{name}]`" in text
+    try:
+        run = run_in_process(
+            f"hydra.searchpath=[file://{conf}]",
+            command,
+            f"logger=[tensorboard,{name}]",
+            "latent=4",
+            "threads=1",
+            *TINY,
+            *SYNTHETIC,
+            run_dir=tmp_path / "run",
+            data_root=synthetic_root,
+        )
+    finally:
+        sys.modules.pop(module, None)
+    value = run.metrics["test/mse_ink"]
+    assert 0 < value < 1
+    lines = (tmp_path / "run" / run.cfg.logger[name].name / "log.jsonl").read_text().splitlines()
+    logged = [json.loads(line).get("metrics", {}) for line in lines]
+    assert any(m.get("test/mse_ink") == pytest.approx(value, rel=1e-5) for m in logged)
+    assert scalars(tmp_path / "run")["test/mse_ink"] == [pytest.approx(value, rel=1e-5)]
