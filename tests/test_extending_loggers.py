@@ -201,3 +201,17 @@ def test_the_pages_metric_from_a_module_of_ones_own_reaches_the_pages_logger_and
     logged = [json.loads(line).get("metrics", {}) for line in lines]
     assert any(m.get("test/mse_ink") == pytest.approx(value, rel=1e-5) for m in logged)
     assert scalars(tmp_path / "run")["test/mse_ink"] == [pytest.approx(value, rel=1e-5)]
+
+
+def test_lightnings_loggers_that_import_their_package_late_are_named_too(monkeypatch):
+    """CometLogger's module imports without comet_ml; the run still stops at start."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "comet_ml" else real(name, *a)
+    )
+    assert missing_packages({"comet": "lightning.pytorch.loggers.CometLogger"}) == [
+        "logger.comet needs the comet_ml package, which this Python lacks: pip install comet_ml"
+    ]
+    assert missing_packages({"csv": "lightning.pytorch.loggers.CSVLogger"}) == []

@@ -17,7 +17,7 @@ LOGGER_PACKAGES = {
     "WandbLogger": "wandb",
     "wandb_logger": "wandb",
     "CometLogger": "comet_ml",
-    "NeptuneLogger": "neptune",
+    "LitLogger": "litlogger",
 }
 TRACKERS_EXTRA = "trackers"
 TRACKERS = ("mlflow", "wandb")
