@@ -74,18 +74,28 @@ DEVICES = ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
 os.environ["AE_LAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="ae_lab_cache_")
 
 
-def _model_configs() -> dict[str, DictConfig]:
+def options(group: str, config_dir: str | Path = CONFIG_DIR) -> tuple[str, ...]:
+    """The options of a config group, ``conf/<group>/*.yaml``, sorted: what ``<group>=<option>``
+    takes and ``--help`` lists (``ae_lab/config/help.py``). Tests that run every model, dataset,
+    experiment, transform... read their list here, so a new YAML file is tested as it lands."""
+    return tuple(sorted(p.stem for p in (Path(config_dir) / group).glob("*.yaml")))
+
+
+def model_configs(config_dir: str | Path = CONFIG_DIR) -> dict[str, DictConfig]:
     """Every option of conf/model/ as Hydra composes it (its ``defaults`` list included)."""
-    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return {name: compose(f"model/{name}").model for name in names}
+    with initialize_config_dir(config_dir=str(Path(config_dir).absolute()), version_base="1.3"):
+        return {name: compose(f"model/{name}").model for name in options("model", config_dir)}
 
 
-MODEL_CONFIGS = _model_configs()
+def autoencoders(configs: dict[str, DictConfig]) -> tuple[str, ...]:
+    """The models with a bottleneck, which take its size from ``latent``
+    (``latent_dim: ${latent}``); the others (the classifier) have no code."""
+    return tuple(name for name, cfg in configs.items() if "latent_dim" in cfg)
+
+
+MODEL_CONFIGS = model_configs()
 MODELS = tuple(MODEL_CONFIGS)
-# a model with a bottleneck takes its size from ``latent`` (``latent_dim: ${latent}``); the
-# others (the classifier) have no code
-AUTOENCODERS = tuple(name for name, cfg in MODEL_CONFIGS.items() if "latent_dim" in cfg)
+AUTOENCODERS = autoencoders(MODEL_CONFIGS)
 CLASSIFIERS = tuple(name for name in MODELS if name not in AUTOENCODERS)
 
 

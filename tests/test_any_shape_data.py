@@ -22,7 +22,7 @@ from ae_lab.data.fetch import torchvision_class
 from ae_lab.data.formats import Source, svhn_mat
 from ae_lab.data.formats.svhn_mat import file_name
 from ae_lab.run.train import CONFIG_DIR
-from tests.conftest import DEVICES, FAST, compose_cfg, evaluating, run_in_process
+from tests.conftest import DEVICES, FAST, compose_cfg, evaluating, options, run_in_process
 
 SHAPE = (3, 32, 32)
 
@@ -164,9 +164,7 @@ def test_the_fast_path_serves_the_classic_paths_batches(svhn_root, device):
                 assert torch.equal(a[key], b[key].cpu())
 
 
-@pytest.mark.parametrize(
-    "name", sorted(p.stem for p in (Path(CONFIG_DIR) / "transform").glob("*.yaml"))
-)
+@pytest.mark.parametrize("name", options("transform"))
 def test_every_transform_corrupts_colour_batches_per_pixel(svhn_root, name):
     corruption = instantiate(compose_cfg(f"transform={name}").transform)
     dm = datamodule(svhn_root, corruption=corruption)

@@ -33,6 +33,7 @@ from tests.conftest import (
     TINY,
     ae_lab_command,
     compose_cfg,
+    options,
     run_ae_lab,
     sweep_in_process,
 )
@@ -47,10 +48,10 @@ def shown_options() -> list[str]:
     """``group=option`` for every option file of the groups --help lists."""
     groups = [*help_text._default_choices(Path(CONFIG_DIR)), *help_text.HYDRA_GROUPS]
     return [
-        f"{g}={p.stem}"
+        f"{g}={option}"
         for g in groups
         if g not in (*help_text.HIDDEN, "hydra")
-        for p in sorted((Path(CONFIG_DIR) / g).glob("*.yaml"))
+        for option in options(g)
     ]
 
 

@@ -19,7 +19,7 @@ from ae_lab.core.errors import AeLabError
 from ae_lab.data import ImageDataModule, datasets
 from ae_lab.data.definition import dataset_names, definition, format_names
 from ae_lab.run.train import CONFIG_DIR
-from tests.conftest import FAST, REPO, compose_cfg, run_in_process, write_mnist
+from tests.conftest import FAST, REPO, compose_cfg, options, run_in_process, write_mnist
 
 DOC = REPO / "docs" / "extending.md"
 BLOCK = re.compile(r"```(python|yaml)\n(# (\S+)\n.*?)```", re.S)
@@ -103,7 +103,7 @@ def test_missing_files_of_ones_own_set_are_not_downloaded(added, tmp_path):
 
 
 def test_every_definition_has_its_yaml_and_every_yaml_its_definition():
-    configs = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+    configs = list(options("data"))
     assert configs == dataset_names()
     for name in configs:
         text = yaml.safe_load((Path(CONFIG_DIR) / "data" / f"{name}.yaml").read_text())

@@ -1,16 +1,16 @@
 """How a run's figures and hyperparameters reach its loggers, whatever loggers the run has.
 
 Every figure is written as a PNG under ``<run dir>/figures/`` first (by the first process only),
-then handed to each of the run's loggers that takes pictures, through the function
-``FIGURE_WRITERS`` holds for its class: TensorBoard's IMAGES tab, MLflow's run artifacts, W&B's
-media. A logger without one (CSV) is skipped, and when no logger of the run takes pictures, one
-line says where the PNGs are: no figure vanishes unseen. Pictures for another logger are one
-function and one entry here.
+then handed to each of the run's loggers that takes pictures: a Lightning logger through the
+function ``FIGURE_WRITERS`` holds for its class (TensorBoard's IMAGES tab, MLflow's run
+artifacts, W&B's media), a logger of one's own through its method ``log_png(tag, png, step)``
+(``FIGURE_METHOD``). A logger with neither (CSV) is skipped, and when no logger of the run takes
+pictures, one line says where the PNGs are: no figure vanishes unseen.
 
-The run's final metrics go to each logger as ``FINAL_METRICS_WRITERS`` says. MLflow's and W&B's
-loggers are built here too (``conf/logger/mlflow.yaml``, ``wandb.yaml``), for what sweeps need
-of them, and ``LOGGER_PACKAGES`` names the package each needs, so a run without it stops at start.
-"""
+The run's final metrics go to each logger as ``FINAL_METRICS_WRITERS`` says, or its own method
+``log_final_metrics(metrics, new, step)`` (``FINAL_METRICS_METHOD``). MLflow's and W&B's loggers
+are built here too (``conf/logger/mlflow.yaml``, ``wandb.yaml``), for what sweeps need of them;
+the package each logger needs is checked in ``ae_lab.callbacks.logger_packages``."""
 
 from __future__ import annotations
 
@@ -66,13 +66,18 @@ FIGURE_WRITERS: dict[type[Logger], FigureWriter] = {
     WandbLogger: _wandb,
 }
 
+# the method by which a logger of one's own takes a picture: (self, tag, PNG file, global step)
+FIGURE_METHOD = "log_png"
+
 # figure folders already named in the log by this process (one line each)
 _announced: set[Path] = set()
 
 
 def figure_writer(logger: Logger) -> FigureWriter | None:
-    """How ``logger`` takes a picture, or None for a logger that takes none."""
-    return next((w for kind, w in FIGURE_WRITERS.items() if isinstance(logger, kind)), None)
+    """How ``logger`` takes a picture, or None for a logger that takes none: its class's entry in
+    ``FIGURE_WRITERS``, else its own ``log_png`` method."""
+    found = next((w for kind, w in FIGURE_WRITERS.items() if isinstance(logger, kind)), None)
+    return found or getattr(type(logger), FIGURE_METHOD, None)
 
 
 def figure_dir(trainer: L.Trainer, output_dir: str | None = None) -> Path:
@@ -167,12 +172,17 @@ def _at_last_step(
 # as values at the last step (MLflow, CSV)
 FinalMetricsWriter = Callable[[Any, dict[str, float], dict[str, float], int], None]
 FINAL_METRICS_WRITERS: dict[type[Logger], FinalMetricsWriter] = {WandbLogger: _wandb_final}
+# the method by which a logger of one's own takes them: (self, metrics, new, global step)
+FINAL_METRICS_METHOD = "log_final_metrics"
 
 
 def final_metrics_writer(logger: Logger) -> FinalMetricsWriter:
-    """How ``logger`` takes a run's final metrics (TensorBoard takes them with its HPARAMS)."""
+    """How ``logger`` takes a run's final metrics (TensorBoard takes them with its HPARAMS): its
+    class's entry in ``FINAL_METRICS_WRITERS``, else its own ``log_final_metrics`` method, else
+    the new ones as values at the last step."""
     kinds = FINAL_METRICS_WRITERS.items()
-    return next((w for kind, w in kinds if isinstance(logger, kind)), _at_last_step)
+    found = next((w for kind, w in kinds if isinstance(logger, kind)), None)
+    return found or getattr(type(logger), FINAL_METRICS_METHOD, _at_last_step)
 
 
 SQLITE = "sqlite:///"
@@ -250,34 +260,6 @@ def wandb_logger(
     return FailingWandbLogger(
         save_dir=save_dir, offline=offline, project=project, name=name, **kwargs
     )
-
-
-# the package each logger needs beyond ae_lab's core install (all of them: pip install
-# 'ae_lab[trackers]'), by the class or function name its config's _target_ ends in
-LOGGER_PACKAGES = {
-    "MLFlowLogger": "mlflow",
-    "mlflow_logger": "mlflow",
-    "WandbLogger": "wandb",
-    "wandb_logger": "wandb",
-}
-TRACKERS_EXTRA = "trackers"
-
-
-def missing_packages(targets: Mapping[str, str]) -> list[str]:
-    """``logger.<key> needs the <package> package...`` for each logger config (its key: its
-    ``_target_``) whose package this Python cannot import; checked before any work, since
-    Lightning would only fail once the run has started."""
-    from importlib.util import find_spec
-
-    found = []
-    for key, target in targets.items():
-        package = LOGGER_PACKAGES.get(str(target).rsplit(".", 1)[-1])
-        if package and find_spec(package) is None:
-            found.append(
-                f"logger.{key} needs the {package} package, which this Python lacks: "
-                f"pip install {package} (or pip install 'ae_lab[{TRACKERS_EXTRA}]')"
-            )
-    return found
 
 
 @rank_zero_only

@@ -257,7 +257,7 @@ def check_environment(cfg: DictConfig) -> None:
     when ``accelerator=gpu`` asks for one."""
     import torch
 
-    from ae_lab.callbacks.loggers import missing_packages
+    from ae_lab.callbacks.logger_packages import missing_packages
 
     loggers = OmegaConf.select(cfg, "logger", default=None) or {}
     targets = {k: c.get("_target_") for k, c in loggers.items() if isinstance(c, DictConfig)}

@@ -80,7 +80,7 @@ def instantiate_loggers(group: DictConfig | None, mlflow_run: str | None) -> lis
     earlier attempt of this run logged to, so that a continued run leaves no other behind."""
     if not group or mlflow_run is None:
         return list(instantiate_group(group).values())
-    from ae_lab.callbacks.loggers import LOGGER_PACKAGES
+    from ae_lab.callbacks.logger_packages import LOGGER_PACKAGES
 
     loggers = []
     for c in group.values():
