@@ -12,7 +12,8 @@ DATA_RECORD := .venv/ae_lab-data-dir
 
 SRC := $(wildcard ae_lab hydra_plugins tests scripts)
 
-.PHONY: setup train test test-fast lint format bench bench-threads results results-page tensorboard clean
+.PHONY: setup train test test-fast lint format bench bench-threads results results-page \
+	results-likelihood tensorboard clean
 
 setup: .venv/.installed  ## create .venv with ae_lab and everything it needs; record the data folder
 ifneq ($(AE_LAB_DATA_DIR),)
@@ -71,8 +72,20 @@ results: setup  ## reproduce the reference reports over 3 seeds (about 45 min on
 	$(MAKE) $(addprefix results-,$(REPORTS))
 	$(MAKE) results-page
 
+# the page also shows the likelihood benchmark wherever its sweep is (make results-likelihood)
+PAGE_SWEEPS := $(addprefix $(RESULTS_DIR)/,$(REPORTS))
+PAGE_SWEEPS += $(filter-out $(PAGE_SWEEPS),$(wildcard $(RESULTS_DIR)/likelihood))
 results-page: setup  ## regenerate docs/results.md and docs/figures from the sweeps already in RESULTS_DIR (no training)
-	$(PY) -m scripts.results $(addprefix $(RESULTS_DIR)/,$(REPORTS))
+	$(PY) -m scripts.results $(PAGE_SWEEPS)
+
+# the likelihood benchmark (conf/experiment/likelihood.yaml: 5 models x 3 seeds, NLL at K=5000),
+# two jobs at a time, then the results page with its section; README.md, "The likelihood
+# benchmark", gives its cost and the shorter variant (LIKELIHOOD_ARGS=...)
+LIKELIHOOD_ARGS ?=
+results-likelihood: setup  ## the likelihood benchmark over 3 seeds (hours; README) and its section of docs/results.md
+	$(PY) -m ae_lab experiment=likelihood $(REPORT_ARGS) $(LIKELIHOOD_ARGS) \
+		hydra.sweep.dir=$(RESULTS_DIR)/likelihood
+	$(MAKE) results-page
 
 results-%: setup
 	$(PY) -m ae_lab experiment=report_$* $(REPORT_ARGS) hydra.sweep.dir=$(RESULTS_DIR)/$*
