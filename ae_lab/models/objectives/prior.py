@@ -14,7 +14,7 @@ import torch
 from annotated_types import Ge
 from torch import nn
 
-from ae_lab.models.likelihood import LOG_2PI, log_normal
+from ae_lab.models.likelihood import LOG_2PI
 from ae_lab.models.module import Composed
 from ae_lab.models.types import ImageShape, shape_of
 
@@ -46,10 +46,22 @@ class VampPrior(nn.Module):
         return model.posterior(torch.sigmoid(self.pseudo))
 
     def log_density(self, model: Composed, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) = logsumexp_k log q(z | u_k) - log K, over the last dimension of ``z``."""
+        """log p(z) = logsumexp_k log q(z | u_k) - log K, over the last dimension of ``z``.
+
+        The squared distances to the K components are expanded into matrix products,
+        sum_d (z_d - m_kd)^2 / v_kd = z^2 @ (1/v)^T - 2 z @ (m/v)^T + sum_d m_kd^2 / v_kd, so no
+        (..., K, D) tensor is made: the NLL's thousands of draws per image against hundreds of
+        components cost a few matrix products. In float64, where the expansion's terms cancel."""
         mu, logvar = self.components(model)
-        per_component = log_normal(z.unsqueeze(-2), mu, logvar)  # (..., K)
-        return torch.logsumexp(per_component, -1) - math.log(len(mu))
+        zz, mu, logvar = z.double(), mu.double(), logvar.double()
+        precision = (-logvar).exp()  # (K, D)
+        quadratic = (
+            zz.square() @ precision.T
+            - 2 * zz @ (mu * precision).T
+            + (mu.square() * precision).sum(-1)
+        )  # (..., K)
+        per_component = -0.5 * (quadratic + logvar.sum(-1) + mu.shape[-1] * LOG_2PI)
+        return (torch.logsumexp(per_component, -1) - math.log(len(mu))).to(z.dtype)
 
     def sample(
         self, model: Composed, n: int, generator: torch.Generator | None = None
