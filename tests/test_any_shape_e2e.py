@@ -1,0 +1,214 @@
+"""Datasets of any shape, end to end: every model of conf/model/ through the entrypoint in this
+process, with every evaluation (``callbacks=full``, each cost turned down), on a small SVHN-format
+set (3x32x32) and on a folder of PNGs of mixed sizes, grey and colour, read in colour at a size no
+stage halves evenly. The downstream classifier learns from each run's own images: its input is the
+dataset's shape, and two folders are two entries of its cache."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import get_class, instantiate
+
+from ae_lab.evaluation.classifier import classify, load_classifier
+from tests.conftest import AUTOENCODERS, MODEL_CONFIGS, MODELS, TINY, run_in_process
+from tests.test_any_shape_data import write_svhn
+from tests.test_folder_data import write_image
+
+# a folder's images: (class folder, how many, colour of their square, PIL mode, base size)
+CLASSES = {
+    "boats": (24, (255, 40, 0), "RGB", (40, 30)),
+    "clouds": (20, (0, 60, 255), "RGB", (30, 52)),
+    "roads": (20, (200, 200, 200), "L", (23, 37)),
+}
+FOLDER_SIZE = (22, 26)  # (height, width): neither side divisible by 4
+EXCLUDED = 1  # a class left out of training in every run: the novelty evaluation scores it
+
+# callbacks=full with every cost knob turned down (conf/callbacks/full.yaml)
+CHEAP_FULL = (
+    "callbacks=full",
+    "callbacks.latent_map.n_points=30",
+    "callbacks.latent_map.max_iter=250",
+    "callbacks.downstream.epochs=1",
+    "callbacks.downstream.batch_size=32",
+    "callbacks.nll.n_samples=4",
+    "callbacks.probe.n_train=60",
+    "callbacks.probe.per_class=[5]",
+    "callbacks.probe.max_iter=100",
+    "callbacks.samples.n_samples=16",
+    "callbacks.generation.n_samples=4",
+    "callbacks.generation.n_pairs=2",
+    "callbacks.generation.steps=3",
+)
+COMMON = (*TINY, "threads=1", "latent=4", "logger=csv", "data.batch_size=16")
+
+
+def variational(model: str) -> bool:
+    """Whether ``model``'s objective has a prior and a likelihood (VAE, IWAE...)."""
+    objective = MODEL_CONFIGS[model].get("objective")
+    return objective is not None and bool(get_class(objective._target_).variational)
+
+
+def write_pictures(root: Path, seed: int = 0) -> Path:
+    """PNGs in one sub-folder per class, of mixed sizes, colour and grey files; ``seed`` moves
+    every image's size, so two folders hold different images."""
+    for name, (n, colour, mode, (w, h)) in CLASSES.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            grey = mode if i % 3 else ("RGB" if mode == "L" else "L")  # both kinds in a class
+            size = (w + 2 * i + seed, h + (i * 5) % 11 + seed)
+            write_image(folder / f"{name}_{i:02d}.png", colour, grey, size)
+    return root
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    """Each dataset's data root and the overrides that read it."""
+    base = tmp_path_factory.mktemp("any_shape")
+    svhn = write_svhn(base / "svhn", n_train=240, n_test=80)
+    pictures = write_pictures(base / "pictures")
+    return {
+        "svhn": (svhn, ("data=svhn", "data.val_size=40")),
+        "folder": (
+            base,
+            (
+                "data=folder",
+                f"data.path={pictures}",
+                f"data.image_size=[{FOLDER_SIZE[0]},{FOLDER_SIZE[1]}]",
+                "data.channels=3",
+                "data.val_size=8",
+            ),
+        ),
+    }
+
+
+SHAPES = {"svhn": (3, 32, 32), "folder": (3, *FOLDER_SIZE)}
+N_CLASSES = {"svhn": 10, "folder": len(CLASSES)}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The downstream classifier's cache, one for every run of this module."""
+    return tmp_path_factory.mktemp("classifier_cache")
+
+
+def run(dataset: str, model: str, datasets, cache: Path, tmp_path: Path, *extra: str):
+    root, data = datasets[dataset]
+    target = ("data.binarize_target=sample",) if variational(model) else ()
+    excluded = (f"data.exclude_classes=[{EXCLUDED}]",) if model in AUTOENCODERS else ()
+    return run_in_process(
+        *data,
+        f"model={model}",
+        *COMMON,
+        *CHEAP_FULL,
+        f"callbacks.downstream.cache_dir={cache}",
+        *excluded,
+        *target,
+        *extra,
+        run_dir=tmp_path / "run",
+        data_root=root,
+    )
+
+
+def finite(metrics: dict, name: str, low: float = -math.inf, high: float = math.inf) -> float:
+    assert name in metrics, f"{name} not logged; logged: {sorted(metrics)}"
+    value = float(metrics[name])
+    assert math.isfinite(value) and low <= value <= high, (name, value)
+    return value
+
+
+@pytest.mark.parametrize("dataset", ["svhn", "folder"])
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_runs_every_evaluation_on_any_shape(dataset, model, datasets, cache, tmp_path):
+    result = run(dataset, model, datasets, cache, tmp_path)
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    figures = result.run_dir / "figures"
+    if model not in AUTOENCODERS:  # the classifier trains and tests on the same images
+        finite(metrics, "test/acc", 0, 1)
+        return
+    finite(metrics, "test/mse", 0, 1)
+    finite(metrics, "pca/test_mse", 0)
+    for name in ("acc_original", "acc_recon", "acc_pca"):
+        finite(metrics, f"downstream/{name}", 0, 1)
+    for name in ("probe/acc", "probe/acc_5", "pca/probe_acc", "pca/probe_acc_5"):
+        finite(metrics, name, 0, 1)
+    assert metrics["probe/n_classes"] == N_CLASSES[dataset] - 1
+    finite(metrics, "novelty/auroc", 0, 1)
+    finite(metrics, "pca/novelty_auroc", 0, 1)
+    per_class = [k for k in range(N_CLASSES[dataset]) if f"test/mse_digit/{k}" in metrics]
+    assert EXCLUDED in per_class and len(per_class) >= 2
+    for k in per_class:
+        finite(metrics, f"test/mse_digit/{k}", 0, 1)
+    log = (result.run_dir / "train.log").read_text()
+    for name in ("reconstructions", "interpolations"):
+        assert (figures / f"{name}.png").is_file(), name
+    # two training batches may collapse a bottleneck: then one line says so, and no map
+    assert (figures / "latent_map.png").is_file() or "latent map skipped: all " in log
+    if variational(model):
+        finite(metrics, "samples/fd", 0)
+        finite(metrics, "samples/confident", 0, 1)
+        finite(metrics, "samples/class_entropy", 0, math.log(N_CLASSES[dataset]) + 1e-6)
+        finite(metrics, "test/nll", 0)
+        assert (figures / "prior_samples.png").is_file()
+    else:
+        assert "samples/fd" not in metrics and "test/nll" not in metrics
+    # the class names of the data in the run's table, the excluded class among them
+    table = log.split("test MSE per class:\n", 1)[1].splitlines()[1 : 1 + len(per_class)]
+    names = list(CLASSES) if dataset == "folder" else list("0123456789")
+    assert [row.split("  ")[0].strip() for row in table] == [names[k] for k in per_class]
+
+
+@pytest.mark.parametrize("dataset", ["svhn", "folder"])
+def test_the_downstream_classifier_learns_from_the_runs_own_images(
+    dataset, datasets, cache, tmp_path
+):
+    result = run(dataset, "ae", datasets, cache, tmp_path)
+    entries = [load_classifier(p, torch.device("cpu")) for p in cache.glob("classifier-*.ckpt")]
+    [own] = [c for c in entries if tuple(c.image_shape) == SHAPES[dataset]]
+    assert own.hparams["n_classes"] == N_CLASSES[dataset]  # every class, the excluded one too
+    # what the run logged is that classifier's accuracy on the run's own test images
+    root = datasets[dataset][0]
+    data = instantiate(result.cfg.data, root=str(root), download=False)
+    data.setup("test")
+    n = 2 * 16  # debug=tiny's two test batches of data.batch_size
+    images, labels = data.images("test")[:n], data.labels("test")[:n]
+    with torch.no_grad():
+        hits = (classify(own, images).argmax(1) == labels).float().mean()
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["downstream/acc_original"] == pytest.approx(float(hits), abs=1e-6)
+
+
+def test_two_folders_and_one_folder_at_two_sizes_are_three_cached_classifiers(datasets, tmp_path):
+    root, data = datasets["folder"]
+    other = write_pictures(tmp_path / "other_pictures", seed=3)
+    cache = tmp_path / "cache"
+    runs = iter(range(4))
+
+    def classify(*overrides: str) -> None:
+        run_in_process(
+            *data,
+            "model=ae",
+            *COMMON,
+            "callbacks=none",
+            "+callbacks.downstream._target_=ae_lab.evaluation.DownstreamClassification",
+            f"+callbacks.downstream.cache_dir={cache}",
+            "+callbacks.downstream.epochs=1",
+            *overrides,
+            run_dir=tmp_path / f"run{next(runs)}",
+            data_root=root,
+        )
+
+    classify()
+    classify(f"data.path={other}")
+    classify("data.image_size=20")
+    entries = sorted(cache.glob("classifier-*.ckpt"))
+    assert len(entries) == 3
+    shapes = sorted(tuple(load_classifier(p, torch.device("cpu")).image_shape) for p in entries)
+    assert shapes == sorted([SHAPES["folder"], SHAPES["folder"], (3, 20, 20)])
+    classify()  # the first folder again: found, not trained again
+    assert len(list(cache.glob("classifier-*.ckpt"))) == 3
