@@ -10,11 +10,13 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import get_class, instantiate
 
 from ae_lab.evaluation.classifier import classify, load_classifier
+from ae_lab.evaluation.latent_map import plot_map
 from tests.conftest import AUTOENCODERS, MODEL_CONFIGS, MODELS, TINY, run_in_process
 from tests.test_any_shape_data import write_svhn
 from tests.test_folder_data import write_image
@@ -212,3 +214,15 @@ def test_two_folders_and_one_folder_at_two_sizes_are_three_cached_classifiers(da
     assert shapes == sorted([SHAPES["folder"], SHAPES["folder"], (3, 20, 20)])
     classify()  # the first folder again: found, not trained again
     assert len(list(cache.glob("classifier-*.ckpt"))) == 3
+
+
+@pytest.mark.parametrize("n_classes", [3, 10, 12, 25])
+def test_the_latent_map_gives_every_class_its_own_colour(n_classes):
+    labels = np.arange(n_classes).repeat(2)
+    points = np.random.default_rng(0).normal(size=(len(labels), 2))
+    fig = plot_map(points, labels, "map", [f"class {k}" for k in range(n_classes)])
+    scatter = fig.axes[0].collections[0]
+    colours = {tuple(np.round(rgba, 4)) for rgba in scatter.to_rgba(np.arange(n_classes))}
+    assert len(colours) == n_classes
+    ticks = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert ticks == [f"class {k}" for k in range(n_classes)]
