@@ -226,3 +226,24 @@ def test_the_latent_map_gives_every_class_its_own_colour(n_classes):
     assert len(colours) == n_classes
     ticks = [t.get_text() for t in fig.axes[1].get_yticklabels()]
     assert ticks == [f"class {k}" for k in range(n_classes)]
+
+
+def test_a_classifier_with_fewer_outputs_than_the_folders_classes_ends_in_one_line(
+    datasets, tmp_path
+):
+    root, data = datasets["folder"]
+    result = run_in_process(
+        *data,
+        "model=classifier",
+        "model.n_classes=2",
+        *COMMON,
+        "callbacks=none",
+        run_dir=tmp_path / "run",
+        data_root=root,
+        check=False,
+    )
+    assert result.code == 2
+    assert (
+        result.message
+        == "model.n_classes=2 but the data has 3 classes; set model.n_classes=3 (or more)"
+    )
