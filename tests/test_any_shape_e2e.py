@@ -6,8 +6,11 @@ dataset's shape, and two folders are two entries of its cache."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,9 @@ import pytest
 import torch
 from hydra.utils import get_class, instantiate
 
+from ae_lab.data import ImageDataModule, PixelMask
 from ae_lab.evaluation.classifier import classify, load_classifier
+from ae_lab.evaluation.classifier_source import ClassifierSource
 from ae_lab.evaluation.latent_map import plot_map
 from tests.conftest import AUTOENCODERS, MODEL_CONFIGS, MODELS, TINY, run_in_process
 from tests.test_any_shape_data import write_svhn
@@ -247,3 +252,61 @@ def test_a_classifier_with_fewer_outputs_than_the_folders_classes_ends_in_one_li
         result.message
         == "model.n_classes=2 but the data has 3 classes; set model.n_classes=3 (or more)"
     )
+
+
+# --- the classifier's cache key, without training
+
+
+def folder_data(path: Path, **kw) -> ImageDataModule:
+    kw = {"image_size": list(FOLDER_SIZE), "channels": 3, "test_fraction": 0.2, **kw}
+    return ImageDataModule("folder", path=str(path), val_size=8, download=False, **kw)
+
+
+def test_a_named_datasets_cache_key_is_the_one_it_always_was(synthetic_root, tmp_path):
+    source = ClassifierSource(cache_dir=str(tmp_path), epochs=2, seed=1, batch_size=64, lr=0.01)
+    data = ImageDataModule("mnist", root=str(synthetic_root), val_size=100, split_seed=7)
+    key = {  # the key ae_lab has cached MNIST-like classifiers by, so those files are found
+        "dataset": "mnist",
+        "root": str(synthetic_root.resolve()),
+        "val_size": 100,
+        "split_seed": 7,
+        "epochs": 2,
+        "seed": 1,
+        "batch_size": 64,
+        "lr": 0.01,
+        "scheduler": repr(None),
+    }
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    assert source.cache_path(data) == tmp_path / f"classifier-{digest}.ckpt"
+    # the run's corruption, target and excluded classes are not what the classifier learns from
+    other = ImageDataModule(
+        "mnist",
+        root=str(synthetic_root),
+        val_size=100,
+        split_seed=7,
+        corruption=PixelMask(0.5),
+        binarize_target="sample",
+        exclude_classes=[3],
+        batch_size=7,
+    )
+    assert source.cache_path(other) == source.cache_path(data)
+
+
+def test_a_folders_cache_key_follows_its_path_size_and_files_not_data_root(datasets, tmp_path):
+    source = ClassifierSource(cache_dir=str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    shutil.copytree(datasets["folder"][1][1].removeprefix("data.path="), copy)
+    first = source.cache_path(folder_data(copy))
+    assert source.cache_path(folder_data(copy, root="/elsewhere")) == first  # root not read
+    assert source.cache_path(folder_data(Path(os.path.relpath(copy)))) == first  # resolved
+    assert source.cache_path(folder_data(copy, image_size=20)) != first
+    assert source.cache_path(folder_data(copy, channels=1)) != first
+    assert source.cache_path(folder_data(copy, test_fraction=0.3)) != first
+    assert source.cache_path(folder_data(copy, split_seed=3)) != first
+    picture = next((copy / "boats").glob("*.png"))
+    stat = picture.stat()
+    os.utime(picture, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed
+    changed = source.cache_path(folder_data(copy))
+    assert changed != first
+    picture.rename(picture.with_name("renamed.png"))
+    assert source.cache_path(folder_data(copy)) not in (first, changed)
