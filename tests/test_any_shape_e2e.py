@@ -18,10 +18,12 @@ import pytest
 import torch
 from hydra.utils import get_class, instantiate
 
+from ae_lab.core.errors import ConfigError
 from ae_lab.data import ImageDataModule, PixelMask
 from ae_lab.evaluation.classifier import classify, load_classifier
 from ae_lab.evaluation.classifier_source import ClassifierSource
 from ae_lab.evaluation.latent_map import plot_map
+from ae_lab.models import CNNClassifier
 from tests.conftest import AUTOENCODERS, MODEL_CONFIGS, MODELS, TINY, run_in_process
 from tests.test_any_shape_data import write_svhn
 from tests.test_folder_data import write_image
@@ -257,6 +259,11 @@ def test_a_classifier_with_fewer_outputs_than_the_folders_classes_ends_in_one_li
 # --- the classifier's cache key, without training
 
 
+def folder_path(datasets) -> Path:
+    """The folder of pictures the ``datasets`` fixture wrote."""
+    return Path(next(o for o in datasets["folder"][1] if o.startswith("data.path=")).split("=")[1])
+
+
 def folder_data(path: Path, **kw) -> ImageDataModule:
     kw = {"image_size": list(FOLDER_SIZE), "channels": 3, "test_fraction": 0.2, **kw}
     return ImageDataModule("folder", path=str(path), val_size=8, download=False, **kw)
@@ -295,7 +302,7 @@ def test_a_named_datasets_cache_key_is_the_one_it_always_was(synthetic_root, tmp
 def test_a_folders_cache_key_follows_its_path_size_and_files_not_data_root(datasets, tmp_path):
     source = ClassifierSource(cache_dir=str(tmp_path / "cache"))
     copy = tmp_path / "copy"
-    shutil.copytree(datasets["folder"][1][1].removeprefix("data.path="), copy)
+    shutil.copytree(folder_path(datasets), copy)
     first = source.cache_path(folder_data(copy))
     assert source.cache_path(folder_data(copy, root="/elsewhere")) == first  # root not read
     assert source.cache_path(folder_data(Path(os.path.relpath(copy)))) == first  # resolved
@@ -310,3 +317,17 @@ def test_a_folders_cache_key_follows_its_path_size_and_files_not_data_root(datas
     assert changed != first
     picture.rename(picture.with_name("renamed.png"))
     assert source.cache_path(folder_data(copy)) not in (first, changed)
+
+
+def test_a_given_classifier_for_other_images_is_refused_in_one_line(datasets, tmp_path):
+    path = tmp_path / "mnist_classifier.ckpt"
+    model = CNNClassifier()  # MNIST's 1x28x28, ten classes
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    data = folder_data(folder_path(datasets))
+    with pytest.raises(ConfigError) as err:
+        ClassifierSource(checkpoint=str(path)).load(data, torch.device("cpu"))
+    assert str(err.value) == (
+        f"callbacks.downstream.checkpoint={path} takes images of [1, 28, 28], the run's are "
+        f"[3, {FOLDER_SIZE[0]}, {FOLDER_SIZE[1]}]; give a classifier trained on this data, or "
+        "callbacks.downstream.checkpoint=null to train one"
+    )
