@@ -331,3 +331,26 @@ def test_a_given_classifier_for_other_images_is_refused_in_one_line(datasets, tm
         f"[3, {FOLDER_SIZE[0]}, {FOLDER_SIZE[1]}]; give a classifier trained on this data, or "
         "callbacks.downstream.checkpoint=null to train one"
     )
+
+
+def test_a_run_given_a_classifier_for_other_images_ends_in_one_line(datasets, tmp_path):
+    root, data = datasets["folder"]
+    path = tmp_path / "mnist_classifier.ckpt"
+    model = CNNClassifier()
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    result = run_in_process(
+        *data,
+        "model=ae",
+        *COMMON,
+        "callbacks=none",
+        "+callbacks.downstream._target_=ae_lab.evaluation.DownstreamClassification",
+        f"+callbacks.downstream.checkpoint={path}",
+        run_dir=tmp_path / "run",
+        data_root=root,
+        check=False,
+    )
+    assert result.code == 2
+    assert result.err.splitlines()[-1].startswith(
+        f"ae_lab: callbacks.downstream.checkpoint={path} takes images of [1, 28, 28]"
+    )
+    assert "Traceback" not in result.err
