@@ -348,7 +348,7 @@ def test_the_downstream_classifier_is_trained_and_cached_per_dataset(root, tmp_p
     trained = []
 
     def train(*args, **kwargs):
-        trained.append(kwargs["dataset"])
+        trained.append(args[0].dataset)
         return CNNClassifier()
 
     monkeypatch.setattr(downstream_mod, "train_classifier", train)

@@ -63,7 +63,7 @@ def test_the_first_training_of_the_classifier_says_so_once_with_its_expected_tim
     trained = []
 
     def train_classifier(*args, **kwargs):
-        trained.append(kwargs["dataset"])
+        trained.append(args[0].dataset)
         return CNNClassifier()
 
     monkeypatch.setattr(downstream_mod, "train_classifier", train_classifier)

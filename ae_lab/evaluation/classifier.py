@@ -81,37 +81,24 @@ def classifier_for(image_shape: tuple[int, ...], n_classes: int, **kwargs: Any) 
 
 
 def train_classifier(
-    root: str,
+    data: ImageDataModule,
     epochs: int,
     seed: int = 0,
-    batch_size: int = 128,
     lr: float = 1e-3,
     dropout: float = 0.25,
-    val_size: int = 5_000,
-    split_seed: int = 42,
     accelerator: str = "auto",
     scheduler: SchedulerFactory | None = None,
-    dataset: str = "mnist",
-    image_shape: tuple[int, int, int] | None = None,
 ) -> CNNClassifier:
-    """ae_lab's own CNN, datamodule and Trainer, on ``dataset``'s clean images, with a fixed seed,
-    built for images of ``image_shape`` (the run's ``data.image_shape``; None: the dataset's)
-    and the dataset's classes.
+    """ae_lab's own CNN and Trainer on ``data`` (the run's clean images, as
+    ``ae_lab.data.learnt_from.clean_copy`` gives them), with a fixed seed, built for its
+    ``image_shape`` and classes.
 
     Runs inside another run's hooks, so the caller's random state is saved and restored.
     """
     with isolate_rng():
         L.seed_everything(seed, workers=True, verbose=False)
-        data = ImageDataModule(
-            dataset,
-            root=root,
-            batch_size=batch_size,
-            val_size=val_size,
-            split_seed=split_seed,
-            seed=seed,
-        )
         model = classifier_for(
-            image_shape or data.image_shape,
+            data.image_shape,
             len(data.class_names),
             dropout=dropout,
             optimizer=lambda params: torch.optim.Adam(params, lr=lr),

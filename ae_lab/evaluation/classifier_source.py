@@ -17,8 +17,11 @@ import lightning as L
 import torch
 
 from ae_lab.callbacks.common import writes_files
+from ae_lab.core.errors import ConfigError
 from ae_lab.core.locks import file_lock
 from ae_lab.data.contract import ImageData
+from ae_lab.data.datamodule import ImageDataModule
+from ae_lab.data.learnt_from import clean_copy, data_key
 from ae_lab.evaluation import classifier as clf
 from ae_lab.models.base import SchedulerFactory
 from ae_lab.models.classifier import CNNClassifier
@@ -29,12 +32,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class ClassifierSource:
     """``checkpoint`` names a trained ``model=classifier`` checkpoint. Without one, a classifier
-    is trained once with ``seed`` for ``epochs`` epochs on the run's dataset and split (one log
-    line says so, with the time it should take) and cached in ``cache_dir`` (None: the user's
-    cache folder, ``classifier.default_cache_dir``) under a name that hashes its settings and
-    the data (one file per dataset); a lock file makes parallel jobs wait for the first one to
-    finish training and then load its file, which is written by an atomic rename. Under DDP the
-    first process loads (or trains) it and sends it to the others."""
+    is trained once with ``seed`` for ``epochs`` epochs on the run's own images and split,
+    clean (``classifier_data``; one log line says so, with the time it should take) and cached
+    in ``cache_dir`` (None: the user's cache folder, ``classifier.default_cache_dir``) under a
+    name that hashes its settings and what identifies the data (``learnt_from.data_key``: one
+    file per dataset, per folder and image shape); a lock file makes parallel jobs wait for the
+    first one to finish training and then load its file, which is written by an atomic rename.
+    Under DDP the first process loads (or trains) it and sends it to the others."""
 
     checkpoint: str | None = None
     cache_dir: str | None = None
@@ -44,13 +48,24 @@ class ClassifierSource:
     lr: float = 1e-3
     scheduler: SchedulerFactory | None = None
 
+    def classifier_data(self, datamodule: ImageData) -> ImageDataModule:
+        """What the classifier learns from: the run's images and split without its corruption
+        (``learnt_from.clean_copy``); for a datamodule of another kind, its named dataset's."""
+        if isinstance(datamodule, ImageDataModule):
+            return clean_copy(datamodule, self.batch_size, self.seed)
+        return ImageDataModule(
+            datamodule.dataset,
+            root=datamodule.root,
+            batch_size=self.batch_size,
+            val_size=datamodule.val_size,
+            split_seed=datamodule.split_seed,
+            seed=self.seed,
+        )
+
     def cache_path(self, datamodule: ImageData) -> Path:
-        """The cached checkpoint for these settings and this data (dataset, root, split)."""
+        """The cached checkpoint for these settings and the data the classifier learns from."""
         key = {
-            "dataset": datamodule.dataset,
-            "root": str(Path(datamodule.root).expanduser().resolve()),
-            "val_size": datamodule.val_size,
-            "split_seed": datamodule.split_seed,
+            **data_key(self.classifier_data(datamodule)),
             "epochs": self.epochs,
             "seed": self.seed,
             "batch_size": self.batch_size,
@@ -63,15 +78,17 @@ class ClassifierSource:
 
     def load(self, datamodule: ImageData, device: torch.device) -> CNNClassifier:
         """The given checkpoint's classifier, else the cached one, trained and cached first when
-        there is none yet."""
+        there is none yet; either must take the run's images (``fits``)."""
         if self.checkpoint:
             path = Path(self.checkpoint).expanduser()
-            return clf.load_classifier(path, device, f"callbacks.downstream.checkpoint={path}")
+            key = f"callbacks.downstream.checkpoint={path}"
+            return fits(clf.load_classifier(path, device, key), datamodule, key)
         path = self.cache_path(datamodule)
         with file_lock(path.with_suffix(".lock")):
             if not path.exists():
                 self._train_into(path, datamodule, device)
-        return clf.load_classifier(path, device, f"the cached downstream classifier {path}")
+        what = f"the cached downstream classifier {path}"
+        return fits(clf.load_classifier(path, device, what), datamodule, what)
 
     def _train_into(self, path: Path, datamodule: ImageData, device: torch.device) -> None:
         n_images = clf.training_images(datamodule)
@@ -85,17 +102,12 @@ class ClassifierSource:
             path,
         )
         model = clf.train_classifier(
-            datamodule.root,
+            self.classifier_data(datamodule),
             self.epochs,
             self.seed,
-            self.batch_size,
             self.lr,
-            val_size=datamodule.val_size,
-            split_seed=datamodule.split_seed,
             accelerator="gpu" if device.type == "cuda" else "cpu",
             scheduler=self.scheduler,
-            dataset=datamodule.dataset,
-            image_shape=tuple(datamodule.image_shape),
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -122,3 +134,23 @@ class ClassifierSource:
             model = self.load(datamodule, device)
             state = dict(model.hparams), {k: v.cpu() for k, v in model.state_dict().items()}
         return clf.build_classifier(*trainer.strategy.broadcast(state, src=0), device), None
+
+
+def fits(classifier: CNNClassifier, datamodule: ImageData, what: str) -> CNNClassifier:
+    """``classifier`` where it takes the run's images and tells its classes apart; else one line
+    (``ConfigError``) naming ``what`` and both shapes or class counts."""
+    shape = tuple(datamodule.image_shape)
+    n_classes = len(getattr(datamodule, "class_names", ()) or ())
+    if tuple(classifier.image_shape) != shape:
+        raise ConfigError(
+            f"{what} takes images of {list(classifier.image_shape)}, the run's are {list(shape)}; "
+            "give a classifier trained on this data, or callbacks.downstream.checkpoint=null to "
+            "train one"
+        )
+    if classifier.hparams.get("n_classes", 10) < n_classes:
+        raise ConfigError(
+            f"{what} tells {classifier.hparams['n_classes']} classes apart, the run's data has "
+            f"{n_classes}; give a classifier trained on this data, or "
+            "callbacks.downstream.checkpoint=null to train one"
+        )
+    return classifier

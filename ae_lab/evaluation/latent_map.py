@@ -8,6 +8,8 @@ from typing import Annotated
 import numpy as np
 import torch
 from annotated_types import Ge, Gt
+from matplotlib import colormaps
+from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
@@ -75,19 +77,37 @@ def embed_2d(
 def plot_map(
     points: np.ndarray, labels: np.ndarray, title: str, names: list[str] | None = None
 ) -> Figure:
-    """A scatter of the points coloured by class, the colour bar labelled with the class names
-    (the indices when None; no pyplot: no GUI backend, no global state)."""
-    names = names or [str(k) for k in range(10)]
+    """A scatter of the points coloured by class, one colour each, the colour bar labelled with
+    the class names (the indices of ten classes, or of every label, when None; no pyplot: no GUI
+    backend, no global state)."""
+    n = max(10, int(labels.max()) + 1) if len(labels) else 10
+    names = names or [str(k) for k in range(n)]
     fig = Figure(figsize=(6, 5.5), dpi=100)
     ax = fig.subplots()
     scatter = ax.scatter(
-        points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=len(names) - 0.5, s=4
+        points[:, 0],
+        points[:, 1],
+        c=labels,
+        cmap=class_colours(len(names)),
+        vmin=-0.5,
+        vmax=len(names) - 0.5,
+        s=4,
     )
     bar = fig.colorbar(scatter, ax=ax, ticks=range(len(names)), label="class")
     bar.set_ticklabels(names)
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def class_colours(n_classes: int) -> Colormap:
+    """One distinct colour per class: matplotlib's tab10 up to ten classes (every shipped
+    dataset), tab20 up to twenty, else a sweep of turbo (a folder with many sub-folders)."""
+    if n_classes <= 10:
+        return colormaps["tab10"]
+    if n_classes <= 20:
+        return colormaps["tab20"].resampled(n_classes)
+    return colormaps["turbo"].resampled(n_classes)
 
 
 class LatentMap(Evaluation):

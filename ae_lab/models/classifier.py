@@ -15,6 +15,7 @@ from annotated_types import Ge, Lt
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from ae_lab.core.errors import ConfigError
 from ae_lab.models.module import Batch, LabModule, OptimizerFactory
 from ae_lab.models.types import MNIST_SHAPE, ImageShape, shape_of
 
@@ -59,6 +60,18 @@ class CNNClassifier(LabModule):
         self.acc = nn.ModuleDict(
             {f"{s}_acc": MulticlassAccuracy(n_classes, average="micro") for s in STAGES}
         )
+
+    def setup(self, stage: str) -> None:
+        """Refuses, in one line, data of more classes than it has outputs (a folder of images
+        with more than ``n_classes`` sub-folders): their labels would have no logit."""
+        super().setup(stage)
+        names = getattr(getattr(self.trainer, "datamodule", None), "class_names", None) or ()
+        n = self.hparams["n_classes"]
+        if len(names) > n:
+            raise ConfigError(
+                f"model.n_classes={n} but the data has {len(names)} classes; set "
+                f"model.n_classes={len(names)} (or more)"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits."""

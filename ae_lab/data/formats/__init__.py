@@ -56,6 +56,10 @@ class Reader(Protocol):
         """The folder the images are read from, for messages."""
         ...
 
+    # optional: ``cache_key(data, source) -> dict``, what identifies the images it reads beyond
+    # the dataset's name and split, for caches of what is learnt from them
+    # (``ae_lab.data.learnt_from.data_key``); without it, the resolved ``data.root``
+
 
 def reader(name: str) -> Reader | ModuleType:
     """The reader of format ``name`` (``ae_lab/data/formats/<name>.py``)."""

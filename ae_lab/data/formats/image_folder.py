@@ -13,6 +13,7 @@ image ends the run with one line naming ``data.path``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 from pathlib import Path
 
@@ -59,6 +60,25 @@ def load(data: DatasetDefinition, source: Source, train: bool) -> tuple[torch.Te
     keep = order[n_test:] if train else order[:n_test]
     keep = keep.sort().values
     return torch.from_numpy(x)[keep], torch.from_numpy(y)[keep]
+
+
+def cache_key(data: DatasetDefinition, source: Source) -> dict[str, object]:
+    """What identifies the images read from the folder, for a cache of what is learnt from them:
+    its resolved path, a fingerprint of its files (each one's path in it, class, size and
+    modification time, hashed; no file is read), the (height, width) and channels they are read
+    at and the test share."""
+    folder = _folder(source).resolve()
+    files = hashlib.sha1()
+    for path, label in _files(folder):
+        size, mtime = _stamp(path)
+        files.update(f"{path.relative_to(folder)}\0{label}\0{size}\0{mtime}\n".encode())
+    return {
+        "path": str(folder),
+        "files": files.hexdigest(),
+        "size": list(source.size or ()),
+        "channels": source.channels,
+        "test_fraction": source.test_fraction,
+    }
 
 
 def _folder(source: Source) -> Path:

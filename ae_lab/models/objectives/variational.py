@@ -117,7 +117,8 @@ class Variational(Objective):
         and (z - mu) / std = eps."""
         eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
         z = torch.addcmul(mu, (0.5 * logvar).exp(), eps)  # (k, B, D)
-        logits = model.decoder(z.flatten(0, 1)).view(k, len(mu), -1)
+        # reshape: a decoder that crops its output (ConvDecoder, odd sides) gives no view
+        logits = model.decoder(z.flatten(0, 1)).reshape(k, len(mu), -1)
         half_logvar = 0.5 * logvar.sum(-1)
         if isinstance(self.prior, StandardPrior):
             log_prior_over_q = 0.5 * (eps.square() - z.square()).sum(-1) + half_logvar
