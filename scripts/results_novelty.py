@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 AUROC, PCA_AUROC = "novelty/auroc", "pca/novelty_auroc"
 MISSING = "missing"
+MEAN_NOTE = " The mean over digits: the mean of the per-digit means, ± their std over the digits."
 _HELD_OUT = re.compile(r"(?:^|\s)\+?data\.exclude_classes=\[\s*(\d+)\s*\]")
 _SEED = re.compile(r"(?:^|\s)\+?seed=(\d+)")
 
@@ -169,8 +170,8 @@ def section(sweep: Sweep) -> tuple[list[str], list[str]]:
         "",
         "AUROC of the test reconstruction error, the digit left out of training against the "
         "other nine (`novelty/auroc`; PCA: `pca/novelty_auroc` with as many components as the "
-        "latent); each cell the mean ± sample std (ddof=1) over its finished seeds. The mean "
-        "over digits is the mean of the per-digit means, ± their std over the digits.",
+        "latent); each cell the mean ± sample std (ddof=1) over its finished seeds."
+        + (MEAN_NOTE if len(digits) > 1 else ""),
         "",
         table,
         "",
