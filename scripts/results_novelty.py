@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ae_lab.reporting import formatting, groups
+from ae_lab.reporting import collect, formatting, groups
 
 if TYPE_CHECKING:
     from scripts.results_sweep import Sweep
@@ -95,8 +95,6 @@ def auroc_table(sweep: Sweep, models: Sequence[str], digits: Sequence[int]) -> t
 
 def protocol(sweep: Sweep) -> str:
     """Epochs, latent and seeds, as the sweep's config and its finished runs say."""
-    from ae_lab.reporting import collect
-
     cfg = collect.sweep_config(sweep.path)
     epochs = (cfg.get("trainer") or {}).get("max_epochs")
     latents = sorted({r["latent"] for r in sweep.rows if r.get("latent") is not None})
