@@ -13,7 +13,7 @@ DATA_RECORD := .venv/ae_lab-data-dir
 SRC := $(wildcard ae_lab hydra_plugins tests scripts)
 
 .PHONY: setup train test test-fast lint format bench bench-threads results results-page \
-	results-likelihood tensorboard clean
+	results-likelihood results-novelty tensorboard clean
 
 setup: .venv/.installed  ## create .venv with ae_lab and everything it needs; record the data folder
 ifneq ($(AE_LAB_DATA_DIR),)
@@ -72,9 +72,12 @@ results: setup  ## reproduce the reference reports over 3 seeds (about 45 min on
 	$(MAKE) $(addprefix results-,$(REPORTS))
 	$(MAKE) results-page
 
-# the page also shows the likelihood benchmark wherever its sweep is (make results-likelihood)
+# the page also shows the likelihood benchmark and the novelty study wherever their sweeps are
+# (make results-likelihood, make results-novelty)
 PAGE_SWEEPS := $(addprefix $(RESULTS_DIR)/,$(REPORTS))
 PAGE_SWEEPS += $(filter-out $(PAGE_SWEEPS),$(wildcard $(RESULTS_DIR)/likelihood))
+PAGE_SWEEPS += $(filter-out $(PAGE_SWEEPS),$(wildcard $(RESULTS_DIR)/novelty))
+PAGE_SWEEPS += $(filter-out $(PAGE_SWEEPS),$(wildcard $(RESULTS_DIR)/novelty_bakeoff))
 results-page: setup  ## regenerate docs/results.md and docs/figures from the sweeps already in RESULTS_DIR (no training)
 	$(PY) -m scripts.results $(PAGE_SWEEPS)
 
@@ -85,6 +88,16 @@ LIKELIHOOD_ARGS ?=
 results-likelihood: setup  ## the likelihood benchmark over 3 seeds (hours; README) and its section of docs/results.md
 	$(PY) -m ae_lab experiment=likelihood $(REPORT_ARGS) $(LIKELIHOOD_ARGS) \
 		hydra.sweep.dir=$(RESULTS_DIR)/likelihood
+	$(MAKE) results-page
+
+# the novelty study (conf/experiment/novelty.yaml: 3 models x 10 digits left out, 2 epochs) and
+# ae_bakeoff's protocol point (novelty_bakeoff.yaml: digit 1, latent 2, 3 seeds), then the page
+NOVELTY_ARGS ?=
+results-novelty: setup  ## the novelty study and ae_bakeoff's point (~2 h on a busy 2-core VM; README) and their sections of docs/results.md
+	$(PY) -m ae_lab experiment=novelty $(REPORT_ARGS) $(NOVELTY_ARGS) \
+		hydra.sweep.dir=$(RESULTS_DIR)/novelty
+	$(PY) -m ae_lab experiment=novelty_bakeoff $(REPORT_ARGS) $(NOVELTY_ARGS) \
+		hydra.sweep.dir=$(RESULTS_DIR)/novelty_bakeoff
 	$(MAKE) results-page
 
 results-%: setup

@@ -23,6 +23,7 @@ from ae_lab.core.errors import AeLabError, exit_with
 from ae_lab.core.hardware import cpu_name
 from ae_lab.reporting import formatting, groups, metrics, tables, verdicts
 from scripts import results_figures as figures
+from scripts import results_novelty as novelty
 from scripts.results_sweep import Sweep, presets
 
 
@@ -180,7 +181,12 @@ def write_page(sweep_dirs: Sequence[Path], out_dir: Path) -> Path:
         "",
     )
     for sweep in sweeps:
-        sweep_section(page, sweep)
+        if sweep.declared.get("novelty"):  # the novelty study: a table per digit left out
+            lines, gone = novelty.section(sweep)
+            page.add(*lines)
+            page.missing.extend(gone)
+        else:
+            sweep_section(page, sweep)
     for declared in absent.values():
         page.missing.append(f"{declared['title']}: no sweep given")
         page.add(f"## {declared['title']}", "", "*Missing: no sweep was given for this report.*")

@@ -17,10 +17,11 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "conf" / "experiment"
 
 def presets() -> dict[str, dict[str, Any]]:
     """The report presets of ``conf/experiment/``, by name: those whose ``report`` declares what
-    the results page shows (reference figures or figures); a preset that declares only how its
-    sweep summary groups jobs (``average_over``, as experiment=novelty) has no page."""
+    the results page shows (reference figures, figures, or the novelty study's table:
+    ``novelty``); a preset that declares only how its sweep summary groups jobs
+    (``average_over``) has no page."""
     found = {p.stem: collect.load_yaml(p) or {} for p in sorted(PRESETS_DIR.glob("*.yaml"))}
-    page = ("reference", "figures")
+    page = ("reference", "figures", "novelty")
     return {
         name: cfg["report"]
         for name, cfg in found.items()

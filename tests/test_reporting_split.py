@@ -28,8 +28,9 @@ from ae_lab.reporting import collect, metrics, report
 from scripts import results, results_figures, results_sweep
 from tests.conftest import FAST, REPO, sweep_in_process
 
-# moved to the commit that added the likelihood benchmark's section to the results page
-BEFORE_SPLIT = "cdd69d95739764208b0e794110881310fb6a347f"
+# moved to the commit that added the novelty study's sections to the results page (the page of
+# the same sweeps before it differed only by their two "no sweep given" sections)
+BEFORE_SPLIT = "4668db4ba680c41312b379716a289b8ed4d539d9"
 SUMMARY_FILES = ("summary.md", "summary.csv", "jobs.csv", "mse_vs_latent.png")
 RUN_FIGURES = ("latent_map.png", "reconstructions.png", "prior_samples.png")
 
@@ -201,7 +202,8 @@ def test_the_split_writes_every_output_as_before(tmp_path, code_before) -> None:
     md, page = before["course/summary.md"].decode(), before["page/results.md"].decode()
     assert "| failed |" in md and "(n=1)" in md and "a | in the message" in md
     assert "| yes |" in page and "| no |" in page
-    assert page.count("*Missing: no sweep was given for this report.*") == 1  # the likelihood's
+    # the likelihood benchmark's and the novelty study's two
+    assert page.count("*Missing: no sweep was given for this report.*") == 3
     assert "1 pruned" in before["latents/summary.md"].decode()
 
 

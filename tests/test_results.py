@@ -101,9 +101,11 @@ def test_results_page_from_both_sweeps(sweeps, tmp_path) -> None:
         "auth_samples_conv_vae.png",
     ):
         assert name in figures and f"figures/{name}" in text
-    # both presets given are on the page; only the one no sweep was given for is missing
-    assert text.count("*Missing: no sweep was given for this report.*") == 1
+    # both presets given are on the page; only those no sweep was given for are missing: the
+    # likelihood benchmark and the novelty study's two
+    assert text.count("*Missing: no sweep was given for this report.*") == 3
     assert "The likelihood benchmark: test NLL, nats (lower is better): no sweep given" in text
+    assert "Novelty detection, one class left out of training: no sweep given" in text
 
 
 def test_results_page_names_what_is_missing(sweeps, tmp_path) -> None:
