@@ -103,3 +103,24 @@ def test_every_shipped_experiment_composes_with_the_jobs_it_declares(name):
             key, _, value = override.partition("=")
             if key in groups:
                 assert (Path(CONFIG_DIR) / key / f"{value}.yaml").is_file(), override
+
+
+def test_the_readmes_table_of_config_groups_names_every_option():
+    """README's "Config groups" table lists each group's options by hand; it must name exactly
+    the YAML files of ``conf/<group>/``, so an option added there is added to the table too."""
+    import re
+
+    from tests.conftest import REPO
+
+    rows = re.findall(r"^\| `([\w/]+)` \| ([^|]+) \|", (REPO / "README.md").read_text(), re.M)
+    checked = 0
+    for group, named in rows:
+        if not (Path(CONFIG_DIR) / group).is_dir():
+            continue  # the table's header
+        listed = set(re.findall(r"`(\w+)`", named))
+        if group.startswith("hydra/"):  # Hydra's own options (basic) beside ae_lab's files
+            assert set(options(group)) <= listed, group
+        else:
+            assert sorted(listed) == sorted(options(group)), group
+        checked += 1
+    assert checked >= 10
