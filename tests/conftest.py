@@ -74,6 +74,16 @@ DEVICES = ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
 os.environ["AE_LAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="ae_lab_cache_")
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    single-batch steps gain nothing from threads, and the suite shares its cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def options(group: str, config_dir: str | Path = CONFIG_DIR) -> tuple[str, ...]:
     """The options of a config group, ``conf/<group>/*.yaml``, sorted: what ``<group>=<option>``
     takes and ``--help`` lists (``ae_lab/config/help.py``). Tests that run every model, dataset,

@@ -31,12 +31,8 @@ SHAPES = [(1, 28, 28), (3, 32, 32), (1, 20, 24)]
 LATENT = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# single-batch steps gain nothing from threads, and the suite shares its cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Images(Dataset):

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from omegaconf import OmegaConf
 
@@ -81,12 +80,8 @@ def test_every_job_passes_the_config_checks():
     assert n == math.prod(len(v) for v in swept().values())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# single-batch steps gain nothing from threads, and the suite shares its cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("job", sorted(declared_jobs()))

@@ -24,12 +24,8 @@ from tests.conftest import FAST, compose_cfg, quiet_trainer, run_in_process, swe
 DATA = ("data.val_size=100", "data.batch_size=50", "data.binarize_target=sample")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# single-batch steps gain nothing from threads, and the suite shares its cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(*overrides: str) -> Autoencoder:

@@ -28,14 +28,8 @@ from ae_lab.models.sparse import kl_sparsity_penalty, l1_penalty
 from ae_lab.models.vae import gaussian_kl
 from tests.conftest import AUTOENCODERS, CLASSIFIERS, MODELS, compose_cfg, quiet_trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Single-batch steps gain nothing from threads, and the test suite shares its cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# single-batch steps gain nothing from threads, and the suite shares its cores
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name: str, *overrides: str) -> L.LightningModule:

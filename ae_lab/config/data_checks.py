@@ -4,27 +4,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from ae_lab.core.values import select_or_none
 from ae_lab.data.definition import dataset_names, definition
-
-
-def _select(cfg: DictConfig, key: str) -> Any:
-    try:
-        return OmegaConf.select(cfg, key, default=None)
-    except Exception:  # noqa: BLE001 - reported by the key's own rule
-        return None
 
 
 def data_source_given(cfg: DictConfig) -> str | None:
     """A named dataset's ``data.image_shape`` is its definition's; a folder of images
     (``data=folder``) names an existing folder in ``data.path``."""
-    name = _select(cfg, "data.dataset")
+    name = select_or_none(cfg, "data.dataset")
     if name not in dataset_names():
         return None
-    data, shape = definition(name), _select(cfg, "data.image_shape")
+    data, shape = definition(name), select_or_none(cfg, "data.image_shape")
     if data.image_shape is not None:
         if shape is not None and tuple(shape) != tuple(data.image_shape):
             return (
@@ -32,7 +25,7 @@ def data_source_given(cfg: DictConfig) -> str | None:
                 f"it to the dataset), got {list(shape)}"
             )
         return None
-    path = _select(cfg, "data.path")
+    path = select_or_none(cfg, "data.path")
     if not isinstance(path, str):
         return (
             f"data.path must be the folder of your images for data.dataset={name} "

@@ -39,6 +39,7 @@ from ae_lab.config.rule import (
 from ae_lab.config.rules import RULES
 from ae_lab.config.schema import NO_SUCH, argument_at
 from ae_lab.core.errors import AeLabError, ConfigError
+from ae_lab.core.values import select_or_none
 from ae_lab.data.definition import dataset_names, definition
 
 # ``${latent}``: a reference to another key, no resolver
@@ -107,26 +108,21 @@ def _resolved(cfg: DictConfig, key: str) -> Any:
     return value
 
 
-def _select(cfg: DictConfig, key: str) -> Any:
-    try:
-        return OmegaConf.select(cfg, key, default=None)
-    except Exception:  # noqa: BLE001 - reported by the key's own rule
-        return None
-
-
 def _bottleneck_fits(cfg: DictConfig) -> str | None:
     """A code wider than the image can copy it, so only a model with a penalty that stops that
     may have one (the PCA beside it cannot have more components than pixels either)."""
-    latent = _select(cfg, "model.latent_dim")
-    shape = _select(cfg, "model.image_shape")
+    latent = select_or_none(cfg, "model.latent_dim")
+    shape = select_or_none(cfg, "model.image_shape")
     if not (isinstance(shape, (list, ListConfig)) and len(shape) == 3 and all(map(is_int, shape))):
         return None  # no image size to compare with, or the key's own rule says what is wrong
     pixels = shape[1] * shape[2]
-    objective = _select(cfg, "model.objective._target_") or _select(cfg, "model._target_")
+    objective = select_or_none(cfg, "model.objective._target_") or select_or_none(
+        cfg, "model._target_"
+    )
     model = str(objective).rsplit(".")[-1]
     if not is_int(latent) or latent <= pixels or model in OVERCOMPLETE_MODELS:
         return None
-    key = "latent" if _select(cfg, "latent") == latent else "model.latent_dim"
+    key = "latent" if select_or_none(cfg, "latent") == latent else "model.latent_dim"
     return (
         f"{key} must be at most {pixels} (the pixels of an image) for {_model_name(cfg)}, got "
         f"{latent}; "
@@ -141,12 +137,12 @@ def _model_name(cfg: DictConfig) -> str:
 
     if HydraConfig.initialized() and (option := HydraConfig.get().runtime.choices.get("model")):
         return f"model={option}"
-    return str(_select(cfg, "model._target_")).rsplit(".")[-1]
+    return str(select_or_none(cfg, "model._target_")).rsplit(".")[-1]
 
 
 def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
-    nesterov = _select(cfg, "optimizer.nesterov")
-    momentum = _select(cfg, "optimizer.momentum")
+    nesterov = select_or_none(cfg, "optimizer.nesterov")
+    momentum = select_or_none(cfg, "optimizer.momentum")
     if nesterov is True and is_number(momentum) and momentum <= 0:
         return f"optimizer.nesterov=true needs optimizer.momentum > 0 (torch's SGD), got {momentum}"
     return None
@@ -155,7 +151,7 @@ def _nesterov_has_momentum(cfg: DictConfig) -> str | None:
 def _dataset_fits(cfg: DictConfig) -> str | None:
     """The validation images come from the chosen dataset's training images (the models are
     built for its image shape, ``model.image_shape: ${data.image_shape}``)."""
-    name, val_size = _select(cfg, "data.dataset"), _select(cfg, "data.val_size")
+    name, val_size = select_or_none(cfg, "data.dataset"), select_or_none(cfg, "data.val_size")
     if name not in dataset_names():
         return None
     data = definition(name)
@@ -170,7 +166,10 @@ def _dataset_fits(cfg: DictConfig) -> str | None:
 
 def _classes_left(cfg: DictConfig) -> str | None:
     """The classes left out of training are the chosen dataset's, and some remain to train on."""
-    name, excluded = _select(cfg, "data.dataset"), _select(cfg, "data.exclude_classes")
+    name, excluded = (
+        select_or_none(cfg, "data.dataset"),
+        select_or_none(cfg, "data.exclude_classes"),
+    )
     if name not in dataset_names() or not isinstance(excluded, ListConfig):
         return None
     data = definition(name)
@@ -190,16 +189,16 @@ def _batch_shares_fit(cfg: DictConfig) -> str | None:
     Lightning finds only once training has started. Counted on the dataset's official files
     (classes left out, smaller files or several processes give fewer batches: Lightning's own
     refusal then, worded by ``ae_lab.run.resume``)."""
-    name = _select(cfg, "data.dataset")
-    val_size, batch = _select(cfg, "data.val_size"), _select(cfg, "data.batch_size")
-    eval_batch = _select(cfg, "data.eval_batch_size") or batch
+    name = select_or_none(cfg, "data.dataset")
+    val_size, batch = select_or_none(cfg, "data.val_size"), select_or_none(cfg, "data.batch_size")
+    eval_batch = select_or_none(cfg, "data.eval_batch_size") or batch
     counted = name in dataset_names() and definition(name).train_images is not None  # a folder: no
     if not counted or not all(map(is_int, (val_size, batch, eval_batch))):
         return None
     data = definition(name)
     images = {"train": data.train_images - val_size, "val": val_size, "test": data.test_images}
     for split, n_images in images.items():
-        share = _select(cfg, f"trainer.limit_{split}_batches")
+        share = select_or_none(cfg, f"trainer.limit_{split}_batches")
         size = batch if split == "train" else eval_batch
         n = -(-n_images // size) if n_images > 0 and size > 0 else 0
         if isinstance(share, float) and 0 < share < 1 and n and int(n * share) == 0:

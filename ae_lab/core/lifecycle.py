@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ae_lab.core import attempts, earlier_run, records
 from ae_lab.core.errors import AeLabError, one_line
 from ae_lab.core.identity import resolved_identity
+from ae_lab.core.values import select_or_none
 
 log = logging.getLogger(__name__)
 
@@ -214,11 +215,3 @@ def begin(
         model=choices.get("model"),
         transform=choices.get("transform"),
     )
-
-
-def select_or_none(config: DictConfig, key: str) -> Any:
-    """``key``'s value in ``config``; None when it is missing or does not resolve."""
-    try:
-        return OmegaConf.select(config, key, throw_on_missing=False)
-    except Exception:  # noqa: BLE001 - an unresolvable value is just not recorded
-        return None

@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.core import lifecycle, records, run_dir
+from ae_lab.core.values import select_or_none
 from ae_lab.reporting import report, run_end
 from ae_lab.sweeps.sweep_lock import SWEEP_LOCK  # noqa: F401 - where it was named before
 
@@ -57,14 +58,14 @@ class SweepSummary(Callback):
         line of the last job's summary)."""
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            found = lifecycle.select_or_none(config, "report.reference")
+            found = select_or_none(config, "report.reference")
             reference = OmegaConf.to_container(found, resolve=True) if found else []
             rows = report.summarize(sweep_dir, reference)
         except Exception:  # a summary must never turn a finished job into a failed sweep
             log.exception("could not summarise the sweep in %s", sweep_dir)
             return
         if announce:
-            loggers = lifecycle.select_or_none(config, "logger")
+            loggers = select_or_none(config, "logger")
             views = run_end.sweep_views(loggers, sweep_dir) if final else []
             log.info(summary_line(rows, sweep_dir, final, views))
 
