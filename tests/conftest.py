@@ -74,6 +74,21 @@ DEVICES = ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
 os.environ["AE_LAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="ae_lab_cache_")
 
 
+def _share_the_cores() -> None:
+    """Each pytest-xdist worker takes its share of the cores, as a parallel sweep's job does:
+    torch's default (a thread per core) in every worker, and in every run a worker starts,
+    spin-waits against the other workers' threads. ``OMP_NUM_THREADS`` is how ae_lab's runs
+    learn a share (``ae_lab/core/hardware.py``); tests of that choice set their own."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        share = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        process.set_threads(share)
+
+
+_share_the_cores()
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test (``pytestmark = pytest.mark.usefixtures("one_thread")``):

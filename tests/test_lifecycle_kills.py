@@ -21,8 +21,8 @@ from tests.conftest import (
     TRAINING_METRICS,
     WITH_TRAINING_METRICS,
     ae_lab_command,
-    run_ae_lab,
     run_in_process,
+    sweep_in_process,
 )
 
 pytestmark = pytest.mark.integration
@@ -56,12 +56,28 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
+def launch_time(sweep: Path) -> int | None:
+    """When a sweep's launcher last started its jobs: the time of its ``multirun.yaml``."""
+    try:
+        return (sweep / "multirun.yaml").stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def wait_for_change(read, before, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Until ``read()`` gives something other than ``before``, or the process ends."""
+    deadline = time.monotonic() + timeout
+    while read() == before and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
 def test_a_kill_after_the_last_checkpoint_before_the_fit_is_recorded_loses_no_metric(
     tmp_path, synthetic_root
 ):
     unbroken = tmp_path / "unbroken"
     common = (*ON_SYNTHETIC, *WITH_HOLD, f"data.root={synthetic_root}")
-    run_ae_lab(*common, f"hydra.run.dir={unbroken}", cwd=tmp_path, data_root=synthetic_root)
+    run_in_process(*common, run_dir=unbroken, data_root=synthetic_root)  # no kill: in process
     killed = tmp_path / "killed"
     held = tmp_path / "held"
     proc = start(
@@ -78,44 +94,38 @@ def test_a_kill_after_the_last_checkpoint_before_the_fit_is_recorded_loses_no_me
     assert record.status == records.RUNNING and record.fit is None
     assert not (killed / records.METRICS_FILE).exists()
 
-    done = run_ae_lab(
-        *common, f"hydra.run.dir={killed}", "ckpt_path=last", cwd=tmp_path, data_root=synthetic_root
-    )
-    assert f"resuming from {killed / 'checkpoints' / 'last.ckpt'}" in done.stdout + done.stderr
+    done = run_in_process(*common, "ckpt_path=last", run_dir=killed, data_root=synthetic_root)
+    assert f"resuming from {killed / 'checkpoints' / 'last.ckpt'}" in done.out + done.err
     metrics = records.read_metrics(killed)
     assert set(metrics) >= TRAINING_METRICS
     assert without_time(metrics) == without_time(records.read_metrics(unbroken))
     assert records.read(killed).status == records.COMPLETED
     # and the next re-run finds it completed, every metric there
-    again = run_ae_lab(
-        *common, f"hydra.run.dir={killed}", "ckpt_path=last", cwd=tmp_path, data_root=synthetic_root
-    )
-    assert f"{killed} is a completed run" in again.stdout
+    again = run_in_process(*common, "ckpt_path=last", run_dir=killed, data_root=synthetic_root)
+    assert f"{killed} is a completed run" in again.out
 
 
 def test_a_new_training_into_a_completed_run_stops_in_one_line_and_leaves_it(
     tmp_path, synthetic_root
 ):
     run = tmp_path / "run"
-    common = (*ON_SYNTHETIC, f"data.root={synthetic_root}", f"hydra.run.dir={run}")
-    run_ae_lab(*common, cwd=tmp_path, data_root=synthetic_root)
+    common = (*ON_SYNTHETIC, f"data.root={synthetic_root}")
+    run_in_process(*common, run_dir=run, data_root=synthetic_root)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    proc = run_ae_lab(
-        *common, "seed=3", cwd=tmp_path, data_root=synthetic_root, check=False, full_error=False
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [
-        f"ae_lab: hydra.run.dir={run} holds a completed run, which a new training would "
+    again = run_in_process(*common, "seed=3", run_dir=run, data_root=synthetic_root, check=False)
+    assert again.code == 2
+    assert again.message == (
+        f"hydra.run.dir={run} holds a completed run, which a new training would "
         "overwrite. Give a new hydra.run.dir (or none, for a folder of its own); ckpt_path=last "
         "shows its metrics"
-    ]
-    own = run_ae_lab(
+    )
+    own = run_in_process(
         *common,
         f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-        cwd=tmp_path,
+        run_dir=run,
         data_root=synthetic_root,
     )
-    assert f"{run} is a completed run, nothing to resume" in own.stdout
+    assert f"{run} is a completed run, nothing to resume" in own.out
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
@@ -141,11 +151,11 @@ def test_a_sweep_killed_at_random_moments_ends_with_the_metrics_of_an_unbroken_o
     """A property over kill moments: wherever a kill lands, continuing the sweep ends with every
     job completed and its metrics exactly those of a sweep that was never stopped (resume is
     exact). The moments are drawn from a seed the failure message gives."""
-    common = ("-m", "latent=2,3", *ON_SYNTHETIC, f"data.root={synthetic_root}")
+    common = ("latent=2,3", *ON_SYNTHETIC, f"data.root={synthetic_root}")
     unbroken = tmp_path / "unbroken"
     began = time.monotonic()
-    run_ae_lab(*common, f"hydra.sweep.dir={unbroken}", cwd=tmp_path, data_root=synthetic_root)
-    took = time.monotonic() - began
+    sweep_in_process(*common, sweep_dir=unbroken, data_root=synthetic_root)  # no kill: in process
+    took = time.monotonic() - began  # the jobs' time, without a process's start
     expected = {d.name: without_time(records.read_metrics(d)) for d in collect.job_dirs(unbroken)}
     assert len(expected) == 2
 
@@ -154,15 +164,21 @@ def test_a_sweep_killed_at_random_moments_ends_with_the_metrics_of_an_unbroken_o
     sweep = tmp_path / "killed"
     kills = []
     for _ in range(4):
-        proc = start(*common, f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_root=synthetic_root)
-        moment = draw.uniform(0.3, 1.0) * took
+        launched = launch_time(sweep)
+        proc = start(
+            "-m", *common, f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_root=synthetic_root
+        )
+        # from the moment the launcher starts the jobs (it writes multirun.yaml), not before:
+        # a kill while the process imports torch would test nothing
+        wait_for_change(lambda: launch_time(sweep), launched, proc)
+        moment = draw.uniform(0.0, 1.0) * took
         kills.append(round(moment, 2))
         try:
             proc.wait(timeout=moment)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
-    run_ae_lab(*common, f"hydra.sweep.dir={sweep}", cwd=tmp_path, data_root=synthetic_root)
+    sweep_in_process(*common, sweep_dir=sweep, data_root=synthetic_root)
     jobs = {d.name: d for d in collect.job_dirs(sweep)}
     where = f"(seed {seed}, kills at {kills} s)"
     assert set(jobs) == set(expected), where

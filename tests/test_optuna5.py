@@ -25,7 +25,7 @@ from ae_lab.sweeps import optuna_space
 from ae_lab.sweeps.optuna_search import OptunaSearch
 from ae_lab.sweeps.optuna_study import storage_url
 from ae_lab.sweeps.optuna_trials import OWNER, TRIAL_ENV, make_pruner, trial_overrides
-from tests.conftest import FAST, compose_cfg, run_ae_lab
+from tests.conftest import FAST, compose_cfg, run_ae_lab, sweep_in_process
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -336,14 +336,13 @@ PRUNE_AFTER_FIRST = (
 )
 
 
-@pytest.mark.integration
 def test_a_search_prunes_trials_and_records_them_pruned(
     tmp_path: Path, synthetic_root: Path
 ) -> None:
-    """Through the entrypoint, with the study in the sweep dir: every trial after the first is
-    pruned after its first epoch; the study, each job.json, the summary and its last line say
-    pruned, the search exits 0 with the completed trial as the best. Run again with a larger
-    n_trials, it continues the study with a new trial, which is pruned too."""
+    """Through the entrypoint (in this process), with the study in the sweep dir: every trial
+    after the first is pruned after its first epoch; the study, each job.json, the summary and
+    its last line say pruned, the search exits 0 with the completed trial as the best. Run again
+    with a larger n_trials, it continues the study with a new trial, which is pruned too."""
     sweep = tmp_path / "search"
     args = (
         "hparams_search=optuna",
@@ -355,7 +354,7 @@ def test_a_search_prunes_trials_and_records_them_pruned(
         "trainer.max_epochs=2",
         *FAST,
     )
-    proc = run_ae_lab(*args, "hydra.sweeper.n_trials=3", cwd=tmp_path, data_root=synthetic_root)
+    search = sweep_in_process(*args, "hydra.sweeper.n_trials=3", data_root=synthetic_root)
     trials = _study(sweep).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
     assert [list(t.intermediate_values) for t in trials] == [[0, 1], [0], [0]]
@@ -363,11 +362,11 @@ def test_a_search_prunes_trials_and_records_them_pruned(
     assert _statuses(sweep) == ["completed", "pruned", "pruned"]
     summary = (sweep / "summary.md").read_text()
     assert summary.count("| pruned |") == 2 and "## Failures" not in summary
-    assert re.search(r"sweep finished: 1 completed, 0 failed, 2 pruned", proc.stderr + proc.stdout)
+    assert re.search(r"sweep finished: 1 completed, 0 failed, 2 pruned", search.err + search.out)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_params"] == trials[0].params
 
-    run_ae_lab(*args, "hydra.sweeper.n_trials=4", cwd=tmp_path, data_root=synthetic_root)
+    sweep_in_process(*args, "hydra.sweeper.n_trials=4", data_root=synthetic_root)
     trials = _study(sweep).trials
     assert [t.state for t in trials][3:] == [TrialState.PRUNED]
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4

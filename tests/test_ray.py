@@ -27,7 +27,7 @@ from ae_lab.core import records
 from ae_lab.data import root as data_root
 from ae_lab.sweeps import ray_launch
 from hydra_plugins.ae_lab.ray_launcher import RayLauncher
-from tests.conftest import FAST, compose_cfg, run_ae_lab
+from tests.conftest import FAST, compose_cfg, run_ae_lab, sweep_in_process
 
 # --- in this process, with a stand-in for Ray
 
@@ -257,7 +257,8 @@ def test_a_sweep_on_ray_is_the_basic_launchers_and_a_rerun_skips_its_jobs(
     def sweep(*args: str):
         return run_ae_lab(*SWEEP, *args, cwd=tmp_path, data_root=synthetic_root)
 
-    sweep("hydra.sweep.dir=basic")
+    # the basic launcher's sweep, in this process: what each job on Ray must leave
+    sweep_in_process(*SWEEP[1:], sweep_dir=tmp_path / "basic", data_root=synthetic_root)
     at = f"hydra.launcher.address={ray_cluster}"
     on_ray = sweep("hydra.sweep.dir=ray", "hydra/launcher=ray", at)
     assert f"Launching 4 jobs on the Ray cluster at {ray_cluster}" in on_ray.stdout + on_ray.stderr

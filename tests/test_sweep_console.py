@@ -18,7 +18,7 @@ from ae_lab.core import attempts, records
 from ae_lab.core.identity import resolved_identity
 from ae_lab.reporting import metrics as headline
 from ae_lab.sweeps.console import JOBS_KEY, SweepConsole, SweepJobConsole, job_count
-from tests.conftest import TINY, compose_cfg, run_ae_lab
+from tests.conftest import TINY, compose_cfg, sweep_in_process
 
 # the synthetic files' 600 training images, one thread, no logger
 SMALL = ("data.val_size=100", "threads=1", "logger=none")
@@ -196,12 +196,14 @@ def test_the_progress_bar_of_a_sweep_job_shows_on_a_terminal_only(tmp_path, monk
     assert ProgressBar().is_enabled
 
 
-@pytest.mark.integration
-def test_a_sweeps_console_has_a_few_lines_per_job(tmp_path, synthetic_root) -> None:
-    args = ("-m", "latent=0,2,4", *TINY, *SMALL, "hydra.sweep.dir=sweep")
-    proc = run_ae_lab(*args, cwd=tmp_path, data_root=synthetic_root, check=False)
-    assert proc.returncode != 0  # latent=0 fails, and the sweep with it, after the other jobs
-    out = proc.stdout
+def test_a_sweeps_console_has_a_few_lines_per_job(tmp_path, synthetic_root, monkeypatch) -> None:
+    """Through the entrypoint, in this process: what a sweep prints, a failed job among them."""
+    monkeypatch.chdir(tmp_path)  # the folder a user starts it in: paths shown relative to it
+    args = ("latent=0,2,4", *TINY, *SMALL)
+    sweep = tmp_path / "sweep"
+    ended = sweep_in_process(*args, sweep_dir=sweep, data_root=synthetic_root, check=False)
+    assert ended.code != 0  # latent=0 fails, and the sweep with it, after the other jobs
+    out = ended.out
     starts = [line for line in out.splitlines() if re.match(r"job \d+ of \d+: ", line)]
     assert starts == ["job 1 of 3: latent=0", "job 2 of 3: latent=2", "job 3 of 3: latent=4"]
     assert "job 1 of 3 failed; details in sweep/latent=0/train.log" in out
@@ -216,12 +218,10 @@ def test_a_sweeps_console_has_a_few_lines_per_job(tmp_path, synthetic_root) -> N
         assert detail not in out
         assert detail in (tmp_path / "sweep" / "latent=2" / "train.log").read_text()
     assert "sweep summary updated: 2 completed, 1 failed" in out  # a failed sweep ends there
-    again = run_ae_lab(
-        "-m", "latent=2,4,8", *args[2:], cwd=tmp_path, data_root=synthetic_root, check=True
-    )
+    again = sweep_in_process("latent=2,4,8", *args[1:], sweep_dir=sweep, data_root=synthetic_root)
     skipped = "completed in an earlier run of this sweep, skipped"
-    assert f"job 1 of 3: latent=2: {skipped}" in again.stdout
-    assert f"job 2 of 3: latent=4: {skipped}" in again.stdout
-    assert re.search(r"^job 3 of 3 completed in ", again.stdout, re.M)
+    assert f"job 1 of 3: latent=2: {skipped}" in again.out
+    assert f"job 2 of 3: latent=4: {skipped}" in again.out
+    assert re.search(r"^job 3 of 3 completed in ", again.out, re.M)
     # the sweep's end line stays (the folder of latent=0 is still there)
-    assert "sweep finished: 3 completed, 1 failed" in again.stdout
+    assert "sweep finished: 3 completed, 1 failed" in again.out

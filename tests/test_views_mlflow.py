@@ -23,7 +23,7 @@ from hydra.types import RunMode
 
 from ae_lab.callbacks.loggers import EXPERIMENT_KIND_TAG, MODEL_TRAINING
 from ae_lab.config.resolvers import tracker_run_name
-from tests.conftest import TINY, run_ae_lab
+from tests.conftest import TINY, run_in_process, sweep_in_process
 
 EPOCHS = 2
 SINGLE = ("model=vae", "latent=8")
@@ -46,16 +46,18 @@ def store(tmp_path_factory, mnist_root) -> dict:
     ``mlflow.db`` holds them all."""
     cwd = tmp_path_factory.mktemp("views_mlflow")
     shared = (*TINY, f"trainer.max_epochs={EPOCHS}", "threads=1", "logger=mlflow")
-    swept = run_ae_lab("-m", "model=ae,vae", *shared, cwd=cwd, data_root=mnist_root)
-    single = run_ae_lab(*SINGLE, *shared, cwd=cwd, data_root=mnist_root)
-    [sweep] = cwd.glob("multirun/*/*")
+    with pytest.MonkeyPatch.context() as here:  # the entrypoint in this process, started in cwd
+        here.chdir(cwd)
+        sweep = cwd / "multirun" / "sweep"
+        swept = sweep_in_process("model=ae,vae", *shared, sweep_dir=sweep, data_root=mnist_root)
+        single = run_in_process(*SINGLE, *shared, data_root=mnist_root)
     [run_dir] = cwd.glob("outputs/*/*")
     return {
         "cwd": cwd,
         "sweep": sweep,
         "run_dir": run_dir,
-        "output": single.stdout + single.stderr,
-        "sweep_output": swept.stdout + swept.stderr,
+        "output": single.out + single.err,
+        "sweep_output": swept.out + swept.err,
     }
 
 

@@ -33,7 +33,7 @@ from ae_lab.models import DenseAE, DenseDecoder, DenseEncoder, Reconstruction
 from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import ConvVAE, DenseVAE
 from ae_lab.reporting import run_end as console
-from tests.conftest import TINY, quiet_trainer, run_ae_lab, scalars
+from tests.conftest import TINY, quiet_trainer, scalars, sweep_in_process
 from tests.test_tensorboard_layout import written_layouts
 from tests.test_tensorboard_view import chart_tags, free_port
 
@@ -205,8 +205,8 @@ def sweep(tmp_path_factory, mnist_root) -> Path:
     (read by ``api``, the TensorBoard fixture of test_tensorboard_view, on this sweep)."""
     work = tmp_path_factory.mktemp("views_tb")
     sweep = work / "sweep"
-    run_ae_lab("-m", "model=ae,vae", *TINY, "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
-               "threads=1", f"hydra.sweep.dir={sweep}", cwd=work, data_root=mnist_root)  # fmt: skip
+    sweep_in_process("model=ae,vae", *TINY, "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
+                     "threads=1", sweep_dir=sweep, data_root=mnist_root)  # fmt: skip
     return sweep
 
 
