@@ -124,6 +124,42 @@ def test_sweep_callback_records_a_failed_job_as_failed(tmp_path) -> None:
     assert [(r["overrides"], r["status"]) for r in rows] == [("model=vae latent=8", "failed")]
 
 
+def test_a_running_sweep_redraws_its_figure_at_most_every_few_seconds_and_always_at_its_end(
+    tmp_path, monkeypatch
+) -> None:
+    """The tables after every job; the figure after the first job, then once REDRAW_EVERY_S
+    have passed, after every job once one has failed, and at the sweep's end."""
+    from ae_lab.reporting import plots
+    from ae_lab.sweeps import sweep as sweep_module
+
+    drawn = []
+    monkeypatch.setattr(plots, "plot_mse_vs_latent", lambda rows, *a: drawn.append(len(rows)))
+    clock = [100.0]
+    monkeypatch.setattr(sweep_module.time, "monotonic", lambda: clock[0])
+    sweep = tmp_path / "sweep"
+    cb = SweepSummary()
+    ended = JobReturn(status=JobStatus.COMPLETED)
+
+    def job_ends(latent: int, status: str = records.COMPLETED, after: float = 1.0) -> None:
+        clock[0] += after
+        job = fake_job(sweep, f"latent={latent}", [f"latent={latent}"], None, latent=latent)
+        records.write(job, records.JobRecord(status, latent=latent))
+        cb.on_job_end(hydra_job_config(job, sweep, [f"latent={latent}"]), ended)
+        assert len(read_csv(sweep / "summary.csv")) == latent  # the tables: every time
+
+    job_ends(1)
+    job_ends(2)
+    job_ends(3)
+    assert drawn == [1]  # the first job's end only
+    job_ends(4, after=sweep_module.REDRAW_EVERY_S)
+    assert drawn == [1, 4]
+    job_ends(5, status=records.FAILED)
+    job_ends(6)
+    assert drawn == [1, 4, 5, 6]  # a failed sweep gets no on_multirun_end: every job draws
+    cb.on_multirun_end(hydra_job_config(sweep / "latent=6", sweep, ["latent=6"]))
+    assert drawn == [1, 4, 5, 6, 6]
+
+
 def test_experiment_configs_compose() -> None:
     from hydra import compose, initialize_config_dir
 

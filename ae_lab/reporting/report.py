@@ -11,7 +11,7 @@ verdicts from ``verdicts``, the figure from ``plots``.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,12 @@ def summarize(
     sweep_dir: str | Path,
     reference: Sequence[dict[str, Any]] | None = None,
     average_over: Sequence[str] | None = None,
+    redraw: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Writes ``summary.csv`` (one line per group), ``jobs.csv`` (one per job), ``summary.md``
     and ``mse_vs_latent.png`` into the sweep dir; returns the job rows. ``reference`` and
-    ``average_over`` default to what the sweep's config declares."""
+    ``average_over`` default to what the sweep's config declares. ``redraw(rows)``: whether to
+    draw the figure this time (default: always); the tables are always written."""
     sweep_dir = Path(sweep_dir)
     rows = collect.collect(sweep_dir)
     if reference is None:
@@ -36,7 +38,8 @@ def summarize(
     tables.write_csv(groups.group_rows(rows, average_over), sweep_dir / "summary.csv")
     tables.write_jobs_csv(rows, sweep_dir / "jobs.csv")
     tables.write_markdown(rows, sweep_dir / "summary.md", reference, average_over)
-    plots.plot_mse_vs_latent(rows, sweep_dir / "mse_vs_latent.png", average_over)
+    if redraw is None or redraw(rows):
+        plots.plot_mse_vs_latent(rows, sweep_dir / "mse_vs_latent.png", average_over)
     return rows
 
 

@@ -5,8 +5,13 @@ called by the task function), so that they hold whatever Hydra does with a callb
 job that fails (a setting out of range, a NaN loss, a crash) raises; Hydra's launchers record it
 as failed, run the remaining jobs, and only then raise the first failure, so the sweep exits
 non-zero and ``on_multirun_end`` never runs. Each job therefore rebuilds the sweep summary in
-``on_job_end``; ``on_multirun_end`` rebuilds it once more. A job whose record still says running
-was stopped (Ctrl-C, SIGTERM, a kill) or is running, and shows as incomplete.
+``on_job_end``; ``on_multirun_end`` rebuilds it once more. The tables are rewritten after every
+job; the figure, a third of a second of matplotlib, after the first job, then whenever
+``REDRAW_EVERY_S`` have passed since it was last drawn, after every job once a job has failed (the
+sweep then ends without ``on_multirun_end``), and at the end: a sweep of many short jobs (a smoke
+run, the tests) does not spend its time redrawing, and a sweep of long jobs redraws after each.
+A job whose record still says running was stopped (Ctrl-C, SIGTERM, a kill) or is running, and
+shows as incomplete.
 
 Running the same sweep again with ``hydra.sweep.dir=<that sweep>`` continues it: completed jobs
 are skipped, the others continue or run afresh (``ae_lab.core.lifecycle``). A sweep folder is run
@@ -17,6 +22,7 @@ by one sweep at a time, for as long as its driver or any of its jobs runs
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +39,8 @@ from ae_lab.reporting import report, run_end
 from ae_lab.sweeps.sweep_lock import SWEEP_LOCK  # noqa: F401 - where it was named before
 
 log = logging.getLogger(__name__)
+# the most a running sweep's figure lags behind its tables, in seconds
+REDRAW_EVERY_S = 30.0
 
 
 class SweepSummary(Callback):
@@ -40,6 +48,9 @@ class SweepSummary(Callback):
     in the sweep dir, with the published figures the sweep's config names (``report.reference``:
     ``metric``, ``value``, ``what``, ``job``) beside this sweep's. A single run's start and end
     are ``ae_lab.run.single_run``'s."""
+
+    def __init__(self) -> None:
+        self._drawn_at: float | None = None  # when this process last drew the figure
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir.make(config.hydra.sweep.dir, "hydra.sweep.dir")
@@ -60,7 +71,8 @@ class SweepSummary(Callback):
         try:
             found = select_or_none(config, "report.reference")
             reference = OmegaConf.to_container(found, resolve=True) if found else []
-            rows = report.summarize(sweep_dir, reference)
+            redraw = None if final else self._due
+            rows = report.summarize(sweep_dir, reference, redraw=redraw)
         except Exception:  # a summary must never turn a finished job into a failed sweep
             log.exception("could not summarise the sweep in %s", sweep_dir)
             return
@@ -68,6 +80,15 @@ class SweepSummary(Callback):
             loggers = select_or_none(config, "logger")
             views = run_end.sweep_views(loggers, sweep_dir) if final else []
             log.info(summary_line(rows, sweep_dir, final, views))
+
+    def _due(self, rows: list[dict[str, Any]]) -> bool:
+        """Whether a job's end redraws the figure (see the module's docstring)."""
+        now = time.monotonic()
+        failed = any(r.get("status") == records.FAILED for r in rows)
+        if failed or self._drawn_at is None or now - self._drawn_at >= REDRAW_EVERY_S:
+            self._drawn_at = now
+            return True
+        return False
 
 
 def summary_line(
