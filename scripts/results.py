@@ -109,10 +109,6 @@ def seeds_line(sweep: Sweep) -> str:
 
 def sweep_section(page: Page, sweep: Sweep) -> None:
     done = sum(r["status"] == "completed" for r in sweep.rows)
-    minutes = sweep.wall_minutes()
-    took = ""
-    if minutes is not None:
-        took = f", {minutes:.1f} min from the first job's start to the last job's end"
     shown = ("report_job", "status", "n", "latent", *metrics.shown_in(metrics.RESULTS))
     grouped = sweep.groups
     columns = [c for c in shown if any(g.get(c) not in (None, "") for g in grouped)]
@@ -121,7 +117,7 @@ def sweep_section(page: Page, sweep: Sweep) -> None:
         f"## {sweep.title}",
         "",
         f"Command: `{sweep.command()}` (sweep `{sweep.path.name}`, {done} of {len(sweep.rows)} "
-        f"runs completed, {sweep.launch()}" + took + "). " + seeds_line(sweep),
+        f"runs completed, {sweep.launch()}). " + seeds_line(sweep),
         "",
         comparison_table(sweep),
         "",

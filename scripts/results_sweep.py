@@ -77,13 +77,18 @@ class Sweep:
         )
 
     def launch(self) -> str:
-        """How the jobs were run, from Hydra's record of the sweep: how many at once, threads."""
+        """How the jobs were run, from Hydra's record of the sweep: how many at once, threads,
+        and how long the sweep took (``wall_minutes``)."""
         cfg = collect.sweep_config(self.path)
         launcher = (cfg.get("hydra") or {}).get("launcher") or {}
         at_once = launcher.get("n_jobs") or 1
         threads = cfg.get("threads")
         each = f", {threads} thread{'s' if threads != 1 else ''} each" if threads else ""
-        return f"{at_once} job{'s' if at_once != 1 else ''} at a time{each}"
+        minutes = self.wall_minutes()
+        took = ""
+        if minutes is not None:
+            took = f", {minutes:.1f} min from the first job's start to the last job's end"
+        return f"{at_once} job{'s' if at_once != 1 else ''} at a time{each}{took}"
 
     def run_dir(self, name: str) -> Path | None:
         row = self.job(name)

@@ -6,6 +6,7 @@ protocol, and a job that did not finish as missing; without their sweeps, both a
 
 from __future__ import annotations
 
+import re
 import statistics
 from pathlib import Path
 
@@ -111,6 +112,10 @@ def test_the_page_shows_each_digit_and_model_from_the_records(novelty, tmp_path)
         expected = f"{statistics.fmean(means):.3f} ± {statistics.stdev(means):.3f}"
         assert shown == f"{expected} ({len(means)}{of} digits)"
     assert mean_row[2].endswith("(9 of 10 digits)")
+    # how it ran and how long it took, as the reports' sections say it
+    part = page.split(f"## {title}")[1].split("\n## ")[0]
+    took = r"2 jobs at a time, 1 thread each, \d+\.\d min from the first job's start to the last"
+    assert re.search(took, part)
     # the protocol, as the sweep says: epochs and seeds
     assert "2 epochs per job (`trainer.max_epochs`)" in page
     assert "latent 16; 2 seeds (0, 1)" in page
