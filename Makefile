@@ -68,7 +68,7 @@ RESULTS_DIR ?= multirun/results
 RESULTS_JOBS ?= 2
 REPORT_ARGS := threads=1 trainer.enable_progress_bar=false hydra/launcher=parallel \
 	hydra.launcher.n_jobs=$(RESULTS_JOBS)
-results: setup  ## reproduce the reference reports over 3 seeds (about 45 min on 2 cores) and regenerate docs/results.md
+results: setup  ## reproduce the reference reports over 3 seeds (34 min on 2 quiet cores) and regenerate docs/results.md
 	$(MAKE) $(addprefix results-,$(REPORTS))
 	$(MAKE) results-page
 
