@@ -33,12 +33,13 @@ endif
 train: setup  ## the default run: dense AE, latent 32, beside PCA, then test
 	$(PY) -m ae_lab
 
-# one pytest worker per core (pytest-xdist): most of the suite's time is spent waiting on the
-# processes its integration tests start, so two workers on two cores halve the wait; a test
-# module stays on one worker (loadscope), so its module-scoped runs are made once
+# one pytest worker per core (pytest-xdist; a third worker on two cores measured slower); a test
+# module stays on one worker (loadscope), so its module-scoped runs are made once, and modules are
+# handed out in the order tests/conftest.py sorts them (the long integration modules first), not
+# by their number of tests, so that neither worker ends waiting on the other's last long module
 TEST_WORKERS ?= auto
 test: setup  ## the suite CI runs: unit tests and integration tests (the real MNIST, subprocesses)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=10
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=10
 
 # tests/conftest.py fails a test without the integration marker that does any of these
 test-fast: setup  ## unit tests only: synthetic data, offline, no entrypoint subprocess, no real MNIST
@@ -93,7 +94,7 @@ results-likelihood: setup  ## the likelihood benchmark over 3 seeds (hours; READ
 # the novelty study (conf/experiment/novelty.yaml: 3 models x 10 digits left out, 2 epochs) and
 # ae_bakeoff's protocol point (novelty_bakeoff.yaml: digit 1, latent 2, 3 seeds), then the page
 NOVELTY_ARGS ?=
-results-novelty: setup  ## the novelty study and ae_bakeoff's point (~2 h on a busy 2-core VM; README) and their sections of docs/results.md
+results-novelty: setup  ## the novelty study and ae_bakeoff's point (12 min on 2 cores; README) and their sections of docs/results.md
 	$(PY) -m ae_lab experiment=novelty $(REPORT_ARGS) $(NOVELTY_ARGS) \
 		hydra.sweep.dir=$(RESULTS_DIR)/novelty
 	$(PY) -m ae_lab experiment=novelty_bakeoff $(REPORT_ARGS) $(NOVELTY_ARGS) \

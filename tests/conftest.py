@@ -693,3 +693,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     item.config.stash[_GUARD].stop()  # after every fixture it leaves behind is torn down
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with integration tests first, the rest after, each module's tests in their order.
+    pytest-xdist (``--dist loadscope``) hands whole modules to its workers in this order, and the
+    integration modules are the long ones (processes, the real MNIST): started first, they leave
+    the many short unit modules to fill both workers at the end, instead of one worker waiting
+    on the other's last long module."""
+    long = {
+        item.module.__name__
+        for item in items
+        if item.get_closest_marker("integration") is not None and item.module is not None
+    }
+    items.sort(key=lambda item: item.module is None or item.module.__name__ not in long)

@@ -91,3 +91,13 @@ def repeated_rules(cfgs: list[DictConfig]) -> dict[str, list[str]]:
             else:
                 needed.add(hand.key)
     return {k: sorted(v) for k, v in repeats.items() if k not in needed}
+
+
+def to_delete(repeats: dict[str, list[str]]) -> str:
+    """What a failing check tells its reader to do with the rules ``repeated_rules`` found."""
+    lines = [f'  Rule("{rule}", ...): {"; ".join(at)}' for rule, at in repeats.items()]
+    return (
+        "delete these hand rules from ae_lab/config/rules.py: the annotation of the argument "
+        "they check says the same (move a note of the rule's message into the annotation with "
+        "annotated_types.doc):\n" + "\n".join(lines)
+    )

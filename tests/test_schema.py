@@ -11,15 +11,14 @@ from typing import Annotated, Any, Literal
 
 import pytest
 from annotated_types import Ge, Gt, Interval, Len, MultipleOf, doc
-from omegaconf import DictConfig
 
 from ae_lab.config import validation
 from ae_lab.config.rule import Rule
 from ae_lab.config.validation import how_to_rule, problems, settings
 from ae_lab.core.errors import ConfigError
 from tests.conftest import compose_cfg, run_in_process
-from tests.rule_repeats import repeated_rules
-from tests.test_validation import EXEMPT, OPTIONS
+from tests.rule_repeats import repeated_rules, to_delete
+from tests.test_validation import EXEMPT
 
 
 class Inner:
@@ -197,25 +196,7 @@ def test_a_key_without_annotation_or_rule_names_the_file_to_fix():
 
 
 # ------------------------------------------------------------- no hand rule repeats an annotation
-def _to_delete(repeats: dict[str, list[str]]) -> str:
-    lines = [f'  Rule("{rule}", ...): {"; ".join(at)}' for rule, at in repeats.items()]
-    return (
-        "delete these hand rules from ae_lab/config/rules.py: the annotation of the argument "
-        "they check says the same (move a note of the rule's message into the annotation with "
-        "annotated_types.doc):\n" + "\n".join(lines)
-    )
-
-
-@pytest.fixture(scope="module")
-def shipped_configs() -> list[DictConfig]:
-    return [compose_cfg(*option.split()) for option in OPTIONS]
-
-
-def test_no_hand_rule_repeats_an_annotation(shipped_configs):
-    repeats = repeated_rules(shipped_configs)
-    assert repeats == {}, _to_delete(repeats)
-
-
+# (every shipped config: tests/test_validation.py, which composes them once for both checks)
 def test_a_hand_rule_that_repeats_an_annotation_is_named_for_deletion(monkeypatch):
     rules = (
         Rule("callbacks.widget.size", "an integer >= 1", lambda v: isinstance(v, int) and v >= 1),
@@ -228,7 +209,7 @@ def test_a_hand_rule_that_repeats_an_annotation_is_named_for_deletion(monkeypatc
     repeats = repeated_rules([cfg])
     # size's rule takes True (a bool) where the annotation does not; rate's is narrower
     assert list(repeats) == ["callbacks.widget.limit"]
-    assert _to_delete(repeats).splitlines()[1] == (
+    assert to_delete(repeats).splitlines()[1] == (
         '  Rule("callbacks.widget.limit", ...): callbacks.widget.limit: Widget in '
         "tests/test_schema.py"
     )

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ae_lab.callbacks.finite_loss import NonFiniteLoss, StopOnNonFiniteLoss
 from ae_lab.config import hydra_errors, resolvers, rule, validation
@@ -20,6 +21,7 @@ from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.data.definition import definition
 from ae_lab.run.train import CONFIG_DIR
 from tests.conftest import MODELS, InProcessRun, compose_cfg, run_ae_lab, run_in_process
+from tests.rule_repeats import repeated_rules, to_delete
 
 resolvers.register()
 
@@ -53,13 +55,25 @@ EXEMPT = {
 GIVEN = {"data=folder": [f"data.path={CONFIG_DIR}"]}
 
 
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, DictConfig]:
+    """Every shipped option composed once, for the checks of each and of them all."""
+    return {choice: compose_cfg(*choice.split(), *GIVEN.get(choice, [])) for choice in OPTIONS}
+
+
 @pytest.mark.parametrize("choice", OPTIONS)
-def test_every_shipped_config_is_valid_and_every_key_has_a_rule(choice):
-    cfg = compose_cfg(*choice.split(), *GIVEN.get(choice, []))
+def test_every_shipped_config_is_valid_and_every_key_has_a_rule(choice, shipped):
+    cfg = shipped[choice]
+    HydraConfig.instance().set_config(cfg)  # as compose_cfg leaves it, for ${hydra:...}
     assert problems(cfg) == []
     assert trainer_problems(cfg) == []
     without = [k for k, _, rule in settings(cfg) if rule is None and k.split(".")[-1] not in EXEMPT]
     assert without == [], "\n".join(how_to_rule(cfg, k) for k in without)
+
+
+def test_no_hand_rule_repeats_an_annotation(shipped):
+    repeats = repeated_rules(list(shipped.values()))
+    assert repeats == {}, to_delete(repeats)
 
 
 def test_options_cover_every_group():
