@@ -53,7 +53,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ae_lab.config import hydra_errors
-from ae_lab.core import locks
+from ae_lab.core import hardware, locks
 from ae_lab.core.errors import AeLabError, ConfigError
 from ae_lab.data.files import RAW_FILES as RAW_NAMES
 from ae_lab.run import process
@@ -81,7 +81,7 @@ def _share_the_cores() -> None:
     learn a share (``ae_lab/core/hardware.py``); tests of that choice set their own."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        share = max(1, (os.cpu_count() or 1) // workers)
+        share = max(1, hardware.usable_cores() // workers)
         os.environ["OMP_NUM_THREADS"] = str(share)
         process.set_threads(share)
 
