@@ -17,6 +17,9 @@ from ae_lab.core import records
 from ae_lab.reporting import groups
 from ae_lab.reporting import metrics as headline
 
+# libyaml's safe loader where PyYAML was built with it (as its wheels are): as safe, and ten times
+# faster on the .hydra files each report reads for every job
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 INCOMPLETE = "incomplete"  # running now, stopped, or without a record that can be trusted
 
 
@@ -29,7 +32,7 @@ def load_yaml(path: Path) -> Any:
     """The YAML in ``path`` (safe loader: nothing in it is executed); None when it is missing
     or damaged."""
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except (OSError, yaml.YAMLError):
         return None
 
