@@ -4,7 +4,8 @@ import torch
 
 from ae_lab.data import GaussianNoise, MNISTDataModule
 from ae_lab.evaluation import PCABaseline
-from ae_lab.evaluation.pca import LinearReconstruction, fit_pca
+from ae_lab.evaluation import pca as pca_module
+from ae_lab.evaluation.pca import KEPT_FITS, LinearReconstruction, fit_pca, shared_fit
 from ae_lab.evaluation.record import build_record
 from ae_lab.models import DenseAE, SparseAE
 from tests.conftest import evaluating, quiet_trainer
@@ -97,6 +98,26 @@ def test_linear_reconstruction_matches_sklearn():
     module = LinearReconstruction(torch.tensor(pca.components_), torch.tensor(pca.mean_))
     expected = pca.inverse_transform(pca.transform(x.flatten(1).numpy()))
     np.testing.assert_allclose(module(x).flatten(1).numpy(), expected, atol=1e-5)
+
+
+def test_a_fit_is_shared_by_runs_on_the_same_images_and_made_anew_for_any_other(monkeypatch):
+    fits = []
+    monkeypatch.setattr(pca_module, "_fits", type(pca_module._fits)())
+    monkeypatch.setattr(pca_module, "fit_pca", lambda *args: fits.append(args) or fit_pca(*args))
+    x = torch.from_numpy(np.random.default_rng(2).random((120, 1, 8, 8), dtype=np.float32))
+    first, seconds, earlier = shared_fit(x, 4, 0)
+    again, seconds_again, earlier_again = shared_fit(x.clone(), 4, 0)  # same bytes, new tensor
+    assert again is first and (earlier, earlier_again) == (False, True) and len(fits) == 1
+    assert seconds_again == seconds > 0  # the fit's own time, not the lookup's
+    changed = x.clone()
+    changed[7, 0, 3, 3] += 1e-3
+    others = [shared_fit(changed, 4, 0), shared_fit(x, 5, 0), shared_fit(x, 4, 1)]
+    assert all(not earlier and fit is not first for fit, _, earlier in others)
+    assert len(fits) == 4
+    # the oldest fits make room: KEPT_FITS are kept
+    for n in range(6, 6 + KEPT_FITS):
+        shared_fit(x, n, 0)
+    assert not shared_fit(x, 4, 0)[2] and len(fits) == 5 + KEPT_FITS
 
 
 def test_an_overcomplete_code_meets_the_full_rank_pca_and_says_so(synthetic_root, caplog):
