@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import io
 import logging
 import os
@@ -39,12 +40,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 import numpy as np
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log
@@ -55,10 +54,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from ae_lab.config import hydra_errors
 from ae_lab.core import hardware, locks
 from ae_lab.core.errors import AeLabError, ConfigError
-from ae_lab.data.files import RAW_FILES as RAW_NAMES
 from ae_lab.run import process
 from ae_lab.run.train import CONFIG_DIR
 from ae_lab.sweeps import sweep_lock
+
+if TYPE_CHECKING:
+    import lightning as L
+    import torch
 
 # what the commands set up before they compose a config (importing ae_lab sets nothing): the
 # configs' resolvers, which Hydra's compose API needs here too, and the warnings left out
@@ -67,8 +69,6 @@ process.setup()
 REPO = Path(__file__).resolve().parents[1]
 # where the real MNIST is, read before the guard hides it from unit tests
 REAL_DATA = Path(os.environ.get("AE_LAB_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
-# the devices this machine has, for tests that must hold on each (CPU-only CI: the CPU alone)
-DEVICES = ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
 # the downstream classifier's cache, the user's cache folder by default: one of this session's,
 # in this process and in every run it starts, so no test writes into ~/.cache
 os.environ["AE_LAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="ae_lab_cache_")
@@ -93,6 +93,8 @@ _share_the_cores()
 def one_thread():
     """One torch thread for the test (``pytestmark = pytest.mark.usefixtures("one_thread")``):
     single-batch steps gain nothing from threads, and the suite shares its cores."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -118,10 +120,36 @@ def autoencoders(configs: dict[str, DictConfig]) -> tuple[str, ...]:
     return tuple(name for name, cfg in configs.items() if "latent_dim" in cfg)
 
 
-MODEL_CONFIGS = model_configs()
-MODELS = tuple(MODEL_CONFIGS)
-AUTOENCODERS = autoencoders(MODEL_CONFIGS)
-CLASSIFIERS = tuple(name for name in MODELS if name not in AUTOENCODERS)
+def _devices() -> tuple[str, ...]:
+    import torch
+
+    return ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
+
+
+# names the test modules import, made when first imported: pytest-xdist's controller process
+# loads this file too, and runs no test; without torch, Lightning or a compose at import it
+# starts the workers about 5 s sooner
+_LAZY: dict[str, Callable[[], Any]] = {
+    # the devices this machine has, for tests that must hold on each (CPU-only CI: the CPU alone)
+    "DEVICES": _devices,
+    # MNIST's file names (ae_lab.data.files), for tests that write or damage them
+    "RAW_NAMES": lambda: importlib.import_module("ae_lab.data.files").RAW_FILES,
+    "MODEL_CONFIGS": model_configs,
+    "MODELS": lambda: tuple(__getattr__("MODEL_CONFIGS")),
+    "AUTOENCODERS": lambda: autoencoders(__getattr__("MODEL_CONFIGS")),
+    "CLASSIFIERS": lambda: tuple(
+        name for name in __getattr__("MODELS") if name not in __getattr__("AUTOENCODERS")
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A lazy name's value, made once (the module's ``__getattr__``, PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in globals():
+        globals()[name] = _LAZY[name]()
+    return globals()[name]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -154,8 +182,8 @@ def write_mnist(
     raw.mkdir(parents=True, exist_ok=True)
     for train, n, draw in ((True, n_train, seed), (False, n_test, seed + 1)):
         images, labels = synthetic_digits(n, draw)
-        write_idx(raw / RAW_NAMES[train][0], images)
-        write_idx(raw / RAW_NAMES[train][1], labels)
+        write_idx(raw / __getattr__("RAW_NAMES")[train][0], images)
+        write_idx(raw / __getattr__("RAW_NAMES")[train][1], labels)
     return root
 
 
@@ -169,7 +197,7 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mnist_root() -> Path:
     """The real MNIST, for integration tests only: $AE_LAB_DATA_DIR, else ../shared/data beside
     the checkout."""
-    if not (REAL_DATA / "MNIST" / "raw" / RAW_NAMES[True][0]).exists():
+    if not (REAL_DATA / "MNIST" / "raw" / __getattr__("RAW_NAMES")[True][0]).exists():
         pytest.fail(f"integration tests need the real MNIST under {REAL_DATA}/MNIST/raw")
     return REAL_DATA
 
@@ -286,6 +314,8 @@ def scalars(run_dir: Path) -> dict[str, list[float]]:
 @pytest.fixture
 def batch() -> dict[str, torch.Tensor]:
     """A fixed batch of 16 synthetic digits in the datamodule's format."""
+    import torch
+
     images, labels = synthetic_digits(16, seed=3)
     x = torch.from_numpy(images).float().div(255).unsqueeze(1)
     return {"input": x, "target": x.clone(), "label": torch.from_numpy(labels).long()}
@@ -295,6 +325,8 @@ def quiet_trainer(**kwargs: Any) -> L.Trainer:
     """A one-device CPU Trainer that writes and shows nothing of its own (no logger, checkpoint,
     progress bar or model summary); ``kwargs`` add to those arguments or replace them. The
     evaluations among its ``callbacks`` run in one suite, as the entrypoint runs them."""
+    import lightning as L
+
     from ae_lab.evaluation.suite import gather
 
     if "callbacks" in kwargs:
