@@ -126,7 +126,7 @@ def test_reconstruction_grid_labels_its_rows_and_names_the_run(
     fit([PCABaseline(), ReconstructionGrid(n_images=6)])
     fig = drawn["val/reconstructions"]
     assert row_labels(fig) == ["original", "model input", "reconstruction", "PCA, 4 components"]
-    assert fig.texts[0].get_text().startswith("DenseAE, latent 4, 1 epochs: validation images")
+    assert fig.texts[0].get_text().startswith("DenseAE, latent 4, 1 epoch: validation images")
     width, height = Image.open(tmp_path / "figures" / "reconstructions.png").size
     assert width >= 6 * 50 and height >= 4 * 50  # each digit drawn at about 60 pixels
 

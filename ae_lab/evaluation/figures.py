@@ -40,7 +40,7 @@ def run_title(trainer: L.Trainer | None, pl_module: L.LightningModule) -> str:
     if transform and transform != "none":
         parts.append(f"transform {transform}")
     if trainer is not None and trainer.max_epochs is not None and trainer.max_epochs >= 0:
-        parts.append(f"{trainer.max_epochs} epochs")
+        parts.append(f"{trainer.max_epochs} epoch{'' if trainer.max_epochs == 1 else 's'}")
     return ", ".join(parts)
 
 
