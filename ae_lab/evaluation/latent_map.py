@@ -11,7 +11,6 @@ from annotated_types import Ge, Gt
 from matplotlib import colormaps
 from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
-from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from ae_lab.callbacks.loggers import log_figure
@@ -69,6 +68,8 @@ def embed_2d(
     centred = codes.astype(np.float64) - codes.mean(0, dtype=np.float64)
     centred /= np.abs(centred).max()
     perplexity = min(perplexity, max(1.0, (len(codes) - 1) / 3))
+    from sklearn.manifold import TSNE  # here: scikit-learn's manifold and SciPy cost 0.5 s to load
+
     tsne = TSNE(2, perplexity=perplexity, max_iter=max_iter, init="pca", random_state=seed)
     with threadpool_limits(limits=threads, user_api="openmp"):
         return tsne.fit_transform(centred)

@@ -14,18 +14,20 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import lightning as L
 import torch
 from annotated_types import Ge, Gt, Lt
-from sklearn.decomposition import PCA
 from torchmetrics import MeanSquaredError
 
 from ae_lab.evaluation.base import PCA as PCA_NAME
 from ae_lab.evaluation.base import Evaluation
 from ae_lab.evaluation.context import EvalContext, FittedPCA, Shared
 from ae_lab.evaluation.record import BatchRecord
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class LinearReconstruction(torch.nn.Module):
 
 def fit_pca(images: torch.Tensor, n_components: int | float, seed: int = 0) -> PCA:
     """scikit-learn PCA on flattened images; a float in (0, 1) is a share of explained variance."""
+    from sklearn.decomposition import PCA  # here: a run without the baseline never loads it
+
     return PCA(n_components=n_components, random_state=seed).fit(images.flatten(1).cpu().numpy())
 
 

@@ -12,14 +12,11 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import torch
 from annotated_types import Ge
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ae_lab.evaluation.accuracy import FiniteAccuracy
@@ -29,11 +26,19 @@ from ae_lab.evaluation.context import EvalContext
 from ae_lab.evaluation.record import BatchRecord
 from ae_lab.models.base import AutoencoderModule
 
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+
 log = logging.getLogger(__name__)
 
 
 def fit_probe(codes: np.ndarray, labels: np.ndarray, max_iter: int = 1000) -> Pipeline:
     """Standardised features, then multinomial logistic regression (L2, C=1, lbfgs)."""
+    from sklearn.linear_model import LogisticRegression  # here: a run without a probe never
+    from sklearn.pipeline import make_pipeline  # loads scikit-learn
+    from sklearn.preprocessing import StandardScaler
+
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
     return probe.fit(codes, labels)
 
