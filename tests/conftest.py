@@ -46,6 +46,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus, configure_log
 from hydra.errors import HydraException
 from hydra.utils import instantiate
@@ -65,6 +66,9 @@ if TYPE_CHECKING:
 # what the commands set up before they compose a config (importing ae_lab sets nothing): the
 # configs' resolvers, which Hydra's compose API needs here too, and the warnings left out
 process.setup()
+# Hydra's plugins found now (0.1 s), before a test module imports one of them: Hydra's scan runs
+# each plugin module again, and a class imported before the scan would not be the one it found
+Plugins.instance()
 
 REPO = Path(__file__).resolve().parents[1]
 # where the real MNIST is, read before the guard hides it from unit tests
