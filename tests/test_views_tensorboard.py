@@ -34,6 +34,7 @@ from ae_lab.models.base import AutoencoderModule
 from ae_lab.models.vae import ConvVAE, DenseVAE
 from ae_lab.reporting import run_end as console
 from tests.conftest import TINY, quiet_trainer, scalars, sweep_in_process
+from tests.test_scale import hparams
 from tests.test_tensorboard_layout import written_layouts
 from tests.test_tensorboard_view import chart_tags, free_port
 
@@ -274,6 +275,20 @@ def test_tensorboard_draws_each_objective_on_a_loss_chart_of_its_own(api):
     assert vae == {loss_tag("neg_elbo", s) for s in ("train", "val", "test")}
     assert not chart_tags(api, "model=vae", charts["loss (mse): the model's objective"])
     assert not chart_tags(api, "model=ae", charts["loss (neg_elbo): the model's objective"])
+
+
+@pytest.mark.integration
+def test_the_hparams_tab_has_one_set_of_keys_for_both_models_and_their_final_metrics(sweep):
+    """HPARAMS lines runs up by their keys: an autoencoder and a VAE of one sweep log the same
+    keys, numbers as numbers (so that the tab sorts and filters them as numbers), and the final
+    metrics."""
+    (ae, ae_metrics), (vae, vae_metrics) = (hparams(sweep / job) for job in JOBS)
+    assert ae.keys() == vae.keys()
+    assert (ae["model"], vae["model"], vae["latent"]) == ("ae", "vae", 32)
+    assert {"lr", "batch_size", "seed", "transform", "n_params"} <= ae.keys()
+    assert "hp_metric" not in ae_metrics
+    ratio = {"val/mse", "test/mse", "pca/test_mse", "test/mse_ratio"}
+    assert ratio <= ae_metrics and ratio <= vae_metrics
 
 
 @pytest.mark.integration
