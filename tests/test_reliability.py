@@ -170,7 +170,7 @@ def test_an_interrupted_run_resumes_bit_identically(
 
 def test_a_sweep_keeps_its_jobs_past_a_failure_and_continues_where_it_stopped(tmp_path, mnist_root):
     sweep = tmp_path / "sweep"
-    command = ("latent=2,abc,4", *TINY, "threads=1")
+    command = ("latent=2,abc,4", *TINY, "threads=1", "callbacks=none", "logger=none")
     ended = sweep_in_process(*command, sweep_dir=sweep, data_root=mnist_root, check=False)
     assert ended.code != 0 and "latent must be a positive integer" in str(ended.error)
     jobs = {re.split("[,@]", p.name)[0]: p for p in sweep.iterdir() if p.is_dir()}
