@@ -30,8 +30,14 @@ EXTRA = {
     "conv_vae": ("kl", "recon"),
     "beta_vae": ("kl", "recon"),
 }
-# the progress bar callback and enable_progress_bar=false cannot be combined
-QUIET = (*TINY, "~callbacks.progress_bar")
+# the progress bar callback and enable_progress_bar=false cannot be combined; a t-SNE map of 50
+# codes (every model's full map: tests/test_any_shape_e2e.py)
+QUIET = (
+    *TINY,
+    "~callbacks.progress_bar",
+    "callbacks.latent_map.n_points=50",
+    "callbacks.latent_map.max_iter=250",
+)
 
 
 def job_dirs(sweep: Path) -> dict[str, Path]:
