@@ -2,7 +2,8 @@
 a progress bar redrawn by time, one block at the end of a run and one line at the end of a sweep,
 ``--help`` with the user's groups described, and a hint for the wrong Python; the debug presets.
 
-The entrypoint tests share one tiny run, one tiny sweep and one ``--help`` (scope="module").
+The entrypoint tests share one tiny sweep and one ``--help`` (scope="module"); a single run's
+console is read from the README's first command (tests/test_first_command.py).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import re
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,8 +38,6 @@ from tests.conftest import (
     sweep_in_process,
 )
 
-# Hydra's console format, and Lightning's own handler's, around a log record's message
-PREFIX = re.compile(r"^(\[[^]]*\]\[[^]]*\]\[[A-Z]+\] - |INFO: )")
 # the groups --help must not list: preset internals, Hydra's sweepers, the launcher behind parallel
 HIDDEN = ("report_job", "hydra/sweeper", "sampler", "joblib", "hydra/job_logging")
 
@@ -56,45 +54,7 @@ def shown_options() -> list[str]:
 
 
 # ------------------------------------------------------------------ through the entrypoint
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, mnist_root):
-    """One tiny run with the progress bar on, as a user starts it."""
-    tmp = tmp_path_factory.mktemp("console")
-    run_dir = tmp / "run"
-    proc = run_ae_lab(
-        "debug=tiny", "threads=1", f"hydra.run.dir={run_dir}", cwd=tmp, data_root=mnist_root
-    )
-    return SimpleNamespace(out=proc.stdout + proc.stderr, run_dir=run_dir)
-
-
-@pytest.mark.integration
-def test_each_line_once_and_no_adverts_or_tables(tiny_run):
-    messages = [
-        PREFIX.sub("", line).strip()
-        for line in tiny_run.out.split("\n")
-        if not any(bar in line for bar in ("\r", "it/s", "\x1b"))  # the bar's redraws
-    ]
-    repeated = [m for m, n in Counter(messages).items() if n > 1 and m and not set(m) <= {"-", " "}]
-    assert repeated == []
-    assert "litlogger" not in tiny_run.out and "Tip:" not in tiny_run.out
-    assert "Test metric" not in tiny_run.out  # Lightning's table of every test metric
-    # the model summary lists layers, not the metric objects, and no FLOPs nobody counted
-    assert "| encoder" in tiny_run.out
-    assert "val_mse" not in tiny_run.out and "FLOPs" not in tiny_run.out
-
-
-@pytest.mark.integration
-def test_a_run_ends_with_its_headline_metrics_folder_and_tensorboard_command(tiny_run):
-    block = tiny_run.out[tiny_run.out.rindex("run finished:") :]
-    assert re.search(rf"^  {re.escape(metrics.RATIO)} +\d", block, re.M)
-    assert re.search(r"^  test/mse +\d", block, re.M)
-    assert f"run folder: {tiny_run.run_dir}" in block
-    [command] = re.findall(r"curves and figures: (.+)", block)
-    assert "tensorboard" in command and command.endswith(f" --logdir {tiny_run.run_dir}")
-    assert "test: test/loss=" not in tiny_run.out  # the one-line summary it replaces
-    assert (tiny_run.run_dir / "metrics.json").exists()
-
-
+# (a single run's console: the README's first command, tests/test_first_command.py)
 def test_a_sweep_ends_with_its_summary_and_job_counts(tmp_path, synthetic_root):
     sweep_dir = tmp_path / "sweep"
     sweep = sweep_in_process(

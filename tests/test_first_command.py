@@ -1,20 +1,22 @@
 """The README's first command on a fresh clone: ``make setup`` records the data folder it found,
-so ``.venv/bin/python -m ae_lab`` reads it without an export; elsewhere torchvision downloads into
-``./data``, and a download that fails leaves the data folder as it found it."""
+so ``.venv/bin/python -m ae_lab`` reads it without an export, and its console is what a user
+reads first (each line once, no adverts, a summary block at the end); elsewhere torchvision
+downloads into ``./data``, and a download that fails leaves the data folder as it found it."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
 import sysconfig
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -25,7 +27,8 @@ from ae_lab.data import files as files_mod
 from ae_lab.data import root as root_mod
 from ae_lab.data.definition import definition
 from ae_lab.data.files import load_raw, torchvision_class
-from tests.conftest import REPO, TINY, compose_cfg, write_mnist
+from ae_lab.reporting import metrics
+from tests.conftest import REPO, compose_cfg, write_mnist
 
 NAMES = sorted(n for pair in files_mod.RAW_FILES.values() for n in pair)
 
@@ -169,12 +172,13 @@ def first_command() -> str:
     return block.splitlines()[0].split("#", 1)[0].strip()
 
 
-@pytest.mark.integration
-def test_the_readmes_first_command_runs_on_a_fresh_clone(tmp_path, mnist_root) -> None:
-    """A checkout with ``../shared/data`` beside it and nothing exported: ``make setup`` (its
-    venv already built, so no package is installed) records the folder and the run reads it."""
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, mnist_root) -> SimpleNamespace:
+    """The README's first command with ``debug=tiny threads=1``, as a user starts it (progress
+    bar on) on a fresh clone: a checkout with ``../shared/data`` beside it and nothing exported;
+    ``make setup`` (its venv already built, so no package is installed) records the folder."""
+    tmp_path = tmp_path_factory.mktemp("first")
     command = first_command()
-    assert command == "make setup && .venv/bin/python -m ae_lab"
     clone = tmp_path / "clone"
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"],
@@ -200,7 +204,7 @@ def test_the_readmes_first_command_runs_on_a_fresh_clone(tmp_path, mnist_root) -
     os.utime(clone / "pyproject.toml", (0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("AE_LAB_DATA_DIR", "PYTHONPATH")}
     proc = subprocess.run(
-        ["bash", "-c", f"{command} {shlex.join([*TINY, 'threads=1'])}"],
+        ["bash", "-c", f"{command} debug=tiny threads=1"],
         cwd=clone,
         env=env,
         capture_output=True,
@@ -208,10 +212,57 @@ def test_the_readmes_first_command_runs_on_a_fresh_clone(tmp_path, mnist_root) -
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    shared = (tmp_path / "shared" / "data").resolve()
+    (run_dir,) = (clone / "outputs").glob("*/*")
+    return SimpleNamespace(
+        command=command,
+        proc=proc,
+        out=proc.stdout + proc.stderr,
+        clone=clone,
+        shared=(tmp_path / "shared" / "data").resolve(),
+        run_dir=run_dir,
+    )
+
+
+@pytest.mark.integration
+def test_the_readmes_first_command_runs_on_a_fresh_clone(first_run) -> None:
+    assert first_run.command == "make setup && .venv/bin/python -m ae_lab"
+    clone, shared = first_run.clone, first_run.shared
     assert (clone / ".venv" / root_mod.RECORD).read_text().strip() == str(shared)
-    assert f"MNIST from {shared}/MNIST/raw:" in proc.stdout + proc.stderr
-    (run,) = (clone / "outputs").glob("*/*")
-    assert np.isfinite(json.loads((run / "metrics.json").read_text())["test/mse"])
+    assert f"MNIST from {shared}/MNIST/raw:" in first_run.out
+    assert np.isfinite(json.loads((first_run.run_dir / "metrics.json").read_text())["test/mse"])
     assert not (clone / "data").exists()  # nothing downloaded, nothing left
-    assert not re.search(r"download", proc.stderr, re.IGNORECASE)
+    assert not re.search(r"download", first_run.proc.stderr, re.IGNORECASE)
+
+
+# --- what the first run prints: the console a user reads first
+
+# Hydra's console format, and Lightning's own handler's, around a log record's message
+PREFIX = re.compile(r"^(\[[^]]*\]\[[^]]*\]\[[A-Z]+\] - |INFO: )")
+
+
+@pytest.mark.integration
+def test_each_line_once_and_no_adverts_or_tables(first_run):
+    messages = [
+        PREFIX.sub("", line).strip()
+        for line in first_run.out.split("\n")
+        if not any(bar in line for bar in ("\r", "it/s", "\x1b"))  # the bar's redraws
+    ]
+    repeated = [m for m, n in Counter(messages).items() if n > 1 and m and not set(m) <= {"-", " "}]
+    assert repeated == []
+    assert "litlogger" not in first_run.out and "Tip:" not in first_run.out
+    assert "Test metric" not in first_run.out  # Lightning's table of every test metric
+    # the model summary lists layers, not the metric objects, and no FLOPs nobody counted
+    assert "| encoder" in first_run.out
+    assert "val_mse" not in first_run.out and "FLOPs" not in first_run.out
+
+
+@pytest.mark.integration
+def test_a_run_ends_with_its_headline_metrics_folder_and_tensorboard_command(first_run):
+    out, run_dir = first_run.out, first_run.run_dir
+    block = out[out.rindex("run finished:") :]
+    assert re.search(rf"^  {re.escape(metrics.RATIO)} +\d", block, re.M)
+    assert re.search(r"^  test/mse +\d", block, re.M)
+    assert f"run folder: {run_dir}" in block
+    [command] = re.findall(r"curves and figures: (.+)", block)
+    assert "tensorboard" in command and command.endswith(f" --logdir {run_dir}")
+    assert "test: test/loss=" not in out  # the one-line summary it replaces
