@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import io
 import logging
 import os
@@ -130,6 +129,12 @@ def _devices() -> tuple[str, ...]:
     return ("cpu", *(("cuda",) if torch.cuda.is_available() else ()))
 
 
+def _raw_names() -> dict[bool, tuple[str, str]]:
+    from ae_lab.data.files import RAW_FILES  # the data package loads torch
+
+    return RAW_FILES
+
+
 # names the test modules import, made when first imported: pytest-xdist's controller process
 # loads this file too, and runs no test; without torch, Lightning or a compose at import it
 # starts the workers about 5 s sooner
@@ -137,7 +142,7 @@ _LAZY: dict[str, Callable[[], Any]] = {
     # the devices this machine has, for tests that must hold on each (CPU-only CI: the CPU alone)
     "DEVICES": _devices,
     # MNIST's file names (ae_lab.data.files), for tests that write or damage them
-    "RAW_NAMES": lambda: importlib.import_module("ae_lab.data.files").RAW_FILES,
+    "RAW_NAMES": _raw_names,
     "MODEL_CONFIGS": model_configs,
     "MODELS": lambda: tuple(__getattr__("MODEL_CONFIGS")),
     "AUTOENCODERS": lambda: autoencoders(__getattr__("MODEL_CONFIGS")),
@@ -186,8 +191,9 @@ def write_mnist(
     raw.mkdir(parents=True, exist_ok=True)
     for train, n, draw in ((True, n_train, seed), (False, n_test, seed + 1)):
         images, labels = synthetic_digits(n, draw)
-        write_idx(raw / __getattr__("RAW_NAMES")[train][0], images)
-        write_idx(raw / __getattr__("RAW_NAMES")[train][1], labels)
+        images_file, labels_file = _raw_names()[train]
+        write_idx(raw / images_file, images)
+        write_idx(raw / labels_file, labels)
     return root
 
 
@@ -201,7 +207,7 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mnist_root() -> Path:
     """The real MNIST, for integration tests only: $AE_LAB_DATA_DIR, else ../shared/data beside
     the checkout."""
-    if not (REAL_DATA / "MNIST" / "raw" / __getattr__("RAW_NAMES")[True][0]).exists():
+    if not (REAL_DATA / "MNIST" / "raw" / _raw_names()[True][0]).exists():
         pytest.fail(f"integration tests need the real MNIST under {REAL_DATA}/MNIST/raw")
     return REAL_DATA
 

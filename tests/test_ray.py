@@ -249,13 +249,11 @@ def test_a_sweep_on_ray_is_the_basic_launchers_and_a_rerun_skips_its_jobs(
     for key, value in QUIET_RAY.items():
         monkeypatch.setenv(key, value)
 
-    def sweep(*args: str):
-        return run_ae_lab(*SWEEP, *args, cwd=tmp_path, data_root=synthetic_root)
-
     # the basic launcher's sweep, in this process: what each job on Ray must leave
     sweep_in_process(*SWEEP[1:], sweep_dir=tmp_path / "basic", data_root=synthetic_root)
     at = f"hydra.launcher.address={ray_cluster}"
-    on_ray = sweep("hydra.sweep.dir=ray", "hydra/launcher=ray", at)
+    on_ray = run_ae_lab(*SWEEP, "hydra.sweep.dir=ray", "hydra/launcher=ray", at,
+                        cwd=tmp_path, data_root=synthetic_root)  # fmt: skip
     assert f"Launching 2 jobs on the Ray cluster at {ray_cluster}" in on_ray.stdout + on_ray.stderr
     basic, ray = job_files(tmp_path / "basic"), job_files(tmp_path / "ray")
     assert sorted(ray) == sorted(basic) and len(ray) == 2

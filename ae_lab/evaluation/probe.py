@@ -29,7 +29,6 @@ from ae_lab.models.base import AutoencoderModule
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-
 log = logging.getLogger(__name__)
 
 

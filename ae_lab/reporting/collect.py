@@ -17,8 +17,8 @@ from ae_lab.core import records
 from ae_lab.reporting import groups
 from ae_lab.reporting import metrics as headline
 
-# libyaml's safe loader where PyYAML was built with it (as its wheels are): as safe, and ten times
-# faster on the .hydra files each report reads for every job
+# libyaml's safe loader where PyYAML was built with it (as its wheels are): as safe, and about
+# eight times faster on the .hydra files each report reads for every job
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 INCOMPLETE = "incomplete"  # running now, stopped, or without a record that can be trusted
 
